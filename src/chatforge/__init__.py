@@ -1,0 +1,28 @@
+"""chatforge: turn an open GPT-style model into your own domain chat assistant.
+
+The Python API mirrors the CLI; heavy libraries (torch, transformers) load only when used:
+
+    from chatforge import load_model, Engine
+    engine = Engine(load_model("smollm2-135m-instruct"))
+    print(engine.chat([{"role": "user", "content": "Hi!"}]).text)
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["load_model", "Engine", "SamplingParams", "ChatforgeError", "__version__"]
+
+
+def __getattr__(name):  # lazy, so `import chatforge` (and `chatforge --help`) stays instant
+    if name == "load_model":
+        from chatforge.models.load import load_model
+
+        return load_model
+    if name in ("Engine", "SamplingParams"):
+        from chatforge import generation
+
+        return getattr(generation, name)
+    if name == "ChatforgeError":
+        from chatforge.errors import ChatforgeError
+
+        return ChatforgeError
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""Model names -> local weights -> a loaded model + tokenizer with a chat template."""

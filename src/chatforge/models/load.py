@@ -1,0 +1,139 @@
+"""Load a model and its tokenizer (with a chat template) from any model argument."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from chatforge.errors import ChatforgeError
+from chatforge.models.resolve import ResolvedModel, resolve
+from chatforge.models.template import ensure_chat_template
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel (or PeftModel when an adapter is kept unmerged)
+    tokenizer: Any
+    resolved: ResolvedModel
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+
+def pick_device(device: str | None = None) -> str:
+    """cuda when a GPU is there (unless told otherwise), else cpu."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ChatforgeError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(model: str | ResolvedModel | None = None, *, trust_remote_code: bool = False):
+    """The tokenizer of a model, with a chat template (the default one when it has none) and a pad token."""
+    resolved = model if isinstance(model, ResolvedModel) else resolve(model)
+    from transformers import AutoTokenizer
+
+    src = resolved.adapter if resolved.adapter and _has_tokenizer(resolved.adapter) else resolved.path
+    try:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise ChatforgeError(f"{resolved.name}: its tokenizer needs custom code from the model's repository",
+                                 hint="re-run with --trust-remote-code if you trust it") from None
+        raise ChatforgeError(f"{resolved.name}: cannot load tokenizer ({e})") from None
+    except OSError as e:
+        raise ChatforgeError(f"{resolved.name}: cannot load tokenizer ({e})") from None
+    ensure_chat_template(tok)
+    return tok
+
+
+def _has_tokenizer(d) -> bool:
+    return any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def load_model(model: str | ResolvedModel | None = None, *, dtype: str | None = None, device: str | None = None,
+               trust_remote_code: bool = False, allow_pickle: bool = False, merge_adapter: bool = True) -> LoadedModel:
+    """Load weights + tokenizer for inference (eval mode). An adapter is merged unless merge_adapter=False.
+
+    Only safetensors (or GGUF, converted) weights are read unless allow_pickle=True: pickle files can run code.
+    """
+    quiet_transformers()
+    resolved = model if isinstance(model, ResolvedModel) else resolve(model)
+    tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
+    device = pick_device(device)
+    torch_dtype = _torch_dtype(dtype, device)
+    net = _load_weights(resolved, torch_dtype, trust_remote_code, allow_pickle)
+    if resolved.adapter is not None:
+        net = _apply_adapter(net, resolved, merge_adapter)
+    net.to(device)
+    net.eval()
+    return LoadedModel(net, tokenizer, resolved)
+
+
+def _load_weights(resolved: ResolvedModel, torch_dtype, trust_remote_code: bool, allow_pickle: bool):
+    from transformers import AutoModelForCausalLM
+
+    if not allow_pickle and not any(p.suffix == ".safetensors" for p in resolved.path.iterdir()):
+        raise ChatforgeError(f"{resolved.name}: {resolved.path} has no .safetensors weights; pickle weights "
+                             "(.bin/.pt) can run arbitrary code when loaded",
+                             hint="re-run with --allow-pickle if you trust this model")
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            resolved.path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True)
+    except ValueError as e:
+        msg = str(e)
+        if "trust_remote_code" in msg:
+            raise ChatforgeError(f"{resolved.name}: this model needs custom code from its repository",
+                                 hint="re-run with --trust-remote-code if you trust it") from None
+        if "Unrecognized configuration class" in msg or "does not recognize this architecture" in msg:
+            raise ChatforgeError(f"{resolved.name}: not a causal (decoder-only) language model that transformers "
+                                 "can load for text generation") from None
+        raise ChatforgeError(f"{resolved.name}: cannot load model ({msg.splitlines()[0]})") from None
+    except OSError as e:
+        raise ChatforgeError(f"{resolved.name}: cannot load model weights ({e})") from None
+
+
+def _apply_adapter(net, resolved: ResolvedModel, merge: bool):
+    from peft import PeftModel
+
+    try:
+        net = PeftModel.from_pretrained(net, str(resolved.adapter))
+    except Exception as e:  # a broken or mismatched adapter
+        raise ChatforgeError(f"{resolved.adapter}: cannot apply this adapter to {resolved.path} ({e})") from None
+    return net.merge_and_unload() if merge else net
+
+
+def quiet_transformers() -> None:
+    """No per-tensor progress bars or advisory warnings from transformers: chatforge prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def set_threads() -> None:
+    """Use every core for torch's intra-op pool unless the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
