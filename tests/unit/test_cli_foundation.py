@@ -1,0 +1,58 @@
+"""CLI behaviour of the foundation commands: help, models, generate/chat on a tiny model, clean errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHATFORGE = [sys.executable, "-m", "chatforge"]
+
+
+def test_help_lists_every_workflow_command():
+    from chatforge.cli import COMMANDS
+
+    p = subprocess.run(CHATFORGE + ["--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0
+    for name in ["check", "train", "eval", "chat", "serve", "export", "demo", "generate", "models"]:
+        assert name in COMMANDS and f"    {name} " in p.stdout
+
+
+def test_models_json(run_cli):
+    code, out, _ = run_cli("models", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["catalog"][0]["name"] == "smollm2-135m-instruct" and data["catalog"][0]["default"]
+
+
+def test_generate_on_tiny_model(run_cli, tiny_model):
+    code, out, err = run_cli("generate", tiny_model, "Hello", "--max-tokens", "5")
+    assert code == 0 and out.endswith("\n") and err == ""
+
+
+def test_chat_piped_stdin_one_turn_per_line(tiny_model, tmp_path):
+    save = tmp_path / "chat.jsonl"
+    stdin = f"Hi\n/system Be brief.\nWho are you?\nAnd then?\n/save {save}\n/exit\nignored\n"
+    p = subprocess.run(CHATFORGE + ["chat", str(tiny_model), "--max-tokens", "4"], input=stdin, text=True,
+                       capture_output=True, env=os.environ.copy(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("\n") >= 3  # each of the three answers ends with a newline
+    msgs = json.loads(save.read_text())["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
+    assert msgs[0]["content"] == "Be brief." and msgs[1]["content"] == "Who are you?"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["generate", "openai/gpt-4", "hi"], "no open weights"),
+    (["generate", "/no/such/model", "hi"], "no such file"),
+    (["generate", "someone/uncached-model", "hi"], "huggingface-cli download"),
+])
+def test_errors_exit_2_without_traceback(args, needle):
+    p = subprocess.run(CHATFORGE + args, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bad_option_value_is_exit_2(run_cli, tiny_model):
+    code, _, err = run_cli("generate", tiny_model, "hi", "--temperature", "-1")
+    assert code == 2 and "temperature" in err

@@ -1,0 +1,135 @@
+"""Model resolution, loading, chat templates and their error messages (tiny models, no network)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from chatforge.errors import ChatforgeError
+from chatforge.models.catalog import CATALOG, DEFAULT_MODEL, closed_model_name
+from chatforge.models.load import load_model, load_tokenizer
+from chatforge.models.resolve import resolve
+from chatforge.models.template import DEFAULT_CHAT_TEMPLATE, encode_prompt, end_of_turn_ids, render
+
+
+def test_default_is_first_catalog_entry():
+    assert next(iter(CATALOG)) == DEFAULT_MODEL == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("spec,name", [("openai/gpt-4", "GPT-4"), ("gpt-4o", "GPT-4o"), ("claude-3-opus", "Claude"),
+                                       ("google/gemini-pro", "Gemini")])
+def test_closed_models_are_recognised(spec, name):
+    assert closed_model_name(spec) == name
+
+
+@pytest.mark.parametrize("spec", ["openai/gpt-oss-20b", "HuggingFaceTB/SmolLM2-360M-Instruct", "gpt2"])
+def test_open_models_are_not_called_closed(spec):
+    assert closed_model_name(spec) is None
+
+
+def test_gpt4_error_lists_alternatives():
+    with pytest.raises(ChatforgeError) as e:
+        resolve("openai/gpt-4")
+    assert "no open weights" in e.value.message and DEFAULT_MODEL in e.value.hint
+    assert e.value.exit_code == 2
+
+
+def test_uncached_hub_id_offline_says_how_to_get_it():
+    with pytest.raises(ChatforgeError) as e:
+        resolve("someone/not-a-cached-model")
+    assert "not in the local Hugging Face cache" in e.value.message
+    assert "huggingface-cli download someone/not-a-cached-model" in e.value.hint
+
+
+@pytest.mark.parametrize("spec,needle", [("./no/such/dir", "no such file"), ("nonexistent-model", "unknown model"),
+                                         ("missing.gguf", "no such file")])
+def test_bad_model_arguments(spec, needle):
+    with pytest.raises(ChatforgeError, match=needle):
+        resolve(spec)
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(ChatforgeError, match="not a model directory"):
+        resolve(str(tmp_path))
+    (tmp_path / "weights.txt").write_text("x")
+    with pytest.raises(ChatforgeError, match="not a model"):
+        resolve(str(tmp_path / "weights.txt"))
+
+
+def test_local_directory_loads_with_its_own_template(tiny_model):
+    loaded = load_model(str(tiny_model))
+    assert loaded.resolved.path == tiny_model.resolve()
+    assert "<|im_start|>" in loaded.tokenizer.chat_template
+    assert not loaded.model.training
+
+
+def test_base_model_gets_documented_default_template(tiny_gpt2):
+    tok = load_tokenizer(str(tiny_gpt2))
+    assert tok.chat_template == DEFAULT_CHAT_TEMPLATE
+    text = render(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello"}], add_generation_prompt=False)
+    assert text == "### System:\nBe brief.\n\n### User:\nHi\n\n### Assistant:\nHello<|endoftext|>\n\n"
+    prompt = render(tok, [{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+    assert prompt.endswith("### Assistant:\n")
+    assert end_of_turn_ids(tok) == [tok.eos_token_id]
+
+
+def test_end_of_turn_ids_for_chatml(tokenizer):
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in end_of_turn_ids(tokenizer)
+    ids = encode_prompt(tokenizer, [{"role": "user", "content": "Hi"}])
+    assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+
+
+def test_pickle_weights_refused_unless_allowed(tmp_path, tiny_model):
+    import shutil
+
+    import torch
+
+    d = tmp_path / "pickled"
+    shutil.copytree(tiny_model, d)
+    from safetensors.torch import load_file
+
+    torch.save(load_file(d / "model.safetensors"), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(ChatforgeError, match="pickle"):
+        load_model(str(d))
+    assert load_model(str(d), allow_pickle=True).model is not None
+
+
+def test_adapter_directory_resolves_to_its_base(tmp_path, tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                                LoraConfig(r=4, target_modules="all-linear"))
+    run = tmp_path / "run"
+    peft_model.save_pretrained(run / "final")
+    (run / "final" / "chatforge.json").write_text(json.dumps({"base_model": str(tiny_model)}))
+    r = resolve(str(run))
+    assert r.run_dir == run.resolve() and r.adapter == (run / "final").resolve()
+    assert r.path == tiny_model.resolve()
+    assert load_model(r).model is not None
+
+
+def test_run_without_final_model_is_a_clear_error(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(ChatforgeError, match="no final model"):
+        resolve(str(tmp_path))
+
+
+def test_tiny_model_helper_builds_both_architectures(tiny_model, tiny_gpt2):
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tiny_model).model_type == "llama"
+    assert AutoConfig.from_pretrained(tiny_gpt2).model_type == "gpt2"
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t=time.time(); from chatforge.cli import build_parser; build_parser();"
+            "heavy=[m for m in ('torch','transformers','peft','fastapi') if m in sys.modules];"
+            "print(heavy, time.time()-t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, seconds = out.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert float(seconds) < 1.0
