@@ -1,0 +1,146 @@
+"""`chatforge demo`: the whole product on the embedded default model, offline, in about ten minutes on a CPU.
+
+check the bundled data -> ask the base model -> LoRA fine-tune -> eval base vs tuned -> ask the tuned model
+-> export (merged safetensors + GGUF). Each step says what it does and how long it took; a failure names the
+step that failed and why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatforge.config import option
+from chatforge.errors import ChatforgeError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+@dataclass
+class DemoConfig:
+    out: str = option("runs/demo", "Run directory of the demo's training run (reports and exports go inside).")
+    train_data: str = option(str(EXAMPLES / "lumora_train.jsonl"), "Training data (OpenAI chat JSONL).")
+    heldout_data: str = option(str(EXAMPLES / "lumora_heldout.jsonl"), "Held-out data for eval and questions.")
+    epochs: int = option(3, "Training epochs over the example data.")
+    lr: float = option(1e-3, "LoRA learning rate (high on purpose: a few minutes of training must teach the domain).")
+    lora_rank: int = option(16, "LoRA rank.")
+    max_eval_examples: int = option(60, "Held-out examples to evaluate (both models answer each).")
+    export: bool = option(True, "Export the tuned model (merged safetensors and GGUF) at the end.")
+
+
+# Three held-out questions whose facts are distinctive (an error code, a reset procedure).
+QUESTIONS = [
+    "Lumora Hub reports E14 for my thermostat. What's wrong?",
+    "My son typed the wrong code a few times and now the Keystone says E42. What happened?",
+    "How can I restore the Halo to its factory settings?",
+]
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+@contextmanager
+def step(number: int, title: str):
+    """Print the step, time it, and turn any failure into one message naming the step."""
+    say(f"\n=== Step {number}/6: {title}")
+    t = time.perf_counter()
+    try:
+        yield
+    except ChatforgeError as e:
+        raise ChatforgeError(f"demo step {number} ({title}) failed: {e.message}", hint=e.hint,
+                             exit_code=e.exit_code) from None
+    except Exception as e:
+        raise ChatforgeError(f"demo step {number} ({title}) failed: {type(e).__name__}: {e}", exit_code=1) from None
+    say(f"--- step {number} done in {time.perf_counter() - t:.1f}s")
+
+
+def _system_prompt(path: str) -> str | None:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    return next((m["content"] for m in first["messages"] if m["role"] == "system"), None)
+
+
+def ask(model: str, system: str | None) -> list[str]:
+    """Answers of `model` to the demo QUESTIONS (greedy), in one batch."""
+    from chatforge.generation import Engine, SamplingParams
+    from chatforge.models.load import load_model
+
+    engine = Engine(load_model(model))
+    sys_msg = [{"role": "system", "content": system}] if system else []
+    convs = [sys_msg + [{"role": "user", "content": q}] for q in QUESTIONS]
+    return [c.text.strip() for c in engine.chat_batch(convs, SamplingParams(max_tokens=80))]
+
+
+def run_demo(cfg: DemoConfig) -> int:
+    from chatforge.models.catalog import DEFAULT_MODEL
+    from chatforge.models.load import set_threads
+
+    set_threads()
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    system = _system_prompt(cfg.heldout_data)
+    with step(1, "check the bundled example data"):
+        _check(cfg)
+    with step(2, f"ask the base model ({DEFAULT_MODEL}) three held-out questions"):
+        base_answers = ask(DEFAULT_MODEL, system)
+        for q, a in zip(QUESTIONS, base_answers):
+            say(f"Q: {q}\nbase: {a}\n")
+    with step(3, f"fine-tune {DEFAULT_MODEL} with LoRA on the example data -> {out}"):
+        _train(cfg, DEFAULT_MODEL)
+    with step(4, "evaluate base vs tuned on the held-out set"):
+        _evaluate(cfg)
+    with step(5, "ask the tuned model the same questions"):
+        tuned_answers = ask(str(out), system)
+        for q, a, b in zip(QUESTIONS, base_answers, tuned_answers):
+            say(f"Q: {q}\n  base:  {a}\n  tuned: {b}\n")
+    if cfg.export:
+        with step(6, "export the tuned model (merged safetensors and GGUF)"):
+            _export(cfg)
+    say(f"\nDemo finished in {time.perf_counter() - t0:.0f}s. Next:")
+    say(f"  chatforge chat {out}                 # chat with the tuned model in the terminal")
+    say(f"  chatforge serve {out}                # OpenAI-compatible API + web page on http://127.0.0.1:8000")
+    say(f"  open {out / 'eval' / 'report.html'}  # the evaluation report")
+    return 0
+
+
+def _check(cfg: DemoConfig) -> None:
+    from chatforge.commands import check
+
+    code = check.main_check([cfg.train_data], eval_data=cfg.heldout_data)
+    if code != 0:
+        raise ChatforgeError(f"{cfg.train_data}: the example data has errors (see above)")
+
+
+def _train(cfg: DemoConfig, model: str) -> None:
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+
+    train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
+                      epochs=str(cfg.epochs), lr=cfg.lr, lora_rank=cfg.lora_rank, out=cfg.out))
+
+
+def _evaluate(cfg: DemoConfig) -> None:
+    from chatforge.evaluate.config import EvalConfig
+    from chatforge.evaluate.run import evaluate
+
+    evaluate(EvalConfig(model=cfg.out, data=cfg.heldout_data, max_examples=cfg.max_eval_examples,
+                        out=str(Path(cfg.out) / "eval")))
+
+
+def _export(cfg: DemoConfig) -> None:
+    from chatforge.export.config import ExportConfig
+    from chatforge.export.run import export
+
+    out = Path(cfg.out) / "export"
+    export(ExportConfig(model=cfg.out, format="hf", out=str(out / "hf")))
+    export(ExportConfig(model=cfg.out, format="gguf", quant="q8_0", out=str(out / "model-q8_0.gguf"), ollama=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_demo(DemoConfig()))
