@@ -110,10 +110,10 @@ def run_demo(cfg: DemoConfig) -> int:
 
 
 def _check(cfg: DemoConfig) -> None:
-    from chatforge.commands import check
+    from chatforge.commands.check import check_data
+    from chatforge.data.config import CheckConfig
 
-    code = check.main_check([cfg.train_data], eval_data=cfg.heldout_data)
-    if code != 0:
+    if check_data(cfg.train_data, CheckConfig(eval_data=cfg.heldout_data)) != 0:
         raise ChatforgeError(f"{cfg.train_data}: the example data has errors (see above)")
 
 

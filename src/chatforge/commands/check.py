@@ -1,11 +1,108 @@
-"""(not implemented yet)"""
+"""Validate a dataset line by line and print its statistics in tokens. Writes nothing.
+
+Every problem is reported by file, line and class, with counts per class. Exit code 2 when there are errors
+(training would refuse this data), 0 when there are only warnings (exact duplicates, over-long examples that
+the --overlong policy will drop or truncate).
+
+Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1), ShareGPT {"conversations"},
+Alpaca {"instruction","input","output"}, {"prompt","completion"}, {"question","answer"}, and raw text (.txt files
+or {"text"} records, for continued pretraining). Files: .jsonl .json .csv .parquet .txt, or a directory of them.
+
+Examples:  chatforge check examples/data/lumora_train.jsonl
+           chatforge check data/ --format alpaca --max-length 1024 --eval-data heldout.jsonl --json
+"""
+
+from chatforge.config import add_arguments as add_config_arguments
+from chatforge.data.config import CheckConfig
+
+PER_CLASS = 20  # problems printed per class in the text report (--json prints all)
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("data", metavar="DATA", help="A data file (.jsonl .json .csv .parquet .txt) or a directory.")
+    add_config_arguments(parser, CheckConfig)
 
 
 def run(args) -> int:
-    from chatforge.errors import ChatforgeError
+    from chatforge.config import build
 
-    raise ChatforgeError("chatforge check is not implemented yet", exit_code=1)
+    return check_data(args.data, build(CheckConfig, args))
+
+
+def check_data(data: str, cfg: CheckConfig) -> int:
+    """Print the report of `data`; 2 when it has errors, else 0 (the Python API of `chatforge check`)."""
+    import json
+
+    from chatforge.data import analyse
+    from chatforge.data.formats import data_files
+    from chatforge.models.load import load_tokenizer, quiet_transformers
+
+    data_files(data)  # a missing path fails before any model is loaded
+    quiet_transformers()
+    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    prepared, report = analyse(data, tokenizer, format=cfg.format, max_length=cfg.max_length,
+                               overlong=cfg.overlong, eval_path=cfg.eval_data)
+    estimate = _estimate(cfg, prepared.stats) if cfg.estimate and prepared.examples else None
+    if cfg.json:
+        print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
+    else:
+        print(_as_text(data, prepared, report, estimate))
+    return 2 if report.errors else 0
+
+
+def _estimate(cfg: CheckConfig, stats: dict) -> dict:
+    """Seconds per epoch from a measured forward+backward micro-benchmark of the model (fp32, this machine)."""
+    from chatforge.data.stats import estimate_epoch_seconds
+    from chatforge.models.load import load_model, set_threads
+
+    set_threads()
+    loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
+    out = estimate_epoch_seconds(loaded.model, stats)
+    out["device"] = str(loaded.device)
+    return out
+
+
+def _as_json(data, prepared, report, estimate) -> dict:
+    return {"data": str(data), "ok": not report.errors, "kind": prepared.kind, "formats": prepared.formats,
+            "rows": prepared.rows, "errors": len(report.errors), "warnings": len(report.warnings),
+            "counts": report.counts(),
+            "problems": [{"file": p.file, "line": p.line, "class": p.cls, "severity": p.severity,
+                          "message": p.message} for p in report.problems],
+            "stats": prepared.stats, "estimate": estimate}
+
+
+def _as_text(data, prepared, report, estimate) -> str:
+    from chatforge.data.stats import format_duration
+    from chatforge.data.validate import CLASSES
+
+    s = prepared.stats
+    fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
+    out = [f"{data}: {prepared.rows} rows, format {fmts} ({prepared.kind})"]
+    shown: dict[str, int] = {}
+    for p in report.problems:
+        shown[p.cls] = shown.get(p.cls, 0) + 1
+        if shown[p.cls] <= PER_CLASS:
+            out.append(f"  {p.severity}: {p}")
+    for cls, n in report.counts().items():
+        if n > PER_CLASS:
+            out.append(f"  ... {n - PER_CLASS} more {CLASSES[cls][0]} (--json lists all)")
+    if report.problems:
+        out.append("problems: " + ", ".join(f"{CLASSES[k][0]} ({CLASSES[k][1]}): {n}"
+                                            for k, n in report.counts().items()))
+    out.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings"
+               + (" -- training would refuse this data (or drop these rows with --lenient)" if report.errors else ""))
+    if not prepared.examples:
+        return "\n".join(out + ["no usable examples"])
+    out += ["", f"examples        {s['examples']}" + (f"   turns (assistant answers) {s['turns']}"
+                                                      if prepared.kind == "chat" else "   (blocks of text)"),
+            f"tokens          {s['tokens_total']} total, {s['tokens_trained']} trained "
+            f"({s['tokens_trained'] / max(1, s['tokens_total']):.0%})",
+            "length (tokens) min {min}  p50 {p50}  p90 {p90}  p99 {p99}  max {max}".format(**s["length"]),
+            *["  " + line for line in s["histogram"]],
+            f"packing         {s['packed_rows']} rows of {s['max_length']} tokens, "
+            f"{s['padding_share']:.1%} padding",
+            f"epochs (auto)   {s['auto_epochs']}"]
+    if estimate:
+        out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
+                   f"(measured {estimate['tokens_per_second']:.0f} tokens/s, full fine-tuning, fp32)")
+    return "\n".join(out)

@@ -46,10 +46,12 @@ def end_of_turn_ids(tokenizer) -> list[int]:
     template = getattr(tokenizer, "chat_template", None) or ""
     if isinstance(template, dict):
         template = " ".join(template.values())
-    vocab = tokenizer.get_vocab()
     for tok in _END_OF_TURN_CANDIDATES:
-        if tok in template and tok in vocab and vocab[tok] not in ids:
-            ids.append(int(vocab[tok]))
+        if tok not in template:
+            continue
+        tid = tokenizer.convert_tokens_to_ids(tok)  # a dict lookup; get_vocab() would copy the whole vocabulary
+        if isinstance(tid, int) and tokenizer.convert_ids_to_tokens(tid) == tok and tid not in ids:
+            ids.append(tid)
     return ids
 
 

@@ -1,0 +1,201 @@
+"""The data layer: read any common format -> validate every row -> encode with exact loss masks -> pack.
+
+    prepared = prepare("data/train.jsonl", tokenizer, max_length=2048)   # strict: refuses invalid data
+    rows = pack(prepared.examples, 2048); batch = collate(rows[:8], tokenizer.pad_token_id)
+
+`analyse` is the same pipeline without refusing: `chatforge check` prints its report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
+from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
+from chatforge.data.validate import CLASSES, Report, check_messages, fingerprint
+from chatforge.errors import ChatforgeError
+
+OVERLONG = ("truncate", "drop", "error")
+
+
+@dataclass
+class Prepared:
+    kind: str  # "chat" or "text"
+    examples: list[Encoded]
+    stats: dict
+    dropped: dict[str, int]  # class -> rows not used (invalid rows, over-long examples)
+    records: list  # chat: the conversations (lists of messages) that were encoded; text: the documents
+    max_length: int = 2048
+    formats: dict[str, str] = field(default_factory=dict)  # file -> detected format
+    rows: int = 0  # records read, valid or not
+
+
+@dataclass
+class _Source:
+    """A valid example and where it came from."""
+
+    file: str
+    line: int
+    example: list[dict] | str
+
+
+def _load(path, fmt: str | None, report: Report) -> tuple[list[_Source], dict[str, str], int]:
+    """Read, detect the format per file (or use fmt), normalize and validate every row."""
+    rows = read_rows(path)
+    formats: dict[str, str] = {}
+    sources = []
+    for row in rows:
+        if row.problem:
+            report.add(row.file, row.line, *row.problem)
+            continue
+        try:
+            sources.append(_Source(row.file, row.line, _example(row, fmt, formats)))
+        except Invalid as e:
+            report.add(row.file, row.line, e.cls, e.message)
+    return sources, formats, len(rows)
+
+
+def _example(row: Row, fmt: str | None, formats: dict[str, str]) -> list[dict] | str:
+    fmt = fmt or formats.get(row.file) or detect_format(row.value)
+    if fmt is None:
+        keys = ", ".join(sorted(map(str, row.value))) if isinstance(row.value, dict) else type(row.value).__name__
+        raise Invalid("unknown_format", f"cannot tell the format from this record ({keys}); expected messages, "
+                                        "conversations, instruction/output, prompt/completion, question/answer "
+                                        "or text (or force one with --format)")
+    formats.setdefault(row.file, fmt)
+    example = to_example(fmt, row.value)
+    if isinstance(example, str):
+        if not example.strip():
+            raise Invalid("empty_content", "empty text")
+    else:
+        check_messages(example)
+    return example
+
+
+def _kind(formats: dict[str, str]) -> str:
+    kinds = {"text" if f == "text" else "chat" for f in formats.values()}
+    if len(kinds) > 1:
+        raise ChatforgeError("the data mixes raw text and chat files: " + ", ".join(
+            f"{file} ({fmt})" for file, fmt in formats.items()), hint="train them separately")
+    return kinds.pop() if kinds else "chat"
+
+
+def _mark_duplicates(sources: list[_Source], report: Report) -> None:
+    first: dict[str, _Source] = {}
+    for s in sources:
+        key = fingerprint(s.example)
+        if key in first:
+            report.add(s.file, s.line, "duplicate", f"same as {first[key].file}:{first[key].line}")
+        else:
+            first[key] = s
+
+
+def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Report) -> None:
+    """Eval rows that also appear in the training data make eval scores meaningless: an error on the
+    training row (so --lenient drops it from training, not from the eval set)."""
+    eval_report = Report()
+    eval_sources, _, _ = _load(eval_path, fmt, eval_report)
+    for p in eval_report.problems:  # reported (check fails, strict training refuses), not training drops
+        p.dropped = False
+        report.problems.append(p)
+    seen = {fingerprint(s.example): s for s in eval_sources}
+    for s in sources:
+        hit = seen.get(fingerprint(s.example))
+        if hit:
+            report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
+
+
+def _encode_chats(tokenizer, sources, max_length: int, overlong: str, report: Report):
+    examples, records = [], []
+    for s in sources:
+        try:
+            full = encode_chat(tokenizer, s.example)
+        except TemplateError as e:
+            report.add(s.file, s.line, "template_error", e.message)
+            continue
+        if len(full) > max_length:
+            kept = apply_overlong(full, max_length, "truncate" if overlong == "truncate" else "drop")
+            what = "truncated" if kept is not None else "dropped"
+            if overlong == "truncate" and kept is None:
+                what = "dropped: truncation would leave no trained token"
+            report.add(s.file, s.line, "too_long", f"{len(full)} tokens > max length {max_length} ({what})",
+                       severity="error" if overlong == "error" else None, dropped=kept is None)
+            full = None if overlong == "error" else kept
+        if full is not None:
+            examples.append(full)
+            records.append(s.example)
+    return examples, records
+
+
+def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Report):
+    """Documents -> blocks of max_length tokens. truncate (default): long documents run on into the next
+    blocks, nothing is lost; drop: documents longer than a block are left out; error: they are errors."""
+    docs = []
+    lengths = tokenizer([s.example for s in sources], add_special_tokens=False)["input_ids"] if sources else []
+    for s, ids in zip(sources, lengths):
+        if len(ids) + 1 > max_length and overlong != "truncate":
+            report.add(s.file, s.line, "too_long", f"document of {len(ids)} tokens > block size {max_length}"
+                       f" ({'dropped' if overlong == 'drop' else 'refused'})",
+                       severity="error" if overlong == "error" else None, dropped=True)
+            continue
+        docs.append(s.example)
+    return encode_text(tokenizer, docs, max_length), docs
+
+
+def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
+            eval_path=None) -> tuple[Prepared, Report]:
+    """Read, validate and encode without refusing anything: invalid rows are reported and left out."""
+    if overlong is not None and overlong not in OVERLONG:
+        raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
+    if max_length < 2:
+        raise ChatforgeError(f"--max-length must be at least 2, got {max_length}")
+    report = Report()
+    sources, formats, n_rows = _load(path, format, report)
+    kind = _kind(formats)
+    _mark_duplicates(sources, report)
+    if eval_path is not None:
+        _mark_leakage(sources, eval_path, format, report)
+    bad = {(p.file, p.line) for p in report.errors}
+    sources = [s for s in sources if (s.file, s.line) not in bad]
+    overlong = overlong or ("truncate" if kind == "text" else "drop")
+    encode = _encode_texts if kind == "text" else _encode_chats
+    examples, records = encode(tokenizer, sources, max_length, overlong, report)
+    dropped = dict(Counter(p.cls for p in report.problems if p.is_dropped))
+    prepared = Prepared(kind, examples, {}, dropped, records, max_length, formats, n_rows)
+    from chatforge.data.stats import dataset_stats
+
+    prepared.stats = dataset_stats(prepared)
+    return prepared, report
+
+
+def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
+            lenient: bool = False, max_drop_share: float = 0.1, eval_path=None) -> Prepared:
+    """Read + validate + encode a file or directory for training.
+
+    Strict (default): any invalid row is a ChatforgeError listing the problems by file:line, with counts per
+    class. lenient=True drops invalid rows (counted in Prepared.dropped and printed to stderr), but still
+    refuses when more than max_drop_share of the rows were dropped (over-long drops included).
+    """
+    prepared, report = analyse(path, tokenizer, format=format, max_length=max_length, overlong=overlong,
+                               eval_path=eval_path)
+    where = Path(path)
+    if report.errors and not lenient:
+        raise ChatforgeError(f"{where}: {len(report.errors)} errors in the data; nothing was trained\n"
+                             + report.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
+                                                      "to drop invalid rows")
+    n_dropped = sum(prepared.dropped.values())
+    if n_dropped:
+        import sys
+
+        print(f"chatforge: {where}: dropped {n_dropped} of {prepared.rows} rows (" + ", ".join(
+            f"{CLASSES[k][0]}: {n}" for k, n in prepared.dropped.items()) + ")", file=sys.stderr)
+    if prepared.rows and n_dropped / prepared.rows > max_drop_share:
+        raise ChatforgeError(f"{where}: {n_dropped} of {prepared.rows} rows ({n_dropped / prepared.rows:.0%}) "
+                             f"would be dropped, more than the allowed {max_drop_share:.0%}\n"
+                             + report.summary([p for p in report.problems if p.is_dropped]),
+                             hint="fix the data, raise --max-length, or use --overlong truncate")
+    if not prepared.examples:
+        raise ChatforgeError(f"{where}: no usable examples")
+    return prepared

@@ -1,0 +1,24 @@
+"""Options of `chatforge check` (the data layer's stage). Light imports only: no torch, no transformers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatforge.config import option
+from chatforge.data.formats import FORMATS
+
+
+@dataclass
+class CheckConfig:
+    model: str | None = option(None, "Model whose tokenizer and chat template count the tokens "
+                                     "(default: smollm2-135m-instruct).")
+    max_length: int = option(2048, "Longest example in tokens (the block size for raw text).")
+    format: str | None = option(None, "Force a data format instead of detecting it.", choices=list(FORMATS))
+    overlong: str | None = option(None, "Examples longer than --max-length: drop (default for chats), truncate "
+                                        "(default for raw text) or error.", choices=["drop", "truncate", "error"])
+    eval_data: str | None = option(None, "A held-out file: its rows must not also be in the training data.",
+                                   metavar="FILE")
+    estimate: bool = option(True, "Estimate the training time per epoch with a short measured benchmark of "
+                                  "the model (--no-estimate to skip).")
+    json: bool = option(False, "Print one JSON object (problems, counts, statistics) instead of a report.")
+    trust_remote_code: bool = option(False, "Allow a model's own Python code to run (off by default).")

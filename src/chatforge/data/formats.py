@@ -1,0 +1,288 @@
+"""Reading data files into rows, detecting their format, and turning every format into one shape.
+
+Files: .jsonl, .json (an array of records, or JSON Lines), .csv, .parquet, .txt, or a directory of them
+(UTF-8, with or without BOM). Every row keeps its file and line so that each problem can name them.
+
+Formats (auto-detected from the first record's keys; `format=` forces one):
+
+    openai      {"messages": [{"role", "content", "weight"?}, ...]}
+    sharegpt    {"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...], "system"?}
+    alpaca      {"instruction", "input"?, "output", "system"?, "history"?: [[q, a], ...]}
+    completion  {"prompt", "completion"}
+    qa          {"question", "answer"}                      (e.g. MedQuAD)
+    text        {"text"} records or .txt files (one document per file): continued pretraining
+
+Chat formats become a list of {"role", "content"[, "weight"]} messages; text becomes a string.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatforge.errors import ChatforgeError
+
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+FORMATS = ("openai", "sharegpt", "alpaca", "completion", "qa", "text")
+# The keys that identify each format, in detection order.
+SIGNATURES = {"openai": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
+              "completion": ("prompt", "completion"), "qa": ("question", "answer"), "text": ("text",)}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system"}
+
+
+@dataclass
+class Row:
+    """One record as read: its parsed value, or the problem that stopped it from being read."""
+
+    file: str
+    line: int
+    value: Any = None
+    problem: tuple[str, str] | None = None  # (class, message), see validate.CLASSES
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Invalid(Exception):
+    """A record that cannot be used; carries a validation class (validate.CLASSES) and a message."""
+
+    def __init__(self, cls: str, message: str):
+        super().__init__(message)
+        self.cls, self.message = cls, message
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The data files of a path: the file itself, or every supported file under a directory (sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        if not files:
+            raise ChatforgeError(f"{p}: no data files in this directory (looked for {', '.join(SUFFIXES)})")
+        return files
+    if not p.exists():
+        raise ChatforgeError(f"{p}: no such file or directory")
+    if p.suffix.lower() not in SUFFIXES:
+        raise ChatforgeError(f"{p}: unsupported file type {p.suffix or '(none)'!r}; use {', '.join(SUFFIXES)}")
+    return [p]
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """Every record of every data file under path, in order."""
+    rows: list[Row] = []
+    for f in data_files(path):
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise ChatforgeError(f"{f}: cannot read ({e.strerror})") from None
+        reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet, ".txt": _txt}
+        rows.extend(reader[f.suffix.lower()](str(f), data)
+                    or [Row(str(f), 1, problem=("missing_messages", "the file has no records"))])
+    return rows
+
+
+def _decode(name: str, data: bytes) -> tuple[str | None, Row | None]:
+    """Whole-file UTF-8 decode (BOM dropped); on failure, a Row naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        return None, Row(name, line, problem=("invalid_utf8", f"not valid UTF-8 (byte 0x{data[e.start]:02x}); "
+                                                              "save the file as UTF-8"))
+
+
+def _jsonl(name: str, data: bytes) -> list[Row]:
+    rows = []
+    for i, raw in enumerate(data.split(b"\n"), 1):
+        if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rows.append(Row(name, i, problem=("invalid_utf8", f"not valid UTF-8 at column {e.start + 1}")))
+            continue
+        try:
+            rows.append(Row(name, i, json.loads(text)))
+        except json.JSONDecodeError as e:
+            rows.append(Row(name, i, problem=("invalid_json", f"{e.msg} at column {e.colno}")))
+    return rows
+
+
+def _json(name: str, data: bytes) -> list[Row]:
+    """A JSON array, one Row per element with the line where it starts; a single object, or JSON Lines in a
+    .json file, also work."""
+    text, bad = _decode(name, data)
+    if bad:
+        return [bad]
+    start = _skip(text, 0)
+    if text[start:start + 1] != "[":
+        try:
+            return [Row(name, text.count("\n", 0, start) + 1, json.loads(text))]
+        except json.JSONDecodeError:
+            return _jsonl(name, data)
+    dec = json.JSONDecoder()
+    rows, i, line, counted = [], start + 1, 1, 0
+    while True:
+        i = _skip(text, i)
+        if i < len(text) and text[i] == "]":
+            return rows
+        line, counted = line + text.count("\n", counted, i), i  # incremental: no O(n^2) on big files
+        try:
+            value, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            return rows + [Row(name, e.lineno, problem=("invalid_json", f"{e.msg} at column {e.colno}; the "
+                                                                          "rest of the file was not read"))]
+        rows.append(Row(name, line, value))
+        i = _skip(text, i)
+        if i < len(text) and text[i] == ",":
+            i += 1
+        elif not (i < len(text) and text[i] == "]"):
+            return rows + [Row(name, text.count("\n", 0, i) + 1,
+                               problem=("invalid_json", "expected ',' or ']' after a record"))]
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _csv(name: str, data: bytes) -> list[Row]:
+    """One Row per CSV row (header = keys). JSON-looking cells (e.g. a messages column) are parsed."""
+    text, bad = _decode(name, data)
+    if bad:
+        return [bad]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        reader.fieldnames  # reads the header
+        while True:
+            line = reader.line_num + 1  # where the record starts (a quoted cell may span lines)
+            rec = next(reader, None)
+            if rec is None:
+                return rows
+            rows.append(Row(name, line, {k: _cell(v) for k, v in rec.items() if k is not None}))
+    except csv.Error as e:
+        return rows + [Row(name, reader.line_num, problem=("invalid_json", f"invalid CSV ({e})"))]
+
+
+def _cell(v):
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            pass
+    return v
+
+
+def _parquet(name: str, data: bytes) -> list[Row]:
+    """One Row per table row; the 'line' of a Parquet row is its 1-based row number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as e:
+        return [Row(name, 1, problem=("invalid_json", f"not a readable Parquet file ({e})"))]
+    return [Row(name, i, rec) for i, rec in enumerate(table.to_pylist(), 1)]
+
+
+def _txt(name: str, data: bytes) -> list[Row]:
+    """A .txt file is one document for continued pretraining."""
+    text, bad = _decode(name, data)
+    if bad:
+        return [bad]
+    return [Row(name, 1, {"text": text})] if text.strip() else [Row(name, 1, problem=("empty_content",
+                                                                                        "empty text file"))]
+
+
+def detect_format(value: Any) -> str | None:
+    """The format whose identifying keys this record has, or None."""
+    if not isinstance(value, dict):
+        return None
+    for fmt, keys in SIGNATURES.items():
+        if all(k in value for k in keys):
+            return fmt
+    return None
+
+
+def to_example(fmt: str, rec: Any) -> list[dict] | str:
+    """A record of format fmt -> chat messages (or the text, for 'text'). Raises Invalid."""
+    if not isinstance(rec, dict):
+        raise Invalid("wrong_type", f"a record must be a JSON object, not {type(rec).__name__}")
+    missing = [k for k in SIGNATURES[fmt] if k not in rec]
+    if missing:
+        raise Invalid("missing_messages", f"missing {', '.join(map(repr, missing))} (format {fmt}, found keys: "
+                                          f"{', '.join(sorted(map(str, rec))) or 'none'})")
+    return {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca, "completion": _completion,
+            "qa": _qa, "text": _text}[fmt](rec)
+
+
+def _str(rec: dict, key: str, optional: bool = False) -> str:
+    v = rec.get(key)
+    if v is None and optional:
+        return ""
+    if not isinstance(v, str):
+        raise Invalid("wrong_type", f"{key!r} must be a string, not {type(v).__name__}")
+    return v
+
+
+def _openai(rec: dict) -> list[dict]:
+    msgs = rec["messages"]
+    if not isinstance(msgs, list):
+        raise Invalid("wrong_type", f"'messages' must be a list, not {type(msgs).__name__}")
+    return msgs
+
+
+def _sharegpt(rec: dict) -> list[dict]:
+    turns = rec["conversations"]
+    if not isinstance(turns, list):
+        raise Invalid("wrong_type", f"'conversations' must be a list, not {type(turns).__name__}")
+    msgs = [{"role": "system", "content": _str(rec, "system")}] if rec.get("system") else []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict):
+            raise Invalid("wrong_type", f"conversations[{i}] must be an object, not {type(t).__name__}")
+        unknown = sorted(set(t) - {"from", "value", "weight"})
+        if unknown:
+            raise Invalid("unknown_key", f"conversations[{i}] has unknown key(s) {', '.join(unknown)}")
+        role = t.get("from")
+        if role not in SHAREGPT_ROLES:
+            raise Invalid("unknown_role", f"conversations[{i}]: role {role!r} is not supported (ShareGPT roles: "
+                                          "human, gpt, system); tool calls are not supported yet")
+        msgs.append({"role": SHAREGPT_ROLES[role], "content": t.get("value"),
+                     **({"weight": t["weight"]} if "weight" in t else {})})
+    return msgs
+
+
+def _alpaca(rec: dict) -> list[dict]:
+    instruction, extra = _str(rec, "instruction"), _str(rec, "input", optional=True)
+    msgs = [{"role": "system", "content": _str(rec, "system")}] if rec.get("system") else []
+    history = rec.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, list) and len(h) == 2 for h in history):
+        raise Invalid("wrong_type", "'history' must be a list of [question, answer] pairs")
+    for q, a in history:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    return msgs + [{"role": "user", "content": prompt}, {"role": "assistant", "content": _str(rec, "output")}]
+
+
+def _completion(rec: dict) -> list[dict]:
+    return [{"role": "user", "content": _str(rec, "prompt")},
+            {"role": "assistant", "content": _str(rec, "completion")}]
+
+
+def _qa(rec: dict) -> list[dict]:
+    return [{"role": "user", "content": _str(rec, "question")},
+            {"role": "assistant", "content": _str(rec, "answer")}]
+
+
+def _text(rec: dict) -> str:
+    return _str(rec, "text")

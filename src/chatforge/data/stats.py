@@ -1,0 +1,111 @@
+"""Dataset statistics (in tokens, never bytes), the automatic epoch count, and a measured time estimate."""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+def auto_epochs(n_examples: int) -> int:
+    """OpenAI's rule: 3 epochs, more for small sets (aim at >= 3000 example passes, at most 25 epochs),
+    fewer for large ones (at most ~25000 example passes)."""
+    n = max(1, n_examples)
+    if n * 3 < 3000:
+        return min(25, max(1, math.ceil(3000 / n)))
+    if n * 3 > 25000:
+        return max(1, 25000 // n)
+    return 3
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
+    if not sorted_values:
+        return 0
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def histogram(lengths: list[int], bins: int = 8, width: int = 30) -> list[str]:
+    """A small text histogram of lengths: one line per bin, 'lo-hi | ##### count'."""
+    if not lengths:
+        return []
+    lo, hi = min(lengths), max(lengths)
+    step = max(1, math.ceil((hi - lo + 1) / bins))
+    counts = [0] * bins
+    for n in lengths:
+        counts[min(bins - 1, (n - lo) // step)] += 1
+    top = max(counts)
+    return [f"{lo + i * step:>6}-{lo + (i + 1) * step - 1:<6}| {'#' * max(c > 0, round(width * c / top)):<{width}} {c}"
+            for i, c in enumerate(counts) if lo + i * step <= hi]
+
+
+def dataset_stats(prepared, max_length: int | None = None) -> dict:
+    """examples, turns, tokens (total/trained), length percentiles + histogram, packing and epochs."""
+    from chatforge.data.pack import pack, padding_share
+
+    examples = prepared.examples
+    lengths = sorted(len(e) for e in examples)
+    max_length = max_length or getattr(prepared, "max_length", None) or (lengths[-1] if lengths else 1)
+    rows = pack(examples, max_length) if examples else []
+    stats = {
+        "kind": prepared.kind,
+        "examples": len(examples),
+        "turns": sum(sum(m["role"] == "assistant" for m in r) for r in prepared.records)
+        if prepared.kind == "chat" else 0,
+        "tokens_total": sum(lengths),
+        "tokens_trained": sum(e.trained for e in examples),
+        "length": {"min": lengths[0] if lengths else 0, "p50": percentile(lengths, 50),
+                   "p90": percentile(lengths, 90), "p99": percentile(lengths, 99),
+                   "max": lengths[-1] if lengths else 0},
+        "histogram": histogram(lengths),
+        "max_length": max_length,
+        "packed_rows": len(rows),
+        "padding_share": round(padding_share(rows, max_length), 4),
+        "auto_epochs": auto_epochs(len(examples)),
+        "dropped": dict(prepared.dropped),
+    }
+    return stats
+
+
+def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0) -> dict:
+    """Time one epoch on this machine: real forward+backward steps of `model` on random tokens, measured, then
+    scaled to the tokens of one packed epoch (padding included). A short warm-up step comes first (kernel
+    selection, allocator). A full backward pass is timed, so LoRA (fewer gradients) is usually a bit faster."""
+    import torch
+
+    seq_len = max(16, min(seq_len, stats["max_length"]))
+    vocab = model.get_input_embeddings().weight.shape[0]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    start, steps, measured = time.perf_counter(), 0, 0.0
+    try:
+        _train_step(model, torch.randint(0, vocab, (1, 16), device=device))  # warm-up, not measured
+        ids = torch.randint(0, vocab, (1, seq_len), device=device)
+        while steps < 3 and (steps == 0 or measured < budget_s):
+            t0 = time.perf_counter()
+            _train_step(model, ids)
+            measured += time.perf_counter() - t0
+            steps += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    tokens_per_s = seq_len * steps / measured
+    epoch_tokens = stats["packed_rows"] * stats["max_length"]
+    return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 1),
+            "benchmark_tokens": seq_len, "benchmark_steps": steps,
+            "benchmark_seconds": round(time.perf_counter() - start, 2)}
+
+
+def _train_step(model, ids) -> None:
+    """One forward + backward pass (B=1, T) with the causal-LM loss; no optimizer step."""
+    model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+
+
+def format_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"

@@ -1,0 +1,143 @@
+"""Validation: every problem of a dataset by file, line and class, with counts per class.
+
+Errors make `chatforge check` exit 2 and make training refuse the data (unless --lenient drops those rows);
+warnings are reported and nothing else happens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from chatforge.data.formats import Invalid
+
+# class -> (label, severity). The order is the order of the report.
+CLASSES: dict[str, tuple[str, str]] = {
+    "invalid_utf8": ("invalid UTF-8", "error"),
+    "invalid_json": ("invalid JSON", "error"),
+    "wrong_type": ("wrong type", "error"),
+    "missing_messages": ("missing messages", "error"),
+    "unknown_key": ("unknown key", "error"),
+    "unknown_role": ("unknown role", "error"),
+    "empty_content": ("empty content", "error"),
+    "no_assistant": ("no assistant turn", "error"),
+    "non_alternating": ("non-alternating turns", "error"),
+    "unknown_format": ("unknown format", "error"),
+    "template_error": ("chat template error", "error"),
+    "leakage": ("eval row also in training data", "error"),
+    "too_long": ("longer than max length", "warning"),  # handled by the over-long policy (drop/truncate)
+    "duplicate": ("exact duplicate", "warning"),
+}
+ROLES = ("system", "user", "assistant")
+MESSAGE_KEYS = {"role", "content", "weight", "name"}
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int
+    cls: str
+    message: str
+    level: str | None = None  # overrides the class's severity (over-long examples under policy "error")
+    dropped: bool | None = None  # is the row left out? default: errors are, warnings are not
+
+    @property
+    def severity(self) -> str:
+        return self.level or CLASSES[self.cls][1]
+
+    @property
+    def is_dropped(self) -> bool:
+        return self.severity == "error" if self.dropped is None else self.dropped
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {CLASSES[self.cls][0]}: {self.message}"
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, file: str, line: int, cls: str, message: str, *, severity: str | None = None,
+            dropped: bool | None = None) -> None:
+        self.problems.append(Problem(file, line, cls, message, severity, dropped))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def counts(self) -> dict[str, int]:
+        """{class: number of problems}, in the order of CLASSES."""
+        c = Counter(p.cls for p in self.problems)
+        return {k: c[k] for k in CLASSES if c[k]}
+
+    def summary(self, problems: list[Problem] | None = None, limit: int = 10) -> str:
+        """The first `limit` problems (default: the errors), one per line, then their counts per class."""
+        chosen = self.errors if problems is None else problems
+        lines = [str(p) for p in chosen[:limit]]
+        if len(chosen) > limit:
+            lines.append(f"... and {len(chosen) - limit} more")
+        counts = Counter(p.cls for p in chosen)
+        lines.append("counts: " + ", ".join(f"{CLASSES[k][0]}: {counts[k]}" for k in CLASSES if counts[k]))
+        return "\n".join(lines)
+
+
+def check_messages(messages: list) -> None:
+    """Raise Invalid for the first problem of a conversation (roles, types, content, turn order)."""
+    if not messages:
+        raise Invalid("missing_messages", "the conversation has no messages")
+    for i, m in enumerate(messages):
+        _check_message(i, m)
+    roles = [m["role"] for m in messages]
+    body = roles[1:] if roles[0] == "system" else roles
+    if "system" in body:
+        raise Invalid("non_alternating", f"messages[{roles.index('system', 1)}]: a system message is only "
+                                         "allowed first")
+    if "assistant" not in body:
+        raise Invalid("no_assistant", "the conversation has no assistant message to learn from")
+    if not any(m.get("weight", 1) for m in messages if m["role"] == "assistant"):
+        raise Invalid("no_assistant", "every assistant message has weight 0: nothing to learn from")
+    for i, role in enumerate(body):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            at = i + (len(roles) - len(body))
+            raise Invalid("non_alternating", f"messages[{at}] is {role!r} where {expected!r} was expected "
+                                             "(turns must alternate user, assistant, user, ...)")
+    if body[-1] != "assistant":
+        raise Invalid("non_alternating", "the conversation ends with a user message that nothing answers")
+
+
+def _check_message(i: int, m) -> None:
+    if not isinstance(m, dict):
+        raise Invalid("wrong_type", f"messages[{i}] must be an object, not {type(m).__name__}")
+    unknown = sorted(set(m) - MESSAGE_KEYS)
+    if unknown:
+        hint = " (tool calls are not supported yet)" if {"tool_calls", "function_call"} & set(unknown) else ""
+        raise Invalid("unknown_key", f"messages[{i}] has unknown key(s) {', '.join(unknown)}{hint}")
+    if "role" not in m or "content" not in m:
+        raise Invalid("missing_messages", f"messages[{i}] needs both 'role' and 'content'")
+    role, content = m["role"], m["content"]
+    if not isinstance(role, str):
+        raise Invalid("wrong_type", f"messages[{i}].role must be a string, not {type(role).__name__}")
+    if role not in ROLES:
+        raise Invalid("unknown_role", f"messages[{i}]: role {role!r} is not supported (use system, user, "
+                                      "assistant)")
+    if not isinstance(content, str):
+        raise Invalid("wrong_type", f"messages[{i}].content must be a string, not {type(content).__name__}")
+    if not content.strip():
+        raise Invalid("empty_content", f"messages[{i}] ({role}) has empty content")
+    if "weight" in m and (m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
+        raise Invalid("wrong_type", f"messages[{i}].weight must be 0 or 1, not {m['weight']!r}")
+    if "weight" in m and role != "assistant":
+        raise Invalid("wrong_type", f"messages[{i}]: weight is only allowed on assistant messages")
+
+
+def fingerprint(example: list[dict] | str) -> str:
+    """A canonical string of an example (roles and contents), for exact-duplicate and leakage checks."""
+    if isinstance(example, str):
+        return example
+    return json.dumps([[m["role"], m["content"]] for m in example], ensure_ascii=False)

@@ -1,0 +1,69 @@
+"""`chatforge check` through the CLI (in-process, tiny model): report, exit codes, JSON, writes nothing."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n")  # a duplicate: a warning only
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(GOOD) + '\n{"messages": [\n{"messages": [{"role": "bot", "content": "x"}]}\n')
+    return tmp_path
+
+
+def test_warnings_alone_exit_0(run_cli, tiny_model, data_dir):
+    code, out, err = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--no-estimate")
+    assert code == 0, err
+    assert "0 errors, 1 warnings" in out and "exact duplicate" in out and "good.jsonl:2" in out
+    assert "examples        2" in out and "epochs (auto)   25" in out
+
+
+def test_errors_exit_2_with_file_line_and_class(run_cli, tiny_model, data_dir):
+    code, out, err = run_cli("check", data_dir / "bad.jsonl", "--model", tiny_model, "--no-estimate")
+    assert code == 2
+    assert f"{data_dir / 'bad.jsonl'}:2: invalid JSON" in out
+    assert f"{data_dir / 'bad.jsonl'}:3: unknown role" in out and "'bot'" in out
+    assert "invalid JSON (error): 1, unknown role (error): 1" in out
+
+
+def test_json_output_lists_every_problem(run_cli, tiny_model, data_dir):
+    code, out, _ = run_cli("check", data_dir, "--model", tiny_model, "--no-estimate", "--json")
+    report = json.loads(out)
+    assert code == 2 and report["ok"] is False and report["rows"] == 5
+    assert report["counts"] == {"invalid_json": 1, "unknown_role": 1, "duplicate": 2}
+    assert {(Path(p["file"]).name, p["line"], p["class"]) for p in report["problems"]} == {
+        ("bad.jsonl", 2, "invalid_json"), ("bad.jsonl", 3, "unknown_role"),
+        ("good.jsonl", 1, "duplicate"), ("good.jsonl", 2, "duplicate")}
+    assert report["stats"]["examples"] == 3 and report["estimate"] is None
+
+
+def test_estimate_and_nothing_written(run_cli, tiny_model, data_dir):
+    before = sorted(p.name for p in data_dir.iterdir())
+    code, out, _ = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--json", "--max-length", "64")
+    est = json.loads(out)["estimate"]
+    assert code == 0 and est["tokens_per_second"] > 0 and est["epoch_seconds"] > 0
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+
+
+def test_bundled_examples_pass(run_cli, tiny_model):
+    for name in ("lumora_train.jsonl", "lumora_heldout.jsonl"):
+        code, out, err = run_cli("check", EXAMPLES / name, "--model", tiny_model, "--no-estimate")
+        assert code == 0, out + err
+        assert "0 errors" in out
+    code, out, _ = run_cli("check", EXAMPLES / "lumora_train.jsonl", "--eval-data", EXAMPLES / "lumora_heldout.jsonl",
+                           "--model", tiny_model, "--no-estimate")
+    assert code == 0 and "0 errors, 0 warnings" in out  # no held-out row leaks into training
+
+
+def test_bad_options_are_clear_errors(run_cli, tiny_model, data_dir):
+    code, _, err = run_cli("check", data_dir / "nope.jsonl", "--model", tiny_model, "--no-estimate")
+    assert code == 2 and "no such file" in err
+    code, _, err = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--max-length", "1")
+    assert code == 2 and "--max-length" in err
