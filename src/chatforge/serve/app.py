@@ -1,0 +1,342 @@
+"""The OpenAI-compatible API and the chat page: `create_app(engine, config)` -> a FastAPI app.
+
+    POST /v1/chat/completions   chat (template applied by the server; never taken from the request)
+    POST /v1/completions        raw text continuation (no template)
+    GET  /v1/models             the one model served;  GET /v1/models/{id}
+    GET  /health                liveness + load (never needs the API key)
+    GET  /                      the chat page (no data in it; it asks for the API key when one is set)
+
+Every error is OpenAI's object {"error": {"message", "type", "param", "code"}}: 400 a request the server
+cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template), 401 missing or wrong
+API key, 404 unknown model or route, 413 body too large, 422 a field of the wrong type or out of its range,
+429 queue full (with Retry-After), 503 the server stopped (Ctrl-C) before the answer was done.
+Unlike OpenAI, `model` may be left out (there is one model). Defaults follow OpenAI: temperature 1, top_p 1;
+max_tokens defaults to --max-tokens (capped by the context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import AsyncIterator, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatforge.errors import ChatforgeError
+from chatforge.generation import Completion, SamplingParams
+from chatforge.serve import schemas as s
+from chatforge.serve.batching import LiveBatch
+from chatforge.serve.config import ServeConfig
+from chatforge.serve.scheduler import Job, QueueFull, Scheduler
+
+log = logging.getLogger("chatforge.serve")
+_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")  # a request never chooses the template
+_MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflows to inf; such requests are greedy (= 0)
+
+
+class ApiError(Exception):
+    """An error the client caused (or a busy server), sent as OpenAI's error object."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+
+
+def error_response(e: ApiError) -> JSONResponse:
+    body = s.ErrorResponse(error=s.ErrorDetail(message=e.message, type=e.type, param=e.param, code=e.code))
+    return JSONResponse(body.model_dump(), status_code=e.status, headers=e.headers)
+
+
+def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable = LiveBatch) -> FastAPI:
+    """An app serving `engine` (a chatforge.generation.Engine) with one batching worker thread.
+
+    `batcher(engine)` makes the running batch (see chatforge.serve.batching; tests pass a stand-in)."""
+    service = _Service(engine, config or ServeConfig(), batcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.scheduler.start()
+        yield
+        service.scheduler.stop()
+
+    app = FastAPI(title="chatforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.scheduler, app.state.model_id = service.scheduler, service.model_id
+    _add_error_handlers(app)
+    api = APIRouter(dependencies=[Depends(service.check_key)])  # every route but /health and the page
+    api.add_api_route("/v1/chat/completions", service.chat_completions, methods=["POST"])
+    api.add_api_route("/v1/completions", service.completions, methods=["POST"])
+    api.add_api_route("/v1/models", service.models, methods=["GET"])
+    api.add_api_route("/v1/models/{name:path}", service.model, methods=["GET"])
+    app.include_router(api)
+    app.add_api_route("/health", service.health, methods=["GET"])
+    app.add_api_route("/", service.page, methods=["GET"], response_class=HTMLResponse)
+    return app
+
+
+class _Service:
+    """The routes, and what they share: the engine, the settings, the scheduler."""
+
+    def __init__(self, engine, config: ServeConfig, batcher: Callable):
+        self.engine, self.config = engine, config
+        self.api_key = config.api_key if config.api_key is not None else os.environ.get("CHATFORGE_API_KEY") or None
+        self.model_id = config.model_id or engine.name
+        self.scheduler = Scheduler(engine, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
+                                   batch_window=config.batch_window_ms / 1000, batcher=batcher)
+        self.created = s.now()
+        self.html = _page(self.model_id)
+
+    # ---- routes --------------------------------------------------------------------------------------------
+    async def chat_completions(self, request: Request):
+        req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
+        self.check_model(req.model)
+        prompt = _encode_chat(self.engine, [m.as_template_message() for m in req.messages])
+        job = self.submit(prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages"))
+        cid = s.new_id("chatcmpl")
+
+        def chunk(text: str, finish: str | None = None, usage: s.Usage | None = None, delta: dict | None = None):
+            choices = [] if usage else [s.ChunkChoice(delta=delta or ({"content": text} if text else {}),
+                                                      finish_reason=finish)]
+            return s.ChatCompletionChunk(id=cid, created=s.now(), model=self.model_id, choices=choices, usage=usage)
+
+        if req.stream:  # OpenAI's first chunk names the role
+            return _sse(job, chunk, req.include_usage, first=chunk("", delta={"role": "assistant", "content": ""}))
+        done = await _finish(request, job)
+        return s.ChatCompletion(id=cid, created=s.now(), model=self.model_id, usage=_usage(done), choices=[
+            s.ChatChoice(message=s.AssistantMessage(content=done.text), finish_reason=done.finish_reason)])
+
+    async def completions(self, request: Request):
+        req = _parse(s.CompletionRequest, await _read_json(request, self.config.max_body_bytes))
+        self.check_model(req.model)
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if len(texts) != 1:
+            raise ApiError(400, f"prompt must be one string (got a list of {len(texts)})", param="prompt")
+        prompt = self.engine.encode_text(texts[0])
+        if not prompt:
+            raise ApiError(400, "prompt is empty", param="prompt")
+        job = self.submit(prompt, self.sampling(req, prompt, req.max_tokens, "prompt"))
+        cid = s.new_id("cmpl")
+
+        def chunk(text: str, finish: str | None = None, usage: s.Usage | None = None) -> s.TextCompletion:
+            choices = [] if usage else [s.TextChoice(text=text, finish_reason=finish)]
+            return s.TextCompletion(id=cid, created=s.now(), model=self.model_id, choices=choices, usage=usage)
+
+        if req.stream:
+            return _sse(job, chunk, req.include_usage)
+        done = await _finish(request, job)
+        return chunk(done.text, done.finish_reason).model_copy(update={"usage": _usage(done)})
+
+    async def models(self) -> s.ModelList:
+        return s.ModelList(data=[s.ModelCard(id=self.model_id, created=self.created)])
+
+    async def model(self, name: str) -> s.ModelCard:
+        self.check_model(name)
+        return s.ModelCard(id=self.model_id, created=self.created)
+
+    async def health(self) -> dict:
+        sched = self.scheduler
+        return {"status": "ok", "model": self.model_id, "running": sched.running, "waiting": sched.waiting}
+
+    async def page(self) -> str:
+        return self.html
+
+    # ---- checks --------------------------------------------------------------------------------------------
+    def check_key(self, request: Request) -> None:
+        if self.api_key and not _authorized(request.headers.get("authorization"), self.api_key):
+            raise ApiError(401, "missing or incorrect API key: send the header `Authorization: Bearer KEY`",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name not in (self.model_id, self.engine.name):
+            raise ApiError(404, f"the model `{name}` does not exist; this server serves `{self.model_id}`",
+                           param="model", code="model_not_found")
+
+    def sampling(self, req: s.SamplingFields, prompt: list[int], asked: int | None, field: str) -> SamplingParams:
+        """The request's settings, with max_tokens checked against (or defaulted within) the context."""
+        try:
+            self.engine.check_prompt(prompt)
+        except ChatforgeError as e:
+            raise ApiError(400, e.message, param=field, code="context_length_exceeded") from None
+        context = self.engine.context_length
+        room = context - len(prompt)
+        if asked is not None and asked > room:
+            raise ApiError(400, f"max_tokens is {asked}, but the prompt ({len(prompt)} tokens) leaves room for at "
+                                f"most {room} new tokens in the model's context of {context}",
+                           param="max_tokens", code="context_length_exceeded")
+        if req.n != 1:
+            raise ApiError(400, f"n must be 1 (got {req.n}): this server returns one choice per request", param="n")
+        temperature = 1.0 if req.temperature is None else req.temperature
+        return SamplingParams(max_tokens=asked or min(self.config.max_tokens, room),
+                              temperature=temperature if temperature >= _MIN_TEMPERATURE else 0.0,
+                              top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed, stop=req.stop_strings())
+
+    def submit(self, prompt: list[int], params: SamplingParams) -> Job:
+        try:
+            return self.scheduler.submit(prompt, params)
+        except QueueFull as e:
+            raise ApiError(429, str(e), type="rate_limit_error", code="server_busy",
+                           headers={"Retry-After": str(e.retry_after)}) from None
+
+
+# ---- requests --------------------------------------------------------------------------------------------------
+
+
+def _authorized(header: str | None, key: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+async def _read_json(request: Request, limit: int) -> dict:
+    """The body as a JSON object; 413 past `limit` bytes (declared or actually sent), 400 when not JSON."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}", code="body_too_large")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise ApiError(413, f"the request body is over the limit of {limit} bytes", code="body_too_large")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    for name in _TEMPLATE_FIELDS:
+        if name in data:
+            raise ApiError(400, f"{name}: chat templates cannot be set by a request; the server uses the model's "
+                                "own template", param=name)
+    return data
+
+
+def _parse(model: type[BaseModel], data: dict):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = max(e.errors(), key=lambda x: len(x["loc"]))  # the deepest is the most precise (inside unions)
+        param = _param(err["loc"])
+        raise ApiError(422, f"{param or 'body'}: {err['msg']}" + (f" ({len(e.errors())} problems in all)"
+                                                                   if len(e.errors()) > 1 else ""),
+                       param=param, code="invalid_value") from None
+
+
+def _param(loc: tuple) -> str | None:
+    """('messages', 0, 'content', 'list[TextPart]', 0, 'type') -> 'messages[0].content[0].type'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and part not in ("str", "int", "float", "bool", "list", "dict"):
+            out += ("." if out else "") + part
+    return out or None
+
+
+def _encode_chat(engine, messages: list[dict]) -> list[int]:
+    from jinja2 import TemplateError  # the model's template may refuse a conversation (e.g. no system role)
+
+    try:
+        return engine.encode_chat(messages)
+    except TemplateError as e:
+        raise ApiError(400, f"the model's chat template rejected these messages: {e}", param="messages") from None
+
+
+# ---- responses -------------------------------------------------------------------------------------------------
+
+
+def _usage(done: Completion) -> s.Usage:
+    return s.Usage.of(done.prompt_tokens, done.completion_tokens)
+
+
+async def _finish(request: Request, job: Job) -> Completion:
+    """Wait for a non-streamed job; stop generating it if the client hangs up meanwhile."""
+    async def watch():
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.2)
+        job.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async for update in job.updates():
+            if update.done is not None:
+                return update.done
+        # cancelled: either the client left (nobody reads this) or the server is shutting down
+        raise ApiError(503, "the server stopped before this request finished", type="server_error")
+    finally:
+        watcher.cancel()
+        job.cancel()  # no-op once finished; stops the sequence if this handler was cancelled
+
+
+def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
+         first: BaseModel | None = None) -> StreamingResponse:
+    """Server-sent events: `first`, chunk(text) per delta, chunk("", finish_reason), chunk("", usage=), [DONE]."""
+    def event(obj: BaseModel) -> str:
+        return f"data: {obj.model_dump_json(exclude={'usage'} if obj.usage is None else None)}\n\n"
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            if first is not None:
+                yield event(first)
+            async for u in job.updates():
+                if u.delta:
+                    yield event(chunk(u.delta))
+                if u.done is not None:
+                    yield event(chunk("", u.done.finish_reason))
+                    if include_usage:
+                        yield event(chunk("", usage=_usage(u.done)))
+            yield "data: [DONE]\n\n"
+        except Exception:  # the 200 status is already sent: report the failure inside the stream
+            log.exception("generation failed while streaming")
+            err = s.ErrorResponse(error=s.ErrorDetail(message="generation failed on the server", type="server_error"))
+            yield f"data: {err.model_dump_json()}\n\n"
+        finally:  # the client went away (Starlette cancels this generator) or we are done: free the slot
+            job.cancel()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _page(model_id: str) -> str:
+    """The chat page with the model id filled in (HTML-escaped)."""
+    import html
+
+    text = resources.files("chatforge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    return text.replace("__MODEL_ID__", html.escape(model_id, quote=True))
+
+
+# ---- errors ----------------------------------------------------------------------------------------------------
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure becomes OpenAI's error object; no traceback ever reaches a client."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        return error_response(e)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        return error_response(ApiError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404
+                                       else None, headers=getattr(e, "headers", None)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        err = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
+        return error_response(ApiError(422, str(err["msg"]), param=_param(tuple(err["loc"])), code="invalid_value"))
+
+    @app.exception_handler(ChatforgeError)
+    async def chatforge_error(request: Request, e: ChatforgeError):
+        return error_response(ApiError(400, e.message))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(ApiError(500, "internal server error (see the server log)", type="server_error"))

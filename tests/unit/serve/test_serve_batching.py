@@ -1,0 +1,69 @@
+"""Continuous batching (LiveBatch) on tiny real models: sequences that join or leave a running batch get
+exactly the tokens they get alone."""
+
+import pytest
+
+from chatforge.generation import Engine, SamplingParams
+from chatforge.models.load import load_model
+from chatforge.serve.batching import LiveBatch
+
+TEXTS = ["Once upon a time", "The weather in Paris is", "a", "Lumora Home sells thermostats and lights for homes"]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def engine(request, tiny_model, tiny_gpt2):
+    return Engine(load_model(str(tiny_model if request.param == "llama" else tiny_gpt2)))
+
+
+def _collect(updates, texts, done):
+    for u in updates:
+        texts[u.index] = texts.get(u.index, "") + u.delta
+        if u.done is not None:
+            done[u.index] = u.done
+
+
+def test_sequences_joining_a_running_batch_get_what_they_get_alone(engine):
+    prompts = [engine.encode_text(t) for t in TEXTS]
+    params = [SamplingParams(max_tokens=12), SamplingParams(max_tokens=5),
+              SamplingParams(max_tokens=9, temperature=1.0, top_p=0.9, seed=3), SamplingParams(max_tokens=7)]
+    alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    batch, texts, done = LiveBatch(engine), {}, {}
+    _collect(batch.admit([0], prompts[:1], params[:1]), texts, done)
+    for _ in range(2):
+        _collect(batch.step(), texts, done)
+    _collect(batch.admit([1, 2], prompts[1:3], params[1:3]), texts, done)  # two join, with another length
+    _collect(batch.step(), texts, done)
+    _collect(batch.admit([3], prompts[3:], params[3:]), texts, done)  # the longest prompt joins last
+    assert batch.size == 4
+    while batch.size:
+        _collect(batch.step(), texts, done)
+        # rows that left take their cache columns with them: no column is padding for every row
+        assert batch.attention is None or batch.attention.shape[1] == int(batch.attention.sum(-1).max())
+    for i, c in enumerate(alone):
+        assert done[i].token_ids == c.token_ids and done[i].finish_reason == c.finish_reason
+        assert texts[i] == done[i].text == c.text
+        assert done[i].prompt_tokens == len(prompts[i]) and done[i].completion_tokens == c.completion_tokens
+
+
+def test_a_cancelled_row_leaves_and_the_others_are_unaffected(engine):
+    prompts = [engine.encode_text(t) for t in TEXTS[:3]]
+    params = [SamplingParams(max_tokens=8)] * 3
+    alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    batch, texts, done, cancelled = LiveBatch(engine), {}, {}, set()
+    _collect(batch.admit([10, 11, 12], prompts, params, cancelled.__contains__), texts, done)
+    _collect(batch.step(cancelled.__contains__), texts, done)
+    cancelled.add(11)
+    _collect(batch.step(cancelled.__contains__), texts, done)
+    assert batch.ids == [10, 12]
+    while batch.size:
+        _collect(batch.step(cancelled.__contains__), texts, done)
+    assert 11 not in done
+    assert done[10].token_ids == alone[0].token_ids and done[12].token_ids == alone[2].token_ids
+    assert batch.cache is None and batch.seqs == {}  # an empty batch holds no memory
+
+
+def test_a_sequence_that_finishes_at_its_first_token_never_joins(engine):
+    prompt = engine.encode_text(TEXTS[0])
+    batch, texts, done = LiveBatch(engine), {}, {}
+    _collect(batch.admit([0], [prompt], [SamplingParams(max_tokens=1)]), texts, done)
+    assert done[0].completion_tokens == 1 and batch.size == 0 and batch.cache is None
