@@ -127,10 +127,13 @@ def _train(cfg: DemoConfig, model: str) -> None:
 
 def _evaluate(cfg: DemoConfig) -> None:
     from chatforge.evaluate.config import EvalConfig
+    from chatforge.evaluate.report import summary_table
     from chatforge.evaluate.run import evaluate
 
-    evaluate(EvalConfig(model=cfg.out, data=cfg.heldout_data, max_examples=cfg.max_eval_examples,
-                        out=str(Path(cfg.out) / "eval")))
+    result = evaluate(EvalConfig(model=cfg.out, data=cfg.heldout_data, max_examples=cfg.max_eval_examples,
+                                 out=str(Path(cfg.out) / "eval")))
+    say(summary_table(result))
+    say(f"report: {result['report_dir']}/report.html")
 
 
 def _export(cfg: DemoConfig) -> None:

@@ -1,0 +1,1 @@
+"""Evaluation: base vs tuned on held-out conversations (`chatforge eval`; Python: `evaluate.run.evaluate`)."""

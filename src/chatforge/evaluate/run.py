@@ -1,0 +1,242 @@
+"""`chatforge eval`: did fine-tuning help? setup -> answer (each model) -> score -> save the report.
+
+For every held-out conversation the prompt is everything before its LAST assistant message (system prompt,
+earlier turns, the last user turn) and the reference is that message. Each model answers greedily in batches
+(`Engine.chat_batch`: left padding, stopping at end-of-turn per example); its answers are scored against the
+references, and the references themselves are scored under the model with teacher forcing (perplexity and
+token accuracy on exactly the tokens training learns). Then the tuned model is compared with its base by a
+paired bootstrap over the examples.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chatforge.config import to_dict
+from chatforge.errors import ChatforgeError
+from chatforge.evaluate import metrics as M
+from chatforge.evaluate.config import EvalConfig
+
+_NO_BASELINE = ("none", "")
+
+
+@dataclass
+class Case:
+    """One held-out conversation, split into what the model sees and what it should answer."""
+
+    index: int  # position among the held-out file's conversations (0-based)
+    prompt: list[dict]  # messages before the reference answer
+    reference: str  # the last assistant message
+
+    @property
+    def question(self) -> str:
+        return next((m["content"] for m in reversed(self.prompt) if m["role"] == "user"), "")
+
+    @property
+    def messages(self) -> list[dict]:
+        return self.prompt + [{"role": "assistant", "content": self.reference}]
+
+
+@dataclass
+class Plan:
+    """Everything `setup` checked before any model is loaded."""
+
+    model: str
+    baseline: str | None
+    run_dir: Path | None
+    out: Path
+    cases: list[Case]
+    max_tokens: int  # cfg.max_tokens, or derived from the reference answers
+    notes: list[str]  # what the report should say about the data (skipped conversations)
+
+
+# ---- setup -------------------------------------------------------------------------------------------------
+def cases_from_records(records: list[list[dict]]) -> list[Case]:
+    """Conversations -> Cases; a conversation without an assistant answer after a user turn has nothing to
+    score and is skipped (anything after its last assistant message is ignored)."""
+    cases = []
+    for i, messages in enumerate(records):
+        last = max((k for k, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+        prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:last]]
+        if last > 0 and any(m["role"] == "user" for m in prompt):
+            cases.append(Case(i, prompt, messages[last]["content"]))
+    return cases
+
+
+def load_cases(path: str, tokenizer, max_examples: int | None) -> tuple[list[Case], list[str]]:
+    """Read and validate the held-out file with the data layer (any format `chatforge check` reads).
+    Strict: any invalid row is an error naming its file:line."""
+    from chatforge.data import analyse
+
+    prepared, report = analyse(path, tokenizer, max_length=1 << 30)  # nothing is dropped for length here
+    if report.errors:
+        raise ChatforgeError(f"{path}: {len(report.errors)} invalid rows; nothing was evaluated\n"
+                             + report.summary(), hint="see `chatforge check " + str(path) + "`")
+    if prepared.kind != "chat":
+        raise ChatforgeError(f"{path}: held-out data must be conversations (chat, ShareGPT, alpaca, Q&A), "
+                             "not raw text", hint="the eval loss of continued pretraining is in the run's "
+                                                  "metrics.jsonl")
+    cases = cases_from_records(prepared.records)
+    if not cases:
+        raise ChatforgeError(f"{path}: no conversation has an assistant answer to compare with")
+    notes = []
+    if len(cases) < len(prepared.records):
+        notes.append(f"Skipped {len(prepared.records) - len(cases)} conversations of {path} that have no assistant "
+                     "answer after a user turn.")
+        print(f"chatforge eval: {notes[-1]}", file=sys.stderr)
+    return (cases[:max_examples] if max_examples else cases), notes
+
+
+def default_baseline(resolved) -> str | None:
+    """The base model of a run (run.json) or adapter (chatforge.json / adapter_config.json); else None."""
+    from chatforge.models.resolve import _adapter_base
+
+    if resolved.run_dir is not None:
+        try:
+            base = json.loads((resolved.run_dir / "run.json").read_text(encoding="utf-8")).get("base_model")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            base = None
+        if base:
+            return str(base)
+    if resolved.adapter is not None:
+        return _adapter_base(resolved.adapter)
+    chatforge_json = resolved.path / "chatforge.json"  # a fully fine-tuned model records its base here
+    if chatforge_json.is_file():
+        try:
+            return json.loads(chatforge_json.read_text(encoding="utf-8")).get("base_model")
+        except (OSError, json.JSONDecodeError):
+            return None
+    return None
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to replace a directory that is not an earlier report (e.g. --out . by mistake)."""
+    ours = {"metrics.json", "report.md", "report.html", "loss_curve.png"}
+    if out.is_file() or (out.is_dir() and any(p.name not in ours for p in out.iterdir())):
+        raise ChatforgeError(f"--out {out}: exists and is not a chatforge eval report; it would be replaced",
+                             hint="choose a new or empty directory")
+
+
+def setup(cfg: EvalConfig) -> Plan:
+    """Check every input (model, baseline, data, output) before loading any weights."""
+    from chatforge.models.load import load_tokenizer
+    from chatforge.models.resolve import resolve
+
+    if not cfg.model:
+        raise ChatforgeError("no model given: chatforge eval MODEL_OR_RUN --data HELDOUT")
+    if not cfg.data:
+        raise ChatforgeError("--data is required: a file of held-out conversations")
+    if not Path(cfg.data).exists():
+        raise ChatforgeError(f"--data {cfg.data}: no such file or directory")
+    resolved = resolve(cfg.model)
+    if cfg.baseline is None:
+        baseline = default_baseline(resolved)
+    else:
+        baseline = None if cfg.baseline.lower() in _NO_BASELINE else cfg.baseline
+    if baseline is not None:
+        resolve(baseline)  # fail now, not after the first model has been evaluated
+    tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
+    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples)
+    out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
+    check_out_dir(out)
+    max_tokens = cfg.max_tokens or auto_max_tokens(tokenizer, cases)
+    return Plan(cfg.model, baseline, resolved.run_dir, out, cases, max_tokens, notes)
+
+
+def auto_max_tokens(tokenizer, cases: list[Case]) -> int:
+    """Room for twice the longest reference: enough for any fitting answer, without letting a model that
+    never stops run for hundreds of tokens on every example (it still counts as not stopping)."""
+    longest = max(len(tokenizer(c.reference, add_special_tokens=False)["input_ids"]) for c in cases)
+    return max(64, 2 * longest)
+
+
+# ---- answer and score one model ----------------------------------------------------------------------------
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list, np.ndarray]:
+    """Load one model, answer every case greedily, and score the references under it.
+    Returns (Completions, (N, 3) [nll_sum, correct, answer_tokens] of the references)."""
+    from chatforge.evaluate.likelihood import answer_likelihood
+    from chatforge.generation import Engine, SamplingParams
+    from chatforge.models.load import load_model, set_threads
+
+    set_threads()
+    print(f"chatforge eval: loading {label} model {spec}", file=sys.stderr)
+    loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+    engine = Engine(loaded, max_batch_size=cfg.batch_size)
+    params = SamplingParams(max_tokens=plan.max_tokens, temperature=0.0)
+    with _progress(len(plan.cases), f"{label}: answering") as bar:
+        completions = engine.chat_batch([c.prompt for c in plan.cases], params, on_done=bar.update)
+    with _progress(len(plan.cases), f"{label}: scoring references") as bar:
+        # Full-vocabulary logits are (B, T, V) floats: keep B small.
+        likelihood = answer_likelihood(loaded.model, loaded.tokenizer, [c.messages for c in plan.cases],
+                                       batch_size=min(cfg.batch_size, 4), max_length=engine.context_length,
+                                       on_done=bar.update)
+    del engine, loaded
+    gc.collect()
+    return completions, likelihood
+
+
+def system_metrics(completions, likelihood: np.ndarray, references: list[str]) -> dict:
+    """name -> (per-example stats, aggregate) for every metric of one model."""
+    answers = [c.text for c in completions]
+    out = M.text_metrics(answers, references)
+    out["perplexity"] = (likelihood[:, [0, 2]], M.perplexity)
+    out["token_accuracy"] = (likelihood[:, [1, 2]], M.ratio(100.0))
+    out["answer_tokens"] = (M.as_mean([len(c.token_ids) for c in completions]), M.ratio())
+    out["answer_words"] = (M.as_mean([len(M.split_cjk(a)) for a in answers]), M.ratio())
+    out["stop_rate"] = (M.as_mean([c.finish_reason == "stop" for c in completions]), M.ratio(100.0))
+    return out
+
+
+def example_rows(cases: list[Case], systems: dict[str, tuple[list, dict]]) -> list[dict]:
+    """One row per example: question, reference and, per model, its answer and its own scores."""
+    rows = []
+    for i, case in enumerate(cases):
+        row = {"index": case.index, "question": case.question, "reference": case.reference}
+        for label, (completions, stats) in systems.items():
+            c = completions[i]
+            row[label] = {"answer": c.text, "finish_reason": c.finish_reason}
+            # No per-example BLEU: a short exact answer has no 4-grams and would score 0 on its own.
+            row[label].update({k: M.json_number(agg(s[i])) for k, (s, agg) in stats.items() if k != "bleu"})
+        rows.append(row)
+    return rows
+
+
+# ---- the whole evaluation ----------------------------------------------------------------------------------
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate cfg.model (and its baseline) on cfg.data; write the report to the output directory and
+    return the result (what metrics.json holds)."""
+    from chatforge.evaluate.report import write_report
+
+    plan = setup(cfg)
+    references = [c.reference for c in plan.cases]
+    labels = {"tuned": plan.model} | ({"base": plan.baseline} if plan.baseline else {})
+    systems = {}
+    for label, spec in labels.items():
+        completions, likelihood = run_model(spec, plan, cfg, label)
+        systems[label] = (completions, system_metrics(completions, likelihood, references))
+
+    idx = M.resample_indices(len(plan.cases), resamples=cfg.bootstrap, seed=cfg.seed)
+    scores = {label: {k: M.score(s, agg, idx, confidence=cfg.confidence) for k, (s, agg) in stats.items()}
+              for label, (_, stats) in systems.items()}
+    result = {"model": plan.model, "baseline": plan.baseline, "data": str(cfg.data),
+              "examples_evaluated": len(plan.cases), "settings": to_dict(cfg) | {"max_tokens": plan.max_tokens},
+              "metrics": scores, "notes": plan.notes}
+    if plan.baseline:
+        tuned, base = systems["tuned"][1], systems["base"][1]
+        result["delta"] = {k: M.score(s, agg, idx, baseline=base[k][0], confidence=cfg.confidence)
+                           for k, (s, agg) in tuned.items()}
+    result["examples"] = example_rows(plan.cases, systems)
+    result["report_dir"] = str(write_report(result, plan.out, plan.run_dir))
+    return result
