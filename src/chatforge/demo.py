@@ -141,8 +141,10 @@ def _export(cfg: DemoConfig) -> None:
     from chatforge.export.run import export
 
     out = Path(cfg.out) / "export"
-    export(ExportConfig(model=cfg.out, format="hf", out=str(out / "hf")))
-    export(ExportConfig(model=cfg.out, format="gguf", quant="q8_0", out=str(out / "model-q8_0.gguf"), ollama=True))
+    for sub, fmt, quant in (("hf", "hf", None), ("gguf", "gguf", "q8_0")):
+        written = export(ExportConfig(model=cfg.out, format=fmt, quant=quant, out=str(out / sub), ollama=fmt == "gguf",
+                                      force=True), log=say)
+        say(f"wrote {written}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,78 @@
+"""An Ollama Modelfile for an exported GGUF: the same chat template (as a Go template) and stop tokens.
+
+A Jinja chat template cannot be translated to Go in general, so we recognise the template families chatforge
+exports by what they render, and write the Go template of that family:
+
+    chatml   <|im_start|>{role}\\n{content}<|im_end|>\\n ... <|im_start|>assistant\\n   (SmolLM2, other ChatML models)
+    default  ### {Role}:\\n{content}[EOS after assistant]\\n\\n ... ### Assistant:\\n  (chatforge's, base models)
+
+A template that adds a default system prompt when the conversation has none (SmolLM2's does) gets it as the
+Modelfile's SYSTEM: Ollama adds SYSTEM exactly in that case, so the two render the same conversations.
+"""
+
+from __future__ import annotations
+
+from chatforge.errors import ChatforgeError
+
+# Go templates (Ollama's `.Messages` API). They end with the assistant header, like add_generation_prompt.
+CHATML_GO = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+             "<|im_start|>assistant\n")
+DEFAULT_GO = ("{{- range .Messages }}### {{ if eq .Role \"system\" }}System{{ else if eq .Role \"user\" }}User"
+              "{{ else }}Assistant{{ end }}:\n{{ .Content }}{{ if eq .Role \"assistant\" }}EOS{{ end }}\n\n{{ end }}"
+              "### Assistant:\n")
+
+# A conversation that exercises every part of a template: system, user, assistant, then a new user turn.
+_PROBE = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Q1"},
+          {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
+
+
+def _render_chatml(messages: list[dict], eos: str) -> str:
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + \
+        "<|im_start|>assistant\n"
+
+
+def _render_default(messages: list[dict], eos: str) -> str:
+    return "".join(f"### {m['role'].capitalize()}:\n{m['content']}{eos if m['role'] == 'assistant' else ''}\n\n"
+                   for m in messages) + "### Assistant:\n"
+
+
+FAMILIES = {"chatml": (_render_chatml, CHATML_GO), "default": (_render_default, DEFAULT_GO)}
+
+
+def detect_template(tokenizer) -> tuple[str, str | None]:
+    """(family, default system prompt or None) of the tokenizer's chat template, or a clear error."""
+    from chatforge.models.template import render
+
+    eos = tokenizer.eos_token or ""
+    with_system = render(tokenizer, _PROBE, add_generation_prompt=True)
+    without = render(tokenizer, _PROBE[1:], add_generation_prompt=True)
+    for family, (python_render, _) in FAMILIES.items():
+        if with_system != python_render(_PROBE, eos):
+            continue
+        if without == python_render(_PROBE[1:], eos):
+            return family, None
+        # The template inserts its own system turn when there is none: its text sits where "SYS" was.
+        head, _, tail = with_system.partition("SYS")
+        if without.startswith(head) and without.endswith(tail) and len(without) > len(head) + len(tail):
+            return family, without[len(head):len(without) - len(tail)]
+    raise ChatforgeError("--ollama: this model's chat template is not one chatforge can translate to an Ollama "
+                         f"template; supported: {', '.join(FAMILIES)} (ChatML, and chatforge's default template)",
+                         hint="export without --ollama: the GGUF itself carries the template "
+                              "(tokenizer.chat_template), which recent Ollama versions read")
+
+
+def modelfile(tokenizer, gguf_name: str, *, system: str | None = None) -> str:
+    """The Modelfile text: FROM ./gguf_name, TEMPLATE, one PARAMETER stop per end-of-turn token, SYSTEM."""
+    from chatforge.models.template import end_of_turn_ids
+
+    family, default_system = detect_template(tokenizer)
+    template = FAMILIES[family][1].replace("EOS", tokenizer.eos_token or "")
+    system = system if system is not None else default_system
+    stops = [tokenizer.convert_ids_to_tokens(i) for i in end_of_turn_ids(tokenizer)]
+    lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{template}"""', ""]
+    lines += [f'PARAMETER stop "{s}"' for s in stops]
+    if system:
+        if '"""' in system:
+            raise ChatforgeError('--system: a system prompt for a Modelfile cannot contain """')
+        lines += ["", f'SYSTEM """{system}"""']
+    return "\n".join(lines) + "\n"

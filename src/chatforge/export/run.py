@@ -1,0 +1,218 @@
+"""Export a model or training run: setup -> write into a temporary directory -> verify -> rename into place.
+
+    export(ExportConfig(model="runs/lumora", format="gguf", quant="q8_0", out="exports/lumora", ollama=True))
+
+Everything is written into `.OUT.partial-XXXX` next to OUT and renamed to OUT only after the written model
+has been reloaded and checked, so an interrupted or failed export never leaves a directory at OUT that
+looks valid. An existing OUT is refused unless `force`; with `force` an earlier export (a directory with
+export.json) is replaced only after success, and any other existing path is never replaced.
+A process killed mid-export can leave a hidden `.OUT.partial-*` directory behind: it is safe to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from chatforge.errors import ChatforgeError
+from chatforge.export.config import DEFAULT_QUANT, FORMATS, QUANTS, ExportConfig
+
+if TYPE_CHECKING:
+    from chatforge.models.resolve import ResolvedModel
+
+MANIFEST = "export.json"  # what was exported from what, and the verification numbers
+
+
+@dataclass
+class _Plan:
+    cfg: ExportConfig
+    resolved: "ResolvedModel"
+    out: Path  # the final directory
+    quant: str | None  # None for hf = the source dtype, decided once the model is loaded
+    name: str  # file-name-safe model name, e.g. "lumora" for runs/lumora
+
+
+def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Export cfg.model as cfg.format into cfg.out; return the output directory."""
+    plan = setup(cfg)
+    from chatforge.export import hf
+    from chatforge.export.verify import logits, probe_ids
+
+    log(f"loading {plan.resolved.name}" + (" and merging its adapter" if plan.resolved.adapter else ""))
+    loaded = hf.load_merged(plan.resolved, allow_pickle=cfg.allow_pickle)
+    plan.quant = plan.quant or hf.source_quant(loaded)
+    ids = probe_ids(loaded.tokenizer)
+    reference = logits(loaded.model, ids)  # (T, V), taken before any cast
+    stage = _stage_dir(plan.out)
+    try:
+        write = _write_hf if cfg.format == "hf" else _write_gguf
+        artifact = write(plan, loaded, stage, log)
+        check = None
+        if cfg.verify:
+            log("verifying: reloading the export and comparing its logits with the source")
+            check = _verify(plan, artifact, ids, reference, loaded.tokenizer)
+        _write_manifest(plan, stage, check)
+        _commit(stage, plan.out, cfg.force)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return plan.out
+
+
+def setup(cfg: ExportConfig) -> _Plan:
+    """Check every option and the model's architecture before loading anything heavy."""
+    from chatforge.models.catalog import DEFAULT_MODEL
+    from chatforge.models.resolve import resolve
+
+    if cfg.format not in FORMATS:
+        raise ChatforgeError(f"--format {cfg.format}: not supported; supported: {', '.join(FORMATS)}")
+    quant = cfg.quant or DEFAULT_QUANT[cfg.format]
+    if quant is not None and quant not in QUANTS[cfg.format]:
+        raise ChatforgeError(f"--quant {quant}: not supported for --format {cfg.format}; supported: "
+                             f"{', '.join(QUANTS[cfg.format])}",
+                             hint="for 4-bit and k-quants, run llama.cpp's `llama-quantize` on the f16 GGUF"
+                             if cfg.format == "gguf" else "for smaller files use --format gguf --quant q8_0")
+    if cfg.ollama and cfg.format != "gguf":
+        raise ChatforgeError("--ollama needs --format gguf (Ollama runs GGUF files)")
+    if cfg.system is not None and not cfg.ollama:
+        raise ChatforgeError("--system goes into the Ollama Modelfile: it needs --ollama")
+    out = _output_dir(cfg)
+    resolved = resolve(cfg.model)
+    if cfg.format == "gguf":
+        from chatforge.export.gguf import check_architecture
+
+        check_architecture(resolved.path, resolved.name)
+    if cfg.ollama:
+        from chatforge.export.ollama import detect_template
+        from chatforge.models.load import load_tokenizer
+
+        detect_template(load_tokenizer(resolved))  # an untranslatable template fails now, not after converting
+    spec = cfg.model or DEFAULT_MODEL
+    name = safe_name(resolved.run_dir.name if resolved.run_dir else spec)
+    return _Plan(cfg, resolved, out, quant, name)
+
+
+def _output_dir(cfg: ExportConfig) -> Path:
+    if not cfg.out:
+        raise ChatforgeError("--out PATH is required: the directory to write the export into")
+    out = Path(cfg.out).expanduser().absolute()
+    if out.suffix.lower() == ".gguf":
+        raise ChatforgeError(f"--out {cfg.out}: --out is a directory (it will hold NAME-QUANT.gguf and the "
+                             "Modelfile), not a .gguf file name", hint=f"e.g. --out {out.with_suffix('')}")
+    if not (out.exists() or out.is_symlink()):
+        return out
+    if not cfg.force:
+        raise ChatforgeError(f"--out {cfg.out}: already exists", hint="pass --force to replace it (the old "
+                             "one is kept until the new export has been written and verified)")
+    # --force replaces earlier exports only: never a directory of other files (think `--out . --force`).
+    if not out.is_dir() or out.is_symlink() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
+        raise ChatforgeError(f"--out {cfg.out}: exists and is not a chatforge export (no {MANIFEST}); "
+                             "not replacing it, even with --force", hint="choose a new --out directory")
+    return out
+
+
+def _stage_dir(out: Path) -> Path:
+    """A hidden temporary directory next to `out` (same file system, so the final rename is atomic)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        raise ChatforgeError(f"--out {out}: cannot write in {out.parent} ({e.strerror})") from None
+    stage.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary directory
+    return stage
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe model name: the last path part, [A-Za-z0-9._-] only, never empty, '.' or '..'."""
+    base = re.split(r"[\\/]+", str(text).strip().rstrip("/\\"))[-1]
+    base = base[:-5] if base.lower().endswith(".gguf") else base
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-")
+    return base[:64] or "model"
+
+
+def _inside(directory: Path, name: str) -> Path:
+    """directory/name, refusing any name that would land outside directory."""
+    path = directory / name
+    if path.resolve().parent != directory.resolve():
+        raise ChatforgeError(f"refusing to write {name!r}: it is not a plain file name", exit_code=1)
+    return path
+
+
+def _write_hf(plan: _Plan, loaded, stage: Path, log) -> Path:
+    from chatforge.export.hf import save_hf
+
+    log(f"writing a Hugging Face model ({plan.quant}) to {plan.out}")
+    save_hf(loaded, stage, plan.quant)
+    return stage
+
+
+def _write_gguf(plan: _Plan, loaded, stage: Path, log) -> Path:
+    from chatforge.export.gguf import convert
+    from chatforge.export.hf import save_hf
+
+    merged = _inside(stage, ".merged-f32")  # the converter's input; removed before the rename
+    save_hf(loaded, merged, "f32")
+    gguf_file = _inside(stage, f"{plan.name}-{plan.quant}.gguf")
+    log(f"converting to GGUF ({plan.quant}) with llama.cpp's converter")
+    convert(merged, gguf_file, plan.quant, name=plan.name)
+    shutil.rmtree(merged)
+    if plan.cfg.ollama:
+        from chatforge.export.ollama import modelfile
+
+        text = modelfile(loaded.tokenizer, gguf_file.name, system=plan.cfg.system)
+        _inside(stage, "Modelfile").write_text(text, encoding="utf-8")
+    return gguf_file
+
+
+def _verify(plan: _Plan, artifact: Path, ids: list[int], reference, tokenizer) -> dict:
+    """Reload what was written, as a transformers user would, and compare (raises ChatforgeError)."""
+    from chatforge.export.verify import compare, logits
+
+    if plan.cfg.format == "hf":
+        from chatforge.export.hf import load_hf_for_check
+
+        model = load_hf_for_check(artifact)
+    else:
+        from chatforge.export.gguf import load_gguf_for_check, read_metadata
+
+        meta = read_metadata(artifact)
+        if meta["chat_template"] != tokenizer.chat_template:
+            raise ChatforgeError(f"verification failed: {artifact.name} lacks the chat template", exit_code=1)
+        try:
+            model = load_gguf_for_check(artifact)
+        except Exception as e:  # transformers' GGUF reader knows fewer variants than llama.cpp
+            raise ChatforgeError(f"verification failed: transformers cannot read {artifact.name} back "
+                                 f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})", exit_code=1,
+                                 hint="--no-verify keeps the file without this check") from None
+    return compare(reference, logits(model, ids), plan.quant)
+
+
+def _write_manifest(plan: _Plan, stage: Path, check: dict | None) -> None:
+    files = {p.name: p.stat().st_size for p in sorted(stage.iterdir()) if p.is_file()}
+    manifest = {"source": plan.cfg.model or plan.resolved.name, "format": plan.cfg.format, "quant": plan.quant,
+                "files": files, "verification": check}
+    _inside(stage, MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _commit(stage: Path, out: Path, force: bool) -> None:
+    """Rename the finished stage to out; an existing out (with force) is moved aside first, then deleted."""
+    old = None
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise ChatforgeError(f"{out}: appeared while exporting; not replaced (pass --force)")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(stage, out)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+
+
+def manifest(out: Path) -> dict:
+    """The export.json of an export directory."""
+    return json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))

@@ -1,0 +1,43 @@
+"""A fake training run (runs/NAME/final = a LoRA adapter on the tiny llama / tiny gpt2) to export."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def make_lora_run(base: Path, run_dir: Path, *, seed: int = 0) -> Path:
+    """Wrap `base` with a LoRA on every linear layer, perturb the B matrices so the adapter changes the
+    outputs (fresh LoRA B is zero), and save it as run_dir/final like training does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    final = run_dir / "final"
+    peft_model.save_pretrained(final)
+    AutoTokenizer.from_pretrained(base).save_pretrained(final)
+    (final / "chatforge.json").write_text(json.dumps({"base_model": str(base)}), encoding="utf-8")
+    (run_dir / "run.json").write_text(json.dumps({"base_model": str(base), "method": "lora",
+                                                  "status": "complete", "kind": "chat"}), encoding="utf-8")
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def lora_run(tiny_model, tmp_path_factory) -> Path:
+    """runs/lumora: a LoRA adapter (changing the outputs) on the tiny llama."""
+    return make_lora_run(tiny_model, tmp_path_factory.mktemp("runs") / "lumora")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_1024(tmp_path_factory) -> Path:
+    """A tiny GPT-2 with GPT-2's own 1024 positions: transformers' GGUF reader assumes that context length."""
+    from chatforge.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gpt2-1024"), arch="gpt2", max_positions=1024)
