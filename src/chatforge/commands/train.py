@@ -1,11 +1,39 @@
-"""(not implemented yet)"""
+"""Fine-tune a model on your data: LoRA (default), full or freeze; raw text continues pretraining.
+
+Examples:
+  chatforge train --data examples/data/lumora_train.jsonl            # LoRA on the default model
+  chatforge train --data chats.jsonl --method full --epochs 3 --out runs/support
+  chatforge train --out runs/support --resume                        # continue after a stop or a crash
+  chatforge train --config runs/support/config.yaml --out runs/again # repeat a run exactly
+  torchrun --nproc_per_node 2 -m chatforge train --data chats.jsonl  # data-parallel on 2 processes
+
+Every option can also be set in a YAML file (--config); command-line flags win. The run directory holds
+config.yaml, run.json, data_stats.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/, final/ and a model card
+README.md, and works wherever a model does: chatforge chat|eval|serve|export runs/NAME.
+Exit codes: 0 done, 1 failure (NaN loss, full disk), 2 bad input, 143 stopped by SIGTERM (checkpoint saved).
+"""
+
+from chatforge import config
+from chatforge.train.config import TrainConfig
+
+EXIT_SIGTERM = 143  # 128 + SIGTERM, as a shell reports a terminated process: `train && eval` stops here
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--config", metavar="YAML", help="Read options from this YAML file (flags win).")
+    config.add_arguments(parser, TrainConfig)
 
 
 def run(args) -> int:
-    from chatforge.errors import ChatforgeError
+    import json
+    from pathlib import Path
 
-    raise ChatforgeError("chatforge train is not implemented yet", exit_code=1)
+    from chatforge.train.run import train
+
+    yaml_file = args.config
+    if yaml_file is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        yaml_file = Path(args.out) / "config.yaml"  # `--out RUN --resume` continues with the run's own config
+    cfg = config.build(TrainConfig, args, yaml_file)
+    run_dir = train(cfg)
+    status = json.loads((run_dir / "run.json").read_text()).get("status")
+    return EXIT_SIGTERM if status == "interrupted" else 0

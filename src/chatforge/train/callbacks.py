@@ -1,0 +1,116 @@
+"""Trainer callbacks: metrics.jsonl, the progress bar, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+TRAIN_KEYS = ("loss", "learning_rate")
+EVAL_KEYS = ("eval_loss", "eval_token_accuracy")
+
+
+class MetricsLog(TrainerCallback):
+    """Appends one JSON line per log event to RUN/metrics.jsonl (train lines and eval lines, see CONTRACTS.md)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.last = None  # (time, tokens_seen) at the previous train line, for tokens/s over the interval
+        self.history: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = (time.perf_counter(), state.num_input_tokens_seen)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+               "tokens_seen": state.num_input_tokens_seen}
+        if "loss" in logs:
+            now = time.perf_counter()
+            then, tokens = self.last
+            row.update({k: logs[k] for k in TRAIN_KEYS if k in logs})
+            row["tokens_per_sec"] = round((state.num_input_tokens_seen - tokens) / max(now - then, 1e-9), 1)
+            self.last = (now, state.num_input_tokens_seen)
+        elif "eval_loss" in logs:
+            row.update({k: logs[k] for k in EVAL_KEYS if k in logs})
+            if self.last is not None:  # (None: an evaluation before training started)
+                self.last = (time.perf_counter(), self.last[1])  # eval time is not training time
+        else:
+            return
+        self.history.append(row)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class ProgressBar(TrainerCallback):
+    """One tqdm bar: step / total, loss, tokens/s, ETA (tqdm's own). Process 0 only."""
+
+    def __init__(self, metrics: MetricsLog):
+        self.metrics = metrics
+        self.bar = None
+        self.shown = 0  # metrics rows already shown
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
+                            file=sys.stderr, dynamic_ncols=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or len(self.metrics.history) == self.shown:
+            return
+        self.shown = len(self.metrics.history)
+        row = self.metrics.history[-1]
+        self.bar.update(state.global_step - self.bar.n)
+        if "loss" in row:
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_sec']:.0f}", refresh=False)
+        else:
+            self.bar.write(f"step {row['step']}: eval loss {row['eval_loss']:.4f}, "
+                           f"token accuracy {row['eval_token_accuracy']:.3f}")
+        self.bar.refresh()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StopOnSigterm(TrainerCallback):
+    """SIGTERM (a scheduler's preemption, `kill`) -> finish the current step, save a checkpoint, stop."""
+
+    def __init__(self):
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        requested = self.requested
+        if args.world_size > 1:  # all processes must stop at the same step
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(requested)], device=args.device)
+            dist.all_reduce(flag)
+            requested = bool(flag.item())
+        if requested:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None

@@ -1,0 +1,104 @@
+"""TrainConfig: every option of `chatforge train`, its default and its help text, in one place.
+
+The CLI flags, the YAML file (`--config`) and the Python API all come from this dataclass; the resolved
+config (automatic values filled in) is written to `runs/NAME/config.yaml`, and `--config` of that file
+reproduces the run. Only the standard library and chatforge.config are imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from chatforge.config import option
+from chatforge.models.catalog import DEFAULT_MODEL
+
+METHODS = ("lora", "full", "freeze")
+# Learning rates that work for each method on small chat models (LoRA adapters start at zero and
+# need a larger step; full fine-tuning of pretrained weights needs a small one).
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "freeze": 5e-5}
+
+
+def _epochs(s: str) -> int | str:
+    if s == "auto":
+        return "auto"
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or >= 1, got {v}")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _split(s: str) -> float:
+    v = float(s)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
+    return v
+
+
+@dataclass
+class TrainConfig:
+    model: str = option(DEFAULT_MODEL, "Model to fine-tune: catalog name, model directory, .gguf or run directory.")
+    data: str | None = option(None, "Training data: a file or directory (chat JSONL/JSON, ShareGPT, alpaca, "
+                                    "or raw .txt for continued pretraining).")
+    eval_data: str | None = option(None, "Held-out data for eval loss / token accuracy (default: --eval-split).")
+    eval_split: float = option(0.1, "Share of the training examples held out for evaluation when there is no "
+                                     "--eval-data (at most 200 examples; 0 = no evaluation).", parse=_split)
+    format: str | None = option(None, "Data format (default: detected from the file).")
+    method: str = option("lora", "lora: low-rank adapters on all linear layers; full: every weight; "
+                                 "freeze: only the last --freeze-layers layers and the final norm.", choices=METHODS)
+    objective: str = option("causal", "Training objective. Only causal LM is supported (chat fine-tuning and "
+                                      "continued pretraining); 'mlm' is refused for causal models.",
+                            choices=["causal", "mlm"])
+    epochs: int | str = option("auto", "Passes over the data; 'auto' picks them from the dataset size.",
+                               parse=_epochs, metavar="N|auto")
+    max_steps: int | None = option(None, "Stop after this many optimizer steps (overrides --epochs).",
+                                   parse=_positive_int)
+    lr: float | None = option(None, "Peak learning rate (default by method: lora 2e-4, full 2e-5, freeze 5e-5).")
+    warmup: float = option(0.03, "Linear warm-up, as a share of all steps.")
+    scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
+                            choices=["cosine", "linear", "constant_with_warmup"])
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    batch_tokens: int = option(8192, "Tokens per optimizer step (gradient accumulation is derived from it).",
+                               parse=_positive_int)
+    micro_batch_tokens: int = option(2048, "Tokens per forward pass (lower it to save memory; the optimizer "
+                                           "step stays --batch-tokens).", parse=_positive_int)
+    max_length: int = option(1024, "Longest sequence (tokens); also the length of packed rows.",
+                             parse=_positive_int)
+    packing: bool = option(True, "Pack several short examples into each row (examples cannot see each other).")
+    overlong: str | None = option(None, "Examples longer than --max-length: drop, truncate or error "
+                                        "(default: the data layer's policy).",
+                                  choices=["drop", "truncate", "error"])
+    lenient: bool = option(False, "Skip invalid records instead of stopping (they are counted and reported).")
+    lora_rank: int = option(16, "LoRA rank r.", parse=_positive_int)
+    lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x rank).")
+    lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.")
+    freeze_layers: int = option(2, "freeze: how many of the last transformer layers are trained.",
+                                parse=_positive_int)
+    precision: str = option("auto", "auto: bf16 autocast on a GPU or a CPU with AMX/AVX-512 bf16, else fp32.",
+                            choices=["auto", "bf16", "fp32"])
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, "
+                                                 "~30% slower).")
+    eval_every: int | None = option(None, "Evaluate every N steps (default: 5 times per run, and at the end).",
+                                    parse=_positive_int)
+    save_every: int | None = option(None, "Checkpoint every N steps (default: 10 times per run).",
+                                    parse=_positive_int)
+    keep_checkpoints: int = option(2, "Complete checkpoints to keep (older ones are deleted).",
+                                   parse=_positive_int)
+    seed: int = option(42, "Random seed (data order, LoRA init, eval split).")
+    out: str | None = option(None, "Run directory (default: runs/DATA-METHOD-TIMESTAMP).")
+    resume: bool = option(False, "Continue the run in --out from its last complete checkpoint.")
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda when present).")
+    tensorboard: bool = option(True, "Write TensorBoard event files to RUN/tb.")
+    trust_remote_code: bool = option(False, "Allow a model's own Python code to run (off by default).")
+    allow_pickle: bool = option(False, "Allow loading pickle weights (.bin) of the base model.")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]

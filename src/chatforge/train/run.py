@@ -1,0 +1,424 @@
+"""`chatforge train` as a function: setup -> fit -> save.
+
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+    run_dir = train(TrainConfig(data="examples/data/lumora_train.jsonl"))
+
+setup:  resolve the model, read + encode + pack the data (chatforge.data), apply the method (LoRA / full /
+        freeze), make the run directory (config.yaml, run.json, data_stats.json) and the Trainer.
+fit:    Trainer.train(), resuming from the last complete checkpoint with --resume.
+save:   final eval, final/ (adapter or model + tokenizer, written atomically), run.json, model card, summary.
+
+Under torchrun every process runs this same function; only process 0 writes to the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chatforge.config import save_yaml
+from chatforge.errors import ChatforgeError
+from chatforge.train import checkpoints
+from chatforge.train.config import TrainConfig
+
+MAX_EVAL_EXAMPLES = 200
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig  # resolved: automatic values filled in
+    dir: Path
+    trainer: Any
+    kind: str  # "chat" | "text"
+    resume_from: Path | None
+    stats: dict
+    is_main: bool
+    precision: str
+    started: float
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Fine-tune per `cfg`; return the run directory (status in its run.json: complete / interrupted)."""
+    run = setup(cfg)
+    try:
+        stopped = fit(run)
+    except BaseException as e:
+        _update_run_json(run, status="failed", error=getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+        raise
+    if stopped is not None:
+        _update_run_json(run, status="interrupted", stopped_at_step=stopped)
+        if run.is_main:
+            print(f"stopped by SIGTERM at step {stopped}; checkpoint saved in {run.dir / 'checkpoints'}. "
+                  f"Continue with: chatforge train --out {run.dir} --resume", file=sys.stderr)
+        return run.dir
+    return save(run)
+
+
+# ---- setup -------------------------------------------------------------------------------------------------
+def setup(cfg: TrainConfig) -> Run:
+    _check_request(cfg)
+    from chatforge.models.load import load_model, pick_device, quiet_transformers, set_threads
+
+    quiet_transformers()
+    set_threads()
+    loaded = load_model(cfg.model, dtype="float32", device="cpu", trust_remote_code=cfg.trust_remote_code,
+                        allow_pickle=cfg.allow_pickle)
+    tokenizer = loaded.tokenizer
+    kind, train_examples, eval_examples, stats = _load_data(cfg, tokenizer)
+    cfg = _resolve(cfg, n_examples=len(train_examples))
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # LoRA's initial weights come from the seed: the same config gives the same run
+    device = pick_device(cfg.device)
+    bf16 = use_bf16(cfg.precision, device)
+    model = apply_method(loaded.model, cfg, bf16=bf16)
+    rank = int(os.environ.get("RANK", "0"))
+    run_dir = Path(cfg.out)
+    resume_from = _prepare_run_dir(run_dir, cfg, is_main=rank == 0)
+    trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16)
+    run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
+              "bf16" if bf16 else "fp32", time.time())
+    if run.is_main:
+        _write_json(run_dir / "data_stats.json", stats)
+        _update_run_json(run, status="running", **_run_facts(run))
+    return run
+
+
+def _check_request(cfg: TrainConfig) -> None:
+    if not cfg.data:
+        raise ChatforgeError("--data is required (a chat JSONL/JSON file, a directory, or raw .txt)",
+                             hint="e.g. chatforge train --data examples/data/lumora_train.jsonl")
+    if cfg.objective == "mlm":
+        raise ChatforgeError(f"--objective mlm: {cfg.model} is a causal (decoder-only) language model; masked-LM "
+                             "training needs an encoder model such as BERT, which chatforge does not train",
+                             hint="drop --objective: raw text trains with the causal LM objective "
+                                  "(continued pretraining)")
+
+
+def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
+    """Read, validate and encode (chatforge.data); hold out an eval split when there is no --eval-data."""
+    import random
+
+    from chatforge.data import prepare
+
+    opts = dict(format=cfg.format, max_length=cfg.max_length, overlong=cfg.overlong, lenient=cfg.lenient)
+    prepared = prepare(cfg.data, tokenizer, eval_path=cfg.eval_data, **opts)  # eval_path: leakage check
+    examples = list(prepared.examples)
+    stats = {"kind": prepared.kind, "train": prepared.stats}
+    if cfg.eval_data:
+        eval_prepared = prepare(cfg.eval_data, tokenizer, **opts)
+        eval_examples = list(eval_prepared.examples)
+        stats["eval"] = eval_prepared.stats
+    elif cfg.eval_split > 0 and len(examples) >= 10:
+        order = list(range(len(examples)))
+        random.Random(cfg.seed).shuffle(order)
+        held = set(order[:min(MAX_EVAL_EXAMPLES, max(1, round(len(examples) * cfg.eval_split)))])
+        eval_examples = [e for i, e in enumerate(examples) if i in held]
+        examples = [e for i, e in enumerate(examples) if i not in held]
+        stats["eval"] = {"examples": len(eval_examples), "held_out_from_train": cfg.eval_split}
+    else:
+        eval_examples = []
+    stats["train_examples_used"] = len(examples)
+    return prepared.kind, examples, eval_examples, stats
+
+
+def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
+    """Fill in the automatic values, so config.yaml records exactly what ran."""
+    from chatforge.data.stats import auto_epochs
+
+    epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
+    out = cfg.out or str(Path("runs") / f"{Path(cfg.data).stem}-{cfg.method}-"
+                                        f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
+    return dataclasses.replace(cfg, epochs=int(epochs), lr=cfg.learning_rate, out=out, lora_alpha=alpha)
+
+
+def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
+    """lora: adapters on every linear layer of the body; full: all weights; freeze: the last N layers + norm."""
+    if cfg.method == "lora":
+        return _add_lora(model, cfg, bf16)
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
+    model.requires_grad_(False)
+    layers, norms = _layers_and_final_norm(model)
+    for module in list(layers)[-cfg.freeze_layers:] + norms:
+        module.requires_grad_(True)
+    return model
+
+
+def _add_lora(model, cfg: TrainConfig, bf16: bool):
+    """LoRA (fp32 adapters) on all linear layers.
+
+    With bf16 autocast the frozen base weights are stored in bf16: autocast would cast them at every forward
+    anyway, so this halves their memory and saves the casts. PEFT also casts each layer's bf16 input to the
+    fp32 adapter dtype; under autocast the adapter matmul runs in bf16 regardless, so that cast is turned off:
+    the fp32 copies of every linear input only cost time and memory.
+    """
+    import warnings
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    if bf16:
+        model.to(torch.bfloat16)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # PEFT calls a transformers API that warns about its own deprecation
+        warnings.simplefilter("ignore", FutureWarning)
+        model = get_peft_model(model, lora)
+    for module in model.modules():
+        if bf16 and hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
+    return model
+
+
+def _layers_and_final_norm(model):
+    """The transformer blocks (the body's ModuleList) and the norm(s) after them, for any decoder-only model."""
+    import torch.nn as nn
+
+    body = model.base_model
+    layers, norms = None, []
+    for name, child in body.named_children():
+        if isinstance(child, nn.ModuleList):
+            layers = child
+        elif "norm" in name or name.startswith("ln_f"):
+            norms.append(child)
+    if layers is None:
+        raise ChatforgeError(f"--method freeze: cannot find the transformer layers of {type(model).__name__}",
+                             hint="use --method lora or --method full")
+    return layers, norms
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path | None:
+    """New run: the directory must not hold another run. --resume: the last complete, verified checkpoint."""
+    ckpt_root = run_dir / "checkpoints"
+    exists = (run_dir / "run.json").is_file() or ckpt_root.is_dir()
+    if exists and not cfg.resume and is_main:  # (other processes would see the directory process 0 made)
+        raise ChatforgeError(f"{run_dir} already holds a training run",
+                             hint="continue it with --resume, or choose another --out")
+    resume_from = checkpoints.last(ckpt_root) if cfg.resume else None
+    if resume_from is not None:
+        checkpoints.verify(resume_from)
+    elif cfg.resume and is_main:
+        print(f"chatforge train: no complete checkpoint in {ckpt_root}; starting from the beginning",
+              file=sys.stderr)
+    if is_main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        checkpoints.clean_partial(ckpt_root)
+        shutil.rmtree(run_dir / "final.tmp", ignore_errors=True)
+        save_yaml(dataclasses.replace(cfg, resume=False), run_dir / "config.yaml")
+        _truncate_metrics(run_dir / "metrics.jsonl", checkpoints.step_of(resume_from) if resume_from else 0)
+    return resume_from
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, forget the lines of steps after the checkpoint: they are trained again."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    tmp.replace(path)
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """bf16 autocast on GPUs that support it and on CPUs with AMX or AVX-512 bf16 instructions."""
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    capability = (torch.backends.cpu.get_cpu_capability() or "").lower()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "amx" in capability or "bf16" in capability or "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,
+                  bf16: bool):
+    from transformers import PrinterCallback, ProgressCallback, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from chatforge.data.pack import pack, padding_share
+    from chatforge.train.callbacks import MetricsLog, ProgressBar, StopOnSigterm
+    from chatforge.train.trainer import ChatforgeTrainer
+
+    rows = pack(train_examples, cfg.max_length) if cfg.packing else train_examples
+    eval_rows = pack(eval_examples, cfg.max_length) if cfg.packing else eval_examples
+    stats["packing"] = {"rows": len(rows), "padding_share": round(padding_share(rows, cfg.max_length), 4)}
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = max(1, cfg.micro_batch_tokens // cfg.max_length)  # rows per forward pass
+    accum = max(1, round(cfg.batch_tokens / (cfg.max_length * micro * world)))
+    steps_per_epoch = math.ceil(math.ceil(len(rows) / (micro * world)) / accum)
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    save_every = cfg.save_every or max(1, total // 10)
+    eval_every = cfg.eval_every or max(1, total // 5)
+    stats["batching"] = {"micro_batch_rows": micro, "gradient_accumulation": accum, "processes": world,
+                         "tokens_per_step": cfg.max_length * micro * accum * world, "steps": total}
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=micro, per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1, lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup,
+        weight_decay=cfg.weight_decay, max_grad_norm=1.0, logging_steps=1, save_strategy="steps",
+        save_steps=save_every, eval_strategy="steps" if eval_rows else "no", eval_steps=eval_every,
+        bf16=bf16, use_cpu=device == "cpu", seed=cfg.seed, data_seed=cfg.seed, report_to="none", disable_tqdm=True,
+        remove_unused_columns=False, activation_checkpointing=cfg.gradient_checkpointing, use_cache=False,
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
+        log_level="warning",
+        dataloader_pin_memory=device != "cpu")
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    callbacks = [metrics, ProgressBar(metrics), StopOnSigterm()]
+    if cfg.tensorboard:
+        tb = TensorBoardCallback()
+        tb.logging_dir = str(run_dir / "tb")
+        callbacks.append(tb)
+    trainer = ChatforgeTrainer(model=model, args=args, data_collator=Collator(tokenizer.pad_token_id),
+                               train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
+                               callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+class Collator:
+    """chatforge.data.pack.collate + the number of real (non-padding) tokens, for tokens/s."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows) -> dict:
+        import torch
+
+        from chatforge.data.pack import collate
+
+        batch = collate(rows, self.pad_id)
+        batch["num_tokens"] = torch.tensor(sum(len(r) for r in rows))
+        return batch
+
+
+# ---- fit ---------------------------------------------------------------------------------------------------
+def fit(run: Run) -> int | None:
+    """Train; return the step at which SIGTERM stopped the run, or None when it ran to the end."""
+    trainer = run.trainer
+    trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    stop = next(cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "StopOnSigterm")
+    return stop.stopped_at
+
+
+# ---- save --------------------------------------------------------------------------------------------------
+def save(run: Run) -> Path:
+    """Final eval, final/ (atomically), run.json, model card and the summary table."""
+    trainer = run.trainer
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]  # the same on every process
+    if trainer.eval_dataset is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
+        trainer.evaluate()
+    final = run.dir / "final"
+    staging = run.dir / "final.tmp"
+    trainer.save_model(str(staging))  # adapter (LoRA) or full model, + tokenizer; process 0 writes
+    trainer.accelerator.wait_for_everyone()
+    if run.is_main:
+        _finish_final(run, staging, final)
+        summary = _summary(run)
+        _update_run_json(run, status="complete", **summary)
+        from chatforge.train.card import write_model_card
+
+        write_model_card(run.dir, run.cfg, summary, run.stats)
+        print_summary(run.dir, summary)
+    trainer.accelerator.wait_for_everyone()
+    return run.dir
+
+
+def _finish_final(run: Run, staging: Path, final: Path) -> None:
+    (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody needs to load
+    if run.cfg.method == "lora":
+        _write_json(staging / "chatforge.json", {"base_model": _portable_spec(run.cfg.model)})
+    if final.exists():  # re-finishing a resumed run that had already completed
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def _portable_spec(spec: str) -> str:
+    """Catalog names and hub ids as given; local paths made absolute so the run works from any directory."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def _summary(run: Run) -> dict:
+    history = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    state = run.trainer.state
+    train_rows = [r for r in history if "loss" in r]
+    evals = [r for r in history if "eval_loss" in r]
+    elapsed = time.time() - run.started
+    out = {"steps": state.global_step, "epochs": round(state.epoch or 0.0, 3),
+           "tokens_seen": state.num_input_tokens_seen,
+           "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
+           "first_train_loss": train_rows[0]["loss"] if train_rows else None,
+           "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1)}
+    if evals:
+        out.update(eval_loss=evals[-1]["eval_loss"], eval_token_accuracy=evals[-1]["eval_token_accuracy"],
+                   first_eval_loss=evals[0]["eval_loss"])
+    return out
+
+
+def _mean_tokens_per_sec(rows: list[dict]) -> float | None:
+    # the first steps include warm-up (allocations, kernel selection): skip them when there are enough
+    rows = rows[2:] if len(rows) > 5 else rows
+    return round(sum(r["tokens_per_sec"] for r in rows) / len(rows), 1) if rows else None
+
+
+def print_summary(run_dir: Path, summary: dict) -> None:
+    """The final table on stdout."""
+    lines = [("run", str(run_dir)), ("steps", summary["steps"]), ("epochs", summary["epochs"]),
+             ("tokens seen", f"{summary['tokens_seen']:,}"),
+             ("train loss", f"{summary['first_train_loss']:.4f} -> {summary['final_train_loss']:.4f}"
+              if summary["final_train_loss"] is not None else "-")]
+    if "eval_loss" in summary:
+        lines += [("eval loss", f"{summary['first_eval_loss']:.4f} -> {summary['eval_loss']:.4f}"),
+                  ("eval token accuracy", f"{summary['eval_token_accuracy']:.3f}")]
+    lines += [("tokens/s", summary["tokens_per_sec"]), ("time", f"{summary['wall_seconds']:.0f} s"),
+              ("model", str(run_dir / "final"))]
+    width = max(len(k) for k, _ in lines)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
+    print(f"\nnext: chatforge chat {run_dir}    chatforge eval {run_dir} --data HELDOUT")
+
+
+def _run_facts(run: Run) -> dict:
+    import torch
+
+    args = run.trainer.args
+    return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
+            "data": run.cfg.data, "eval_data": run.cfg.eval_data, "device": str(args.device),
+            "precision": run.precision, "processes": args.world_size, "torch": torch.__version__,
+            "resumed_from": str(run.resume_from) if run.resume_from else None,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _update_run_json(run: Run, **fields) -> None:
+    """Merge fields into run.json (written atomically; process 0 only)."""
+    if not run.is_main:
+        return
+    path = run.dir / "run.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(fields)
+    _write_json(path, data)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,148 @@
+"""ChatforgeTrainer: transformers.Trainer with chatforge's loss, evaluation, checkpoints and safety stops.
+
+Only hooks are overridden; the training loop, gradient accumulation, DDP/FSDP/DeepSpeed, the optimizer,
+the scheduler and resume bookkeeping are the Trainer's own.
+
+- compute_loss: only positions whose next token carries a label go through the LM head. The model is called
+  with `logits_to_keep=<bool mask (B, T)>`, so the body runs on every token but the (large) vocabulary
+  projection and the cross entropy only on the N trained positions: hidden (B, T, H) -> (N, H) -> logits (N, V).
+  Calling the model's own forward keeps DDP's gradient hooks, PEFT and autocast working.
+  The loss is the mean over the trained tokens of the whole optimizer step: each micro-batch's summed loss is
+  divided by `num_items_in_batch` (trained tokens of all accumulated micro-batches, on all processes).
+- evaluate: eval loss and token accuracy over the trained tokens of the eval split.
+- _save_checkpoint: atomic, signed checkpoints (see checkpoints.py); a full disk is a clear error.
+- training_step: a NaN/inf loss stops the run naming the step (before the optimizer applies it).
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from chatforge.errors import ChatforgeError
+from chatforge.train import checkpoints
+
+IGNORE = -100
+
+
+class NonFiniteLoss(ChatforgeError):
+    """The loss became NaN or inf; the run stops without saving the broken weights."""
+
+
+def trained_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: position t predicts a label (labels[t + 1] != -100)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep
+
+
+def selective_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model; return logits (N, V) for the N positions that predict a label, and those labels (N,)."""
+    labels = inputs["labels"]  # (B, T), -100 where no loss is taken
+    keep = trained_positions(labels)
+    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_tokens")}
+    out = model(**model_inputs, logits_to_keep=keep, use_cache=False)
+    return out.logits, labels[:, 1:][keep[:, :-1]]
+
+
+class ChatforgeTrainer(Trainer):
+    # Our loss is already normalised over the whole accumulated batch: the Trainer must not divide it again.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_checkpoints = keep_checkpoints
+        self._staging: Path | None = None
+        # Ask the Trainer to count trained tokens over the accumulated micro-batches (num_items_in_batch).
+        self.model_accepts_loss_kwargs = True
+        self._loss_shifts_labels = True
+
+    # ---- loss ------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logits, targets = selective_logits(model, inputs)  # (N, V), (N,)
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        if num_items_in_batch is None:  # called outside the training loop
+            num_items_in_batch = targets.numel()
+        loss = loss_sum / max(num_items_in_batch, 1)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            # num_items_in_batch counts every process's tokens, and DDP averages gradients over processes.
+            loss = loss * self.args.world_size
+        return (loss, logits) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = (~torch.isfinite(loss)).float()
+        if self.args.world_size > 1:  # every process must stop together, or the others hang in all-reduce
+            torch.distributed.all_reduce(bad)
+        if bad.item():
+            step = self.state.global_step + 1
+            raise NonFiniteLoss(f"the training loss became {loss.item()} at step {step}; training stopped "
+                                "before applying it", exit_code=1,
+                                hint="lower --lr (or check the data); the last checkpoint is intact, so "
+                                     "--resume continues from it")
+        return loss
+
+    def _track_num_input_tokens(self, inputs):
+        """Tokens seen = real (non-padding) input tokens on all processes; kept in the saved TrainerState."""
+        n = torch.as_tensor(inputs["num_tokens"], device=self.args.device, dtype=torch.int64)
+        self.state.num_input_tokens_seen += int(self.accelerator.gather(n).sum().item())
+
+    # ---- evaluation ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        """Mean loss and next-token accuracy over the trained tokens of the eval split (all processes)."""
+        model = self.model_wrapped
+        was_training = model.training
+        model.eval()
+        totals = torch.zeros(3, device=self.args.device)  # loss sum, correct, tokens
+        for batch in self.get_eval_dataloader(eval_dataset):
+            batch = self._prepare_inputs(batch)
+            with self.accelerator.autocast():  # also before training, when the model is not prepared yet
+                logits, targets = selective_logits(model, batch)  # (N, V), (N,)
+            logits = logits.float()
+            per_token = torch.stack([F.cross_entropy(logits, targets, reduction="none"),
+                                     (logits.argmax(-1) == targets).float(), torch.ones_like(targets).float()], 1)
+            rows = trained_positions(batch["labels"]).nonzero()[:, 0]  # (N,) row of each position
+            per_row = per_token.new_zeros(len(batch["labels"]), 3).index_add_(0, rows, per_token)  # (B, 3)
+            # gather_for_metrics drops the rows repeated to give every process the same number of batches
+            totals += self.accelerator.gather_for_metrics(per_row).sum(0)
+        model.train(was_training)
+        n = max(totals[2].item(), 1.0)
+        metrics = {f"{metric_key_prefix}_loss": totals[0].item() / n,
+                   f"{metric_key_prefix}_token_accuracy": totals[1].item() / n}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- checkpoints -----------------------------------------------------------------------------------
+    def _get_output_dir(self, trial) -> str:
+        # While saving, the Trainer writes into the staging directory; commit() renames it into place.
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        root = Path(self.args.output_dir)
+        self._staging = root / checkpoints.STAGING
+        staged = self._staging / f"checkpoint-{self.state.global_step}"
+        try:
+            if self.args.should_save:
+                checkpoints.clean_partial(root)
+            self.accelerator.wait_for_everyone()
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                checkpoints.commit(staged, root, self.keep_checkpoints)
+            self.accelerator.wait_for_everyone()
+        except OSError as e:
+            checkpoints.clean_partial(root)
+            previous = checkpoints.last(root)
+            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+            what = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise ChatforgeError(f"cannot save checkpoint-{self.state.global_step} to {root}: {what}; {kept}",
+                                 hint="free some space (or lower --keep-checkpoints), then re-run with --resume",
+                                 exit_code=1) from None
+        finally:
+            self._staging = None

@@ -1,0 +1,80 @@
+"""Real processes: SIGKILL mid-run then --resume gives the uninterrupted run's weights and losses; SIGTERM
+saves a checkpoint and exits cleanly."""
+
+import json
+import os
+import signal
+import time
+
+from safetensors.torch import load_file
+
+from chatforge.train import checkpoints
+from train_helpers import cli_args, finish, read_metrics, start
+
+# 40 steps of 2 micro-batches (gradient accumulation), ~11 steps per epoch: checkpoints land mid-epoch.
+RUN = dict(max_steps=40, save_every=3, eval_every=10, keep_checkpoints=2, lr=2e-3)
+
+
+def _wait_for_checkpoint(proc, root, step, timeout=120):
+    """Poll until a complete checkpoint of at least `step` exists (the process keeps training meanwhile)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        last = checkpoints.last(root)
+        if last is not None and checkpoints.step_of(last) >= step:
+            return last
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1][-3000:])
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("no checkpoint in time")
+
+
+def _losses(run_dir):
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(make_cfg, tmp_path):
+    ref = start(["-m", "chatforge", *cli_args(make_cfg(out=str(tmp_path / "reference"), **RUN))])
+    victim = start(["-m", "chatforge", *cli_args(make_cfg(out=str(tmp_path / "killed"), **RUN))])
+    root = tmp_path / "killed" / "checkpoints"
+    _wait_for_checkpoint(victim, root, 6)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "final").exists(), "the run finished before it could be killed"
+    resumed_from = checkpoints.step_of(checkpoints.last(root))
+
+    code, _, err = finish(ref)
+    assert code == 0, err
+    code, _, err = finish(start(["-m", "chatforge", "train", "--out", str(tmp_path / "killed"), "--resume"]))
+    assert code == 0, err
+    info = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert info["status"] == "complete" and info["resumed_from"].endswith(f"checkpoint-{resumed_from}")
+    epoch = next(r["epoch"] for r in read_metrics(tmp_path / "reference") if r["step"] == resumed_from)
+    assert 6 <= resumed_from < 40 and epoch != int(epoch)  # resumed mid-epoch
+
+    a = load_file(tmp_path / "reference" / "final" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "killed" / "final" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    la, lb = _losses(tmp_path / "reference"), _losses(tmp_path / "killed")
+    assert sorted(la) == sorted(lb) == list(range(1, 41))
+    assert max(abs(la[s] - lb[s]) for s in la) <= 1e-6
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
+    proc = start(["-m", "chatforge", *cli_args(make_cfg(out=str(tmp_path / "run"), **RUN))])
+    root = tmp_path / "run" / "checkpoints"
+    _wait_for_checkpoint(proc, root, 3)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, timeout=120)
+    assert code == 143, err
+    assert "Traceback" not in err and "stopped by SIGTERM at step" in err and "--resume" in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    stopped = info["stopped_at_step"]
+    assert 3 <= stopped < 40
+    last = checkpoints.last(root)
+    assert checkpoints.step_of(last) == stopped  # the checkpoint is of the step where it stopped
+    checkpoints.verify(last)
+    assert not (tmp_path / "run" / "final").exists()
+    assert max(_losses(tmp_path / "run")) == stopped

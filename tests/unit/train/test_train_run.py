@@ -1,0 +1,159 @@
+"""In-process training runs on the tiny model: what changes, what is written, what is refused."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train_helpers import read_metrics
+
+
+def _trainable_snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _run_in_steps(cfg):
+    """setup -> snapshot -> fit -> save, so tests can compare weights before and after."""
+    from chatforge.train.run import fit, save, setup
+
+    run = setup(cfg)
+    before = _trainable_snapshot(run.trainer.model)
+    assert fit(run) is None
+    save(run)
+    return run, before
+
+
+def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_model):
+    run, before = _run_in_steps(make_cfg(max_steps=8))
+    model = run.trainer.model
+    # every trainable parameter is a LoRA matrix, and every one of them moved
+    assert before and all("lora_" in n for n in before)
+    after = dict(model.named_parameters())
+    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+    assert not unchanged
+    # the base weights are untouched
+    base = load_file(tiny_model / "model.safetensors")
+    merged_free = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+                   for n, p in model.named_parameters() if "lora_" not in n}
+    for name, weight in base.items():
+        assert torch.equal(merged_free[name].detach(), weight), name
+    # loss goes down: train loss over the run, eval loss from first to last eval
+    rows = read_metrics(run.dir)
+    train = [r["loss"] for r in rows if "loss" in r]
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    assert len(train) == 8 and sum(train[-3:]) / 3 < sum(train[:3]) / 3
+    assert len(evals) >= 2 and evals[-1] < evals[0]
+    # the run directory, as the contract says
+    for name in ("config.yaml", "run.json", "data_stats.json", "metrics.jsonl", "README.md",
+                 "final/adapter_config.json", "final/adapter_model.safetensors", "final/chatforge.json",
+                 "final/tokenizer.json"):
+        assert (run.dir / name).is_file(), name
+    assert list((run.dir / "tb").rglob("events.out.tfevents.*"))
+    info = json.loads((run.dir / "run.json").read_text())
+    assert info["status"] == "complete" and info["method"] == "lora" and info["kind"] == "chat"
+    assert info["base_model"] == str(tiny_model)
+    assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec"}
+    eval_row = next(r for r in rows if "eval_loss" in r)
+    assert set(eval_row) == {"step", "epoch", "tokens_seen", "eval_loss", "eval_token_accuracy"}
+    assert [r["tokens_seen"] for r in rows if "loss" in r] == sorted({r["tokens_seen"] for r in rows if "loss" in r})
+    # ... and it is a model: the adapter loads on its base and generates
+    from chatforge.generation import Engine, SamplingParams
+    from chatforge.models.load import load_model
+
+    loaded = load_model(str(run.dir))
+    assert loaded.resolved.adapter == run.dir / "final"
+    out = Engine(loaded).chat([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=3))
+    assert out.completion_tokens >= 1
+
+
+def test_full_changes_every_weight(make_cfg):
+    run, before = _run_in_steps(make_cfg(method="full", lr=1e-3, max_steps=2, eval_every=None, save_every=2))
+    after = dict(run.trainer.model.named_parameters())
+    assert len(before) == len(after)
+    assert not [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+    assert (run.dir / "final" / "model.safetensors").is_file()
+    assert not (run.dir / "final" / "chatforge.json").exists()
+    saved = load_file(run.dir / "final" / "model.safetensors")
+    weight = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(saved[weight], after[weight].detach())
+
+
+def test_freeze_trains_only_the_last_layers_and_the_final_norm(make_cfg):
+    run, before = _run_in_steps(make_cfg(method="freeze", freeze_layers=1, lr=1e-3, max_steps=2, save_every=2))
+    assert before and all(n.startswith(("model.layers.1.", "model.norm.")) for n in before)
+    after = dict(run.trainer.model.named_parameters())
+    assert not [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+
+
+def test_selective_head_loss_equals_the_models_own_loss(make_cfg):
+    """Only trained positions go through the LM head, yet the loss is exactly the full-logits loss."""
+    from chatforge.train.run import setup
+
+    run = setup(make_cfg(method="full"))
+    trainer = run.trainer
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model
+    ours = trainer.compute_loss(model, batch)
+    inputs = {k: v for k, v in batch.items() if k != "num_tokens"}
+    theirs = model(**inputs).loss  # HF: full logits (B, T, V), mean over shifted labels
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)
+
+
+def test_gradient_accumulation_normalises_over_the_whole_step(make_cfg, tmp_path):
+    """2 micro-batches of 1 row == 1 micro-batch of 2 rows: the loss is the mean over the step's tokens."""
+    from chatforge.train.run import train
+
+    common = dict(method="full", lr=1e-3, max_steps=2, batch_tokens=256, eval_split=0.0, save_every=2)
+    a = train(make_cfg(micro_batch_tokens=128, out=str(tmp_path / "a"), **common))
+    b = train(make_cfg(micro_batch_tokens=256, out=str(tmp_path / "b"), **common))
+    assert json.loads((a / "data_stats.json").read_text())["batching"]["gradient_accumulation"] == 2
+    wa, wb = load_file(a / "final" / "model.safetensors"), load_file(b / "final" / "model.safetensors")
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+    la = [r["loss"] for r in read_metrics(a)]
+    lb = [r["loss"] for r in read_metrics(b)]
+    assert la == pytest.approx(lb, abs=1e-5)
+
+
+def test_config_yaml_reproduces_the_run(make_cfg, tmp_path, run_cli):
+    from chatforge.train.run import train
+
+    first = train(make_cfg(max_steps=3, save_every=3))
+    code, out, err = run_cli("train", "--config", first / "config.yaml", "--out", tmp_path / "again")
+    assert code == 0, err
+    a = load_file(first / "final" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "again" / "final" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "eval loss" in out and "tokens/s" in out  # the summary table
+
+
+def test_raw_text_continues_pretraining(make_cfg, tmp_path):
+    from chatforge.train.run import train
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("Lumora Home makes smart lamps.\n\nThe lamps dim at night.\n" * 40, encoding="utf-8")
+    run_dir = train(make_cfg(data=str(text), max_steps=2, save_every=2, eval_every=None))
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["kind"] == "text" and info["status"] == "complete"
+
+
+def test_refusals_are_clear_errors(make_cfg, run_cli, tiny_model, chat_file, tmp_path):
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--objective", "mlm")
+    assert code == 2 and "causal" in err and "masked-LM" in err and "Traceback" not in err
+    code, _, err = run_cli("train", "--model", tiny_model)
+    assert code == 2 and "--data is required" in err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "run.json").write_text("{}")
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", tmp_path / "taken")
+    assert code == 2 and "already holds a training run" in err and "--resume" in err
+
+
+def test_bf16_choice():
+    from chatforge.train.run import use_bf16
+
+    assert use_bf16("bf16", "cpu") and not use_bf16("fp32", "cpu")
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if "amx_bf16" in flags or "avx512_bf16" in flags:
+        assert use_bf16("auto", "cpu")
