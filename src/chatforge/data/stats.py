@@ -92,7 +92,7 @@ def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: 
         model.train(was_training)
     tokens_per_s = seq_len * steps / measured
     epoch_tokens = stats["packed_rows"] * stats["max_length"]
-    return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 1),
+    return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 3),
             "benchmark_tokens": seq_len, "benchmark_steps": steps,
             "benchmark_seconds": round(time.perf_counter() - start, 2)}
 
