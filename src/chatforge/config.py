@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, exclude: tuple[str, .
         if default not in (None, "", [], False) and tp is not bool:
             help_text += f" (default: {default})"
         names = [_flag(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        # argparse %-formats help strings: a literal "%" (as in "30% slower") must be doubled.
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text.replace("%", "%%")}
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif tp is list:
