@@ -24,7 +24,8 @@ class DemoConfig:
     out: str = option("runs/demo", "Run directory of the demo's training run (reports and exports go inside).")
     train_data: str = option(str(EXAMPLES / "lumora_train.jsonl"), "Training data (OpenAI chat JSONL).")
     heldout_data: str = option(str(EXAMPLES / "lumora_heldout.jsonl"), "Held-out data for eval and questions.")
-    epochs: int = option(3, "Training epochs over the example data.")
+    epochs: int = option(5, "Training epochs over the example data.")
+    batch_tokens: int = option(2048, "Tokens per optimizer step (small: many steps teach the facts in minutes).")
     lr: float = option(1e-3, "LoRA learning rate (high on purpose: a few minutes of training must teach the domain).")
     lora_rank: int = option(16, "LoRA rank.")
     max_eval_examples: int = option(60, "Held-out examples to evaluate (both models answer each).")
@@ -122,7 +123,8 @@ def _train(cfg: DemoConfig, model: str) -> None:
     from chatforge.train.run import train
 
     train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
-                      epochs=str(cfg.epochs), lr=cfg.lr, lora_rank=cfg.lora_rank, out=cfg.out))
+                      epochs=str(cfg.epochs), lr=cfg.lr, lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens,
+                      out=cfg.out))
 
 
 def _evaluate(cfg: DemoConfig) -> None:
