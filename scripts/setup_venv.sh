@@ -16,10 +16,13 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     $PIP install "torch>=2.4"
   else
     echo "setup: no GPU, installing the CPU build of torch"
-    # A local wheel (find-links) first; else PyTorch's CPU-only index.
-    $PIP install --no-index "torch==2.13.0" 2>/dev/null \
-      || $PIP install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-      || $PIP install "torch" --index-url https://download.pytorch.org/whl/cpu
+    if $PIP install --dry-run --no-deps --no-index "torch==2.13.0" >/dev/null 2>&1; then
+      # A local CPU wheel (pip's find-links) provides torch; its dependencies come from the package index.
+      $PIP install "torch==2.13.0"
+    else
+      # PyTorch's CPU-only index for torch itself, PyPI for its dependencies: no CUDA wheels.
+      $PIP install torch --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+    fi
   fi
 fi
 echo "setup: installing chatforge and its dependencies"

@@ -33,6 +33,22 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, choices=None, 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def positive_int(s: str) -> int:
+    """A CLI/YAML parser for counts that must be >= 1."""
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def non_negative_int(s: str) -> int:
+    """A CLI/YAML parser for counts that may be 0."""
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _base_type(tp):
     """int | None -> int; list[str] -> list."""
     origin = typing.get_origin(tp)

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatforge.config import add_arguments, option
-
-
-def _positive_int(s: str) -> int:
-    import argparse
-
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+from chatforge.config import add_arguments, option, positive_int
 
 
 @dataclass
 class GenerateConfig:
-    max_tokens: int = option(256, "Most new tokens per answer.", parse=_positive_int)
+    max_tokens: int = option(256, "Most new tokens per answer.", parse=positive_int)
     temperature: float = option(0.0, "Sampling temperature; 0 = greedy (deterministic).")
     top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this much probability.")
     seed: int | None = option(None, "Random seed, for repeatable sampling.")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatforge.config import option
-from chatforge.generation_config import _positive_int
+from chatforge.config import option, positive_int
 
 
 def _confidence(s: str) -> float:
@@ -27,14 +26,14 @@ class EvalConfig:
     baseline: str | None = option(None, "Model to compare with (default for a run or adapter: its base model; "
                                   "'none' = no comparison).", metavar="MODEL")
     max_examples: int | None = option(None, "Evaluate only the first N held-out conversations.",
-                                      parse=_positive_int, metavar="N")
+                                      parse=positive_int, metavar="N")
     max_tokens: int | None = option(None, "Most new tokens per generated answer (default: twice the longest "
-                                    "reference answer, at least 64).", parse=_positive_int, metavar="N")
+                                    "reference answer, at least 64).", parse=positive_int, metavar="N")
     batch_size: int = option(16, "Conversations generated at once (lower it if memory runs out).",
-                             parse=_positive_int, metavar="B")
+                             parse=positive_int, metavar="B")
     out: str | None = option(None, "Report directory (default: RUN/eval for a run, else ./eval-report).",
                              metavar="DIR")
-    bootstrap: int = option(1000, "Bootstrap resamples for the confidence intervals.", parse=_positive_int,
+    bootstrap: int = option(1000, "Bootstrap resamples for the confidence intervals.", parse=positive_int,
                             metavar="N")
     confidence: float = option(0.95, "Confidence level of the intervals.", parse=_confidence)
     seed: int = option(0, "Seed of the bootstrap resampling (the answers themselves are greedy).")

@@ -95,7 +95,7 @@ def load_cases(path: str, tokenizer, max_examples: int | None) -> tuple[list[Cas
 
 def default_baseline(resolved) -> str | None:
     """The base model of a run (run.json) or adapter (chatforge.json / adapter_config.json); else None."""
-    from chatforge.models.resolve import _adapter_base
+    from chatforge.models.resolve import adapter_base
 
     if resolved.run_dir is not None:
         try:
@@ -105,7 +105,7 @@ def default_baseline(resolved) -> str | None:
         if base:
             return str(base)
     if resolved.adapter is not None:
-        return _adapter_base(resolved.adapter)
+        return adapter_base(resolved.adapter)
     chatforge_json = resolved.path / "chatforge.json"  # a fully fine-tuned model records its base here
     if chatforge_json.is_file():
         try:

@@ -38,7 +38,7 @@ def resolve(spec: str | os.PathLike | None = None) -> ResolvedModel:
     spec = str(spec) if spec else DEFAULT_MODEL
     entry = CATALOG.get(spec.lower())
     if entry is not None and entry.package:
-        gguf = _package_file(entry)
+        gguf = package_file(entry)
         return ResolvedModel(spec, convert_gguf(gguf, name=entry.name), gguf=gguf)
     if entry is not None:
         return ResolvedModel(spec, _from_hub(entry.hub_id, shown=spec))
@@ -75,7 +75,7 @@ def _from_path(path: Path, spec: str) -> ResolvedModel:
                              hint=f"finish it with `chatforge train --config {path / 'config.yaml'} --resume`, "
                                   "or pass one of its checkpoint directories")
     if (path / "adapter_config.json").is_file():
-        base = _adapter_base(path)
+        base = adapter_base(path)
         inner = resolve(base)
         return ResolvedModel(spec, inner.path, adapter=path, run_dir=run_dir, gguf=inner.gguf)
     if (path / "config.json").is_file():
@@ -83,7 +83,7 @@ def _from_path(path: Path, spec: str) -> ResolvedModel:
     raise ChatforgeError(f"{spec}: not a model directory (no config.json or adapter_config.json in {path})")
 
 
-def _adapter_base(adapter: Path) -> str:
+def adapter_base(adapter: Path) -> str:
     """The base model of a PEFT adapter: chatforge's own record first (portable), else PEFT's."""
     for name, key in (("chatforge.json", "base_model"), ("adapter_config.json", "base_model_name_or_path")):
         f = adapter / name
@@ -98,7 +98,7 @@ def _adapter_base(adapter: Path) -> str:
                          "adapter_config.json)")
 
 
-def _package_file(entry) -> Path:
+def package_file(entry) -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec(entry.package)

@@ -21,9 +21,9 @@ def default_tokenizer():
     if (cached / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(cached)
     from chatforge.models.catalog import CATALOG, DEFAULT_MODEL
-    from chatforge.models.resolve import _package_file, enable_gguf
+    from chatforge.models.resolve import package_file, enable_gguf
 
-    gguf = _package_file(CATALOG[DEFAULT_MODEL])
+    gguf = package_file(CATALOG[DEFAULT_MODEL])
     enable_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     cached.parent.mkdir(parents=True, exist_ok=True)

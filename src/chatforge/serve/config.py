@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatforge.config import option
-from chatforge.generation_config import _positive_int
-
-
-def _non_negative(s: str) -> int:
-    import argparse
-
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+from chatforge.config import non_negative_int, option, positive_int
 
 
 @dataclass
@@ -24,12 +14,12 @@ class ServeConfig:
     api_key: str | None = option(None, "Require `Authorization: Bearer KEY` on every route but /health and the "
                                        "chat page (default: the CHATFORGE_API_KEY environment variable, else none).")
     max_concurrency: int = option(8, "Most requests generated at once (the rows of the running batch).",
-                                  parse=_positive_int)
+                                  parse=positive_int)
     max_queue: int = option(32, "Most requests waiting for a free slot; more get 429 with Retry-After.",
-                            parse=_non_negative)
-    max_tokens: int = option(512, "max_tokens for requests that do not set one.", parse=_positive_int)
+                            parse=non_negative_int)
+    max_tokens: int = option(512, "max_tokens for requests that do not set one.", parse=positive_int)
     max_body_bytes: int = option(1 << 20, "Largest request body accepted, in bytes; larger ones get 413.",
-                                 parse=_positive_int)
+                                 parse=positive_int)
     batch_window_ms: float = option(10.0, "When idle, how long the first request waits for others to start "
                                           "with it (milliseconds).")
     model_id: str | None = option(None, "The model id clients use (default: the MODEL argument as given).")

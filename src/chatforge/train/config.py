@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from chatforge.config import option
+from chatforge.config import option, positive_int
 from chatforge.models.catalog import DEFAULT_MODEL
 
 METHODS = ("lora", "full", "freeze")
@@ -25,13 +25,6 @@ def _epochs(s: str) -> int | str:
     v = int(s)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be 'auto' or >= 1, got {v}")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
 
 
@@ -59,38 +52,38 @@ class TrainConfig:
     epochs: int | str = option("auto", "Passes over the data; 'auto' picks them from the dataset size.",
                                parse=_epochs, metavar="N|auto")
     max_steps: int | None = option(None, "Stop after this many optimizer steps (overrides --epochs).",
-                                   parse=_positive_int)
+                                   parse=positive_int)
     lr: float | None = option(None, "Peak learning rate (default by method: lora 2e-4, full 2e-5, freeze 5e-5).")
     warmup: float = option(0.03, "Linear warm-up, as a share of all steps.")
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
                             choices=["cosine", "linear", "constant_with_warmup"])
     weight_decay: float = option(0.0, "AdamW weight decay.")
     batch_tokens: int = option(8192, "Tokens per optimizer step (gradient accumulation is derived from it).",
-                               parse=_positive_int)
+                               parse=positive_int)
     micro_batch_tokens: int = option(2048, "Tokens per forward pass (lower it to save memory; the optimizer "
-                                           "step stays --batch-tokens).", parse=_positive_int)
+                                           "step stays --batch-tokens).", parse=positive_int)
     max_length: int = option(1024, "Longest sequence (tokens); also the length of packed rows.",
-                             parse=_positive_int)
+                             parse=positive_int)
     packing: bool = option(True, "Pack several short examples into each row (examples cannot see each other).")
     overlong: str | None = option(None, "Examples longer than --max-length: drop, truncate or error "
                                         "(default: the data layer's policy).",
                                   choices=["drop", "truncate", "error"])
     lenient: bool = option(False, "Skip invalid records instead of stopping (they are counted and reported).")
-    lora_rank: int = option(16, "LoRA rank r.", parse=_positive_int)
+    lora_rank: int = option(16, "LoRA rank r.", parse=positive_int)
     lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x rank).")
     lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.")
     freeze_layers: int = option(2, "freeze: how many of the last transformer layers are trained.",
-                                parse=_positive_int)
+                                parse=positive_int)
     precision: str = option("auto", "auto: bf16 autocast on a GPU or a CPU with AMX/AVX-512 bf16, else fp32.",
                             choices=["auto", "bf16", "fp32"])
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, "
                                                  "~30% slower).")
     eval_every: int | None = option(None, "Evaluate every N steps (default: 5 times per run, and at the end).",
-                                    parse=_positive_int)
+                                    parse=positive_int)
     save_every: int | None = option(None, "Checkpoint every N steps (default: 10 times per run).",
-                                    parse=_positive_int)
+                                    parse=positive_int)
     keep_checkpoints: int = option(2, "Complete checkpoints to keep (older ones are deleted).",
-                                   parse=_positive_int)
+                                   parse=positive_int)
     seed: int = option(42, "Random seed (data order, LoRA init, eval split).")
     out: str | None = option(None, "Run directory (default: runs/DATA-METHOD-TIMESTAMP).")
     resume: bool = option(False, "Continue the run in --out from its last complete checkpoint.")
