@@ -22,8 +22,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 @dataclass
 class DemoConfig:
     out: str = option("runs/demo", "Run directory of the demo's training run (reports and exports go inside).")
-    train_data: str = option(str(EXAMPLES / "lumora_train.jsonl"), "Training data (OpenAI chat JSONL).")
-    heldout_data: str = option(str(EXAMPLES / "lumora_heldout.jsonl"), "Held-out data for eval and questions.")
+    train_data: str | None = option(None, "Training data, OpenAI chat JSONL (default: the bundled "
+                                          "examples/data/lumora_train.jsonl).")
+    heldout_data: str | None = option(None, "Held-out data for eval and the questions (default: the bundled "
+                                            "examples/data/lumora_heldout.jsonl).")
+
+    def __post_init__(self):
+        self.train_data = self.train_data or str(EXAMPLES / "lumora_train.jsonl")
+        self.heldout_data = self.heldout_data or str(EXAMPLES / "lumora_heldout.jsonl")
     epochs: int = option(5, "Training epochs over the example data.")
     batch_tokens: int = option(2048, "Tokens per optimizer step (small: many steps teach the facts in minutes).")
     lr: float = option(1e-3, "LoRA learning rate (high on purpose: a few minutes of training must teach the domain).")
