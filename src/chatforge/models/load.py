@@ -125,7 +125,12 @@ def _apply_adapter(net, resolved: ResolvedModel, merge: bool):
 
 def quiet_transformers() -> None:
     """No per-tensor progress bars or advisory warnings from transformers: chatforge prints its own progress."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
+
+    # e.g. `is_gradient_checkpointing` deprecation, raised inside transformers when peft merges an adapter
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
