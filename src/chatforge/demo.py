@@ -91,8 +91,9 @@ def run_demo(cfg: DemoConfig) -> int:
     set_threads()
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    system = _system_prompt(cfg.heldout_data)
     with step(1, "check the bundled example data"):
+        _fresh_run_dir(out)
+        system = _system_prompt(cfg.heldout_data)
         _check(cfg)
     with step(2, f"ask the base model ({DEFAULT_MODEL}) three held-out questions"):
         base_answers = ask(DEFAULT_MODEL, system)
@@ -114,6 +115,18 @@ def run_demo(cfg: DemoConfig) -> int:
     say(f"  chatforge serve {out}                # OpenAI-compatible API + web page on http://127.0.0.1:8000")
     say(f"  open {out / 'eval' / 'report.html'}  # the evaluation report")
     return 0
+
+
+def _fresh_run_dir(out: Path) -> None:
+    """Each demo starts from scratch: a previous demo run at `out` is replaced; anything else there is refused."""
+    import shutil
+
+    if not out.exists():
+        return
+    if not (out / "run.json").is_file():
+        raise ChatforgeError(f"--out {out}: exists and is not a chatforge run; choose another --out")
+    say(f"replacing the previous demo run {out}")
+    shutil.rmtree(out)
 
 
 def _check(cfg: DemoConfig) -> None:
