@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from chatforge.atomic import replace_dir
+
 # key, label, lower is better. Scores are percentages; perplexity and lengths are raw numbers.
 METRICS = [
     ("f1", "Token F1", False),
@@ -254,18 +256,8 @@ def write_report(result: dict, out_dir: Path, run_dir: Path | None) -> Path:
         (tmp / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(to_markdown(result, result["loss_curve"]), encoding="utf-8")
         (tmp / "report.html").write_text(to_html(result, png), encoding="utf-8")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` in for `target`: the old report is kept aside until the new one is in place."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        target.rename(old / "report")
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

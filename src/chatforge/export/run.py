@@ -12,7 +12,6 @@ A process killed mid-export can leave a hidden `.OUT.partial-*` directory behind
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from chatforge.atomic import replace_dir
 from chatforge.errors import ChatforgeError
 from chatforge.export.config import DEFAULT_QUANT, FORMATS, QUANTS, ExportConfig
 
@@ -202,15 +202,9 @@ def _write_manifest(plan: _Plan, stage: Path, check: dict | None) -> None:
 
 def _commit(stage: Path, out: Path, force: bool) -> None:
     """Rename the finished stage to out; an existing out (with force) is moved aside first, then deleted."""
-    old = None
-    if out.exists() or out.is_symlink():
-        if not force:
-            raise ChatforgeError(f"{out}: appeared while exporting; not replaced (pass --force)")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-    os.rename(stage, out)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ChatforgeError(f"{out}: appeared while exporting; not replaced (pass --force)")
+    replace_dir(stage, out)
 
 
 def manifest(out: Path) -> dict:
