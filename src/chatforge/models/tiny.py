@@ -8,6 +8,8 @@ They answer gibberish, but every code path (templates, masks, training, serving,
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from chatforge.home import models_cache
@@ -27,9 +29,12 @@ def default_tokenizer():
     enable_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + ".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=cached.parent))  # unique: test workers may race
     tok.save_pretrained(tmp)
-    tmp.replace(cached) if not cached.exists() else None
+    try:
+        tmp.rename(cached)
+    except OSError:  # another process cached it first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
     return tok
 
 
