@@ -13,6 +13,7 @@ Each runs in its own child process, one after the other; each reports
 
     .venv/bin/python bench/train_throughput.py            # ~5-10 minutes on 2 CPU cores
     .venv/bin/python bench/train_throughput.py --steps 4  # quicker, noisier
+    .venv/bin/python bench/train_throughput.py --compile  # also chatforge train --compile
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def main() -> None:
     p.add_argument("--train-examples", type=int, default=600)
     p.add_argument("--eval-examples", type=int, default=48)
     p.add_argument("--data", default=str(MEDQUAD))
-    p.add_argument("--worker", choices=["chatforge", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help="also run chatforge with --compile")
+    p.add_argument("--worker", choices=["chatforge", "chatforge-compile", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        result = (chatforge_worker if args.worker == "chatforge" else trl_worker)(args, Path(args.workdir))
+        result = (trl_worker if args.worker == "trl" else chatforge_worker)(args, Path(args.workdir))
         (Path(args.workdir) / f"{args.worker}.json").write_text(json.dumps(result))
         return
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -57,7 +59,8 @@ def main() -> None:
     accum = max(1, round(cf_tokens / (TRL_BATCH * mean_len)))
     trl_steps = max(1, round(args.steps * cf_tokens / (TRL_BATCH * accum * mean_len)))
     results = {}
-    for name, steps in (("chatforge", args.steps), ("trl", trl_steps)):
+    runs = [("chatforge", args.steps)] + [("chatforge-compile", args.steps)] * args.compile + [("trl", trl_steps)]
+    for name, steps in runs:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(steps),
                "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length)]
@@ -149,7 +152,8 @@ def chatforge_worker(args, workdir: Path) -> dict:
 
     cfg = TrainConfig(data=str(workdir / "train.jsonl"), eval_split=0.0, max_length=args.max_length,
                       batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR, lora_rank=16,
-                      save_every=args.steps, out=str(workdir / "chatforge-run"))
+                      save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
+                      compile=args.worker == "chatforge-compile")
     run = setup(cfg)
     timer = StepTimer()
     run.trainer.add_callback(timer)
@@ -193,7 +197,8 @@ def trl_worker(args, workdir: Path) -> dict:
 
 
 def report(results: dict, args) -> None:
-    cf, trl = results["chatforge"], results["trl"]
+    trl = results["trl"]
+    ours = [name for name in results if name != "trl"]  # chatforge [, chatforge-compile]
     rows = [("tokens/s (steady)", "tokens_per_s", "{:.0f}"), ("tokens/s (all steps)", "tokens_per_s_all_steps",
                                                               "{:.0f}"),
             ("first step (s)", "first_step_s", "{:.1f}"), ("tokens trained", "tokens", "{:,}"),
@@ -202,13 +207,16 @@ def report(results: dict, args) -> None:
             ("eval loss (assistant tokens)", "eval_loss", "{:.4f}")]
     print(f"\ntrain throughput: smollm2-135m-instruct, LoRA r=16 all linear, max length {args.max_length}, "
           f"{args.batch_tokens} tokens/step, lr {LR:g}, {os.cpu_count()} CPU threads\n")
-    print(f"{'':30} {'chatforge':>12} {'TRL SFTTrainer':>15}")
+    print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}")
     for label, key, fmt in rows:
-        print(f"{label:30} {fmt.format(cf[key]):>12} {fmt.format(trl[key]):>15}")
-    print(f"\nspeed-up (steady tokens/s): {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
-          f"RSS ratio: {cf['peak_rss_mb'] / trl['peak_rss_mb']:.2f}   "
-          f"eval loss: {cf['eval_loss']:.4f} vs {trl['eval_loss']:.4f}")
-    print(json.dumps({"chatforge": cf, "trl": trl}))
+        print(f"{label:30}" + "".join(f" {fmt.format(results[n][key]):>18}" for n in ours)
+              + f" {fmt.format(trl[key]):>15}")
+    for name in ours:
+        cf = results[name]
+        print(f"\n{name} vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
+              f"RSS ratio {cf['peak_rss_mb'] / trl['peak_rss_mb']:.2f}   "
+              f"eval loss {cf['eval_loss']:.4f} vs {trl['eval_loss']:.4f}")
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

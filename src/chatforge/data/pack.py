@@ -49,15 +49,16 @@ def _join(row: list[Encoded]) -> Encoded:
     return Encoded(ids, labels, pos)
 
 
-def collate(rows: list[Encoded], pad_id: int) -> dict:
-    """Rows -> {"input_ids", "labels", "position_ids"}, each (B, T) int64, right-padded to the longest row.
+def collate(rows: list[Encoded], pad_id: int, length: int = 0) -> dict:
+    """Rows -> {"input_ids", "labels", "position_ids"}, each (B, T) int64, right-padded to the longest row
+    (or to `length`, when that is longer: fixed shapes for compiled models).
 
     No attention_mask on purpose: with position_ids alone, transformers builds the block-diagonal causal mask
     (see the module docstring), which also keeps padding out of every real token's attention.
     """
     import torch
 
-    width = max(len(r) for r in rows)
+    width = max(length, max(len(r) for r in rows))
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)

@@ -27,12 +27,28 @@ class LoadedModel:
 
 
 def pick_device(device: str | None = None) -> str:
-    """cuda when a GPU is there (unless told otherwise), else cpu."""
-    if device:
-        return device
+    """cuda when a GPU is there (unless told otherwise), else cpu; a device that is not there is a clear error."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind == "cpu" and not index:
+        return device
+    if kind not in ("cuda", "mps") or (index and not index.isdigit()) or (kind == "mps" and index):
+        raise ChatforgeError(f"--device {device}: not a device name", hint="use cpu, cuda, cuda:N or mps")
+    backend = torch.cuda if kind == "cuda" else torch.backends.mps
+    if not backend.is_available():
+        shown = os.environ.get("CUDA_VISIBLE_DEVICES") if kind == "cuda" else None
+        raise ChatforgeError(f"--device {device}: PyTorch {torch.__version__} sees no {kind.upper()} device here"
+                             + (f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else ""),
+                             hint="use --device cpu (or install a PyTorch build for that GPU)")
+    count = torch.cuda.device_count() if kind == "cuda" else 1
+    if index and int(index) >= count:
+        raise ChatforgeError(f"--device {device}: there {'is' if count == 1 else 'are'} {count} CUDA "
+                             f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})",
+                             hint="pick one of those, or set CUDA_VISIBLE_DEVICES")
+    return device
 
 
 def _torch_dtype(dtype: str | None, device: str):

@@ -78,6 +78,9 @@ class TrainConfig:
                             choices=["auto", "bf16", "fp32"])
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, "
                                                  "~30% slower).")
+    compile: bool = option(False, "torch.compile each transformer layer: later steps run ~20% faster on a CPU, the "
+                                  "first ones take about a minute longer (on a CPU it needs a C++ compiler; if "
+                                  "compiling fails, training goes on uncompiled).")
     eval_every: int | None = option(None, "Evaluate every N steps (default: 5 times per run, and at the end).",
                                     parse=positive_int)
     save_every: int | None = option(None, "Checkpoint every N steps (default: 10 times per run).",

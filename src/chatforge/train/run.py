@@ -67,6 +67,7 @@ def train(cfg: TrainConfig) -> Path:
 # ---- setup -------------------------------------------------------------------------------------------------
 def setup(cfg: TrainConfig) -> Run:
     _check_request(cfg)
+    device = one_gpu(cfg.device)  # first: before anything asks CUDA about its devices
     from chatforge.models.load import load_model, pick_device, quiet_transformers, set_threads
 
     quiet_transformers()
@@ -79,19 +80,52 @@ def setup(cfg: TrainConfig) -> Run:
     from transformers import set_seed
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the seed: the same config gives the same run
-    device = pick_device(cfg.device)
+    device = pick_device(device)
     bf16 = use_bf16(cfg.precision, device)
     model = apply_method(loaded.model, cfg, bf16=bf16)
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.out)
     resume_from = _prepare_run_dir(run_dir, cfg, is_main=rank == 0)
     trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16)
+    if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
+        compile_layers(model)
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
               "bf16" if bf16 else "fp32", time.time())
     if run.is_main:
         _write_json(run_dir / "data_stats.json", stats)
         _update_run_json(run, status="running", **_run_facts(run))
     return run
+
+
+def one_gpu(device: str | None) -> str | None:
+    """A single-process run trains on exactly the GPU asked for (default: the first visible one).
+
+    The Trainer would take cuda:0 whatever --device says, and spread each batch over every visible GPU with
+    DataParallel (changing the tokens per step). So the GPU is chosen with CUDA_VISIBLE_DEVICES, which CUDA
+    reads once, when it starts: this runs before anything queries CUDA. Under torchrun / accelerate launch each
+    process already has the GPU of its local rank. Returns the device name to use from then on.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device and device.startswith("cuda:"):
+            raise ChatforgeError(f"--device {device}: under torchrun / accelerate launch each process uses the GPU "
+                                 "of its local rank", hint="drop --device (choose GPUs with CUDA_VISIBLE_DEVICES)")
+        return device
+    if device not in (None, "cuda") and not (device or "").startswith("cuda:"):
+        return device  # cpu, mps, or a name pick_device will refuse
+    index = (device or "").partition(":")[2] or "0"
+    if not index.isdigit():
+        return device  # pick_device gives the error
+    import torch
+
+    if torch.cuda.is_initialized():  # too late to choose (the Python API after other CUDA work)
+        return device
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [i.strip() for i in visible.split(",")] if visible else None
+    if ids is not None and int(index) >= len(ids):
+        raise ChatforgeError(f"--device {device}: CUDA_VISIBLE_DEVICES={visible} shows {len(ids)} device(s)",
+                             hint=f"use cuda:0 to cuda:{len(ids) - 1}")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(index)] if ids is not None else index
+    return "cuda" if device else None
 
 
 def _check_request(cfg: TrainConfig) -> None:
@@ -146,7 +180,9 @@ def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
 def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
     """lora: adapters on every linear layer of the body; full: all weights; freeze: the last N layers + norm."""
     if cfg.method == "lora":
-        return _add_lora(model, cfg, bf16)
+        from chatforge.train.lora import add_lora
+
+        return add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, bf16=bf16)
     if cfg.method == "full":
         model.requires_grad_(True)
         return model
@@ -157,30 +193,17 @@ def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
     return model
 
 
-def _add_lora(model, cfg: TrainConfig, bf16: bool):
-    """LoRA (fp32 adapters) on all linear layers.
+def compile_layers(model) -> None:
+    """torch.compile each transformer block: one graph for all of them (same code, same shapes), fusing the
+    element-wise work (norms, rotary, activations, LoRA) that eager mode runs op by op. The fused head and loss,
+    PEFT and the Trainer stay eager."""
+    import torch._dynamo.config
 
-    With bf16 autocast the frozen base weights are stored in bf16: autocast would cast them at every forward
-    anyway, so this halves their memory and saves the casts. PEFT also casts each layer's bf16 input to the
-    fp32 adapter dtype; under autocast the adapter matmul runs in bf16 regardless, so that cast is turned off:
-    the fp32 copies of every linear input only cost time and memory.
-    """
-    import warnings
-
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    if bf16:
-        model.to(torch.bfloat16)
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # PEFT calls a transformers API that warns about its own deprecation
-        warnings.simplefilter("ignore", FutureWarning)
-        model = get_peft_model(model, lora)
-    for module in model.modules():
-        if bf16 and hasattr(module, "cast_input_dtype_enabled"):
-            module.cast_input_dtype_enabled = False
-    return model
+    torch._dynamo.config.suppress_errors = True  # a compiler problem means eager execution, not a failed run
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers, _ = _layers_and_final_norm(base)
+    for layer in layers:
+        layer.compile(dynamic=False)
 
 
 def _layers_and_final_norm(model):
@@ -287,7 +310,8 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         tb = TensorBoardCallback()
         tb.logging_dir = str(run_dir / "tb")
         callbacks.append(tb)
-    trainer = ChatforgeTrainer(model=model, args=args, data_collator=Collator(tokenizer.pad_token_id),
+    collator = Collator(tokenizer.pad_token_id, length=cfg.max_length if cfg.compile else 0)  # compiled: one shape
+    trainer = ChatforgeTrainer(model=model, args=args, data_collator=collator,
                                train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
                                callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints)
     trainer.remove_callback(ProgressCallback)
@@ -298,15 +322,15 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
 class Collator:
     """chatforge.data.pack.collate + the number of real (non-padding) tokens, for tokens/s."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, length: int = 0):
+        self.pad_id, self.length = pad_id, length
 
     def __call__(self, rows) -> dict:
         import torch
 
         from chatforge.data.pack import collate
 
-        batch = collate(rows, self.pad_id)
+        batch = collate(rows, self.pad_id, self.length)
         batch["num_tokens"] = torch.tensor(sum(len(r) for r in rows))
         return batch
 

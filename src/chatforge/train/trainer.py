@@ -6,6 +6,8 @@ the scheduler and resume bookkeeping are the Trainer's own.
 - compute_loss: only positions whose next token carries a label go through the LM head. The model is called
   with `logits_to_keep=<bool mask (B, T)>`, so the body runs on every token but the (large) vocabulary
   projection and the cross entropy only on the N trained positions: hidden (B, T, H) -> (N, H) -> logits (N, V).
+  Where the model allows it (loss.HeadBypass), the model returns the (N, H) hidden states instead and the head
+  and the loss run fused, chunk by chunk (loss.linear_cross_entropy): the (N, V) logits never exist at once.
   Calling the model's own forward keeps DDP's gradient hooks, PEFT and autocast working.
   The loss is the mean over the trained tokens of the whole optimizer step: each micro-batch's summed loss is
   divided by `num_items_in_batch` (trained tokens of all accumulated micro-batches, on all processes).
@@ -25,6 +27,7 @@ from transformers import Trainer
 
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
+from chatforge.train.loss import HeadBypass, linear_cross_entropy, token_scores
 
 IGNORE = -100
 
@@ -40,11 +43,14 @@ def trained_positions(labels: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def selective_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model; return logits (N, V) for the N positions that predict a label, and those labels (N,)."""
+def selective_outputs(model, inputs: dict, head: HeadBypass | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model on the batch; for the N positions that predict a label return the logits (N, V), or with
+    `head` the final hidden states (N, H), and those labels (N,)."""
     labels = inputs["labels"]  # (B, T), -100 where no loss is taken
     keep = trained_positions(labels)
     model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_tokens")}
+    if head is not None:
+        return head(model, **model_inputs, logits_to_keep=keep, use_cache=False), labels[:, 1:][keep[:, :-1]]
     out = model(**model_inputs, logits_to_keep=keep, use_cache=False)
     return out.logits, labels[:, 1:][keep[:, :-1]]
 
@@ -60,11 +66,31 @@ class ChatforgeTrainer(Trainer):
         # Ask the Trainer to count trained tokens over the accumulated micro-batches (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
         self._loss_shifts_labels = True
+        self.head = self._fused_head()
+
+    def _fused_head(self) -> HeadBypass | None:
+        """The fused head + loss, unless the head's weight is sharded (FSDP, ZeRO-3) or the model does more
+        than head(hidden) to make its logits."""
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return None
+        head = HeadBypass(self.model)
+        with self.accelerator.autocast():
+            return head if head.matches(self.model, self.args.device, self._head_dtype) else None
+
+    @property
+    def _head_dtype(self) -> torch.dtype | None:
+        # accelerate runs only the model's forward under autocast (and returns fp32 outputs): the fused head
+        # runs after it, so it is told the mixed-precision dtype.
+        return torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
 
     # ---- loss ------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logits, targets = selective_logits(model, inputs)  # (N, V), (N,)
-        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        if self.head is not None and not return_outputs:
+            hidden, targets = selective_outputs(model, inputs, self.head)  # (N, H), (N,)
+            loss_sum = linear_cross_entropy(hidden, self.head.weight, self.head.bias, targets, self._head_dtype)
+        else:
+            logits, targets = selective_outputs(model, inputs)  # (N, V), (N,)
+            loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
         if num_items_in_batch is None:  # called outside the training loop
             num_items_in_batch = targets.numel()
         loss = loss_sum / max(num_items_in_batch, 1)
@@ -102,10 +128,8 @@ class ChatforgeTrainer(Trainer):
         for batch in self.get_eval_dataloader(eval_dataset):
             batch = self._prepare_inputs(batch)
             with self.accelerator.autocast():  # also before training, when the model is not prepared yet
-                logits, targets = selective_logits(model, batch)  # (N, V), (N,)
-            logits = logits.float()
-            per_token = torch.stack([F.cross_entropy(logits, targets, reduction="none"),
-                                     (logits.argmax(-1) == targets).float(), torch.ones_like(targets).float()], 1)
+                loss, correct = self._token_scores(model, batch)  # (N,), (N,)
+            per_token = torch.stack([loss, correct.float(), torch.ones_like(loss)], 1)
             rows = trained_positions(batch["labels"]).nonzero()[:, 0]  # (N,) row of each position
             per_row = per_token.new_zeros(len(batch["labels"]), 3).index_add_(0, rows, per_token)  # (B, 3)
             # gather_for_metrics drops the rows repeated to give every process the same number of batches
@@ -117,6 +141,15 @@ class ChatforgeTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _token_scores(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (N,) and next-token correctness (N,) at the N trained positions of the batch."""
+        if self.head is not None:
+            hidden, targets = selective_outputs(model, batch, self.head)
+            return token_scores(hidden, self.head.weight, self.head.bias, targets, self._head_dtype)
+        logits, targets = selective_outputs(model, batch)
+        logits = logits.float()
+        return F.cross_entropy(logits, targets, reduction="none"), logits.argmax(-1) == targets
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def _get_output_dir(self, trial) -> str:

@@ -87,6 +87,16 @@ def test_freeze_trains_only_the_last_layers_and_the_final_norm(make_cfg):
     assert not [n for n, p in before.items() if torch.equal(p, after[n].detach())]
 
 
+def test_freeze_finds_the_layers_of_a_gpt2_model(make_cfg, tiny_gpt2):
+    """GPT-2 names its blocks `h` and its final norm `ln_f` (Llama: `layers`, `norm`)."""
+    run, before = _run_in_steps(make_cfg(model=str(tiny_gpt2), method="freeze", freeze_layers=1, lr=1e-3,
+                                         max_steps=2, save_every=2))
+    assert before and all(n.startswith(("transformer.h.1.", "transformer.ln_f.")) for n in before)
+    assert any(n.startswith("transformer.ln_f.") for n in before)
+    after = dict(run.trainer.model.named_parameters())
+    assert not [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+
+
 def test_selective_head_loss_equals_the_models_own_loss(make_cfg):
     """Only trained positions go through the LM head, yet the loss is exactly the full-logits loss."""
     from chatforge.train.run import setup
@@ -157,3 +167,19 @@ def test_bf16_choice():
     flags = cpuinfo.read_text() if cpuinfo.exists() else ""
     if "amx_bf16" in flags or "avx512_bf16" in flags:
         assert use_bf16("auto", "cpu")
+
+
+def test_compiled_layers_train_like_eager_ones(make_cfg, tmp_path):
+    """--compile: every block runs as a compiled graph (rows padded to one shape), with eager's losses."""
+    from torch._dynamo.utils import counters
+
+    from chatforge.train.run import train
+
+    common = dict(method="full", max_steps=2, eval_split=0.0, save_every=2)
+    eager = train(make_cfg(out=str(tmp_path / "eager"), **common))
+    counters.clear()
+    compiled = train(make_cfg(out=str(tmp_path / "compiled"), compile=True, **common))
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    la = [r["loss"] for r in read_metrics(eager)]
+    lb = [r["loss"] for r in read_metrics(compiled)]
+    assert la == pytest.approx(lb, abs=1e-4)
