@@ -32,7 +32,7 @@ class _Chunks:
     def __init__(self, hidden, weight, bias, cd: torch.dtype):
         n, vocab = hidden.shape[0], weight.shape[0]
         self.hidden, self.w, self.bias, self.cd = hidden, weight.to(cd), bias, cd
-        self.rows = min(n, max(1, CHUNK_LOGITS // vocab))
+        self.rows = max(1, min(n, CHUNK_LOGITS // vocab))  # (no rows: one-row buffers, no chunks)
         self.low = hidden.new_empty((self.rows, vocab), dtype=cd)  # matmul in/out dtype
         self.f32 = self.low if cd == torch.float32 else hidden.new_empty((self.rows, vocab), dtype=torch.float32)
 
@@ -105,8 +105,6 @@ def token_scores(hidden, weight, bias, targets, dtype: torch.dtype | None = None
     """Per-row loss (N,) fp32 and whether the arg-max is the target (N,) bool, chunk by chunk."""
     losses = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
     correct = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
-    if hidden.shape[0] == 0:
-        return losses, correct
     with torch.autocast(hidden.device.type, enabled=False):
         for s, e, _, logits in _Chunks(hidden, weight, bias, dtype or _common_dtype(hidden, weight)):
             correct[s:e] = logits.argmax(-1) == targets[s:e]

@@ -49,10 +49,10 @@ def selective_outputs(model, inputs: dict, head: HeadBypass | None = None) -> tu
     labels = inputs["labels"]  # (B, T), -100 where no loss is taken
     keep = trained_positions(labels)
     model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_tokens")}
+    targets = labels[:, 1:][keep[:, :-1]]
     if head is not None:
-        return head(model, **model_inputs, logits_to_keep=keep, use_cache=False), labels[:, 1:][keep[:, :-1]]
-    out = model(**model_inputs, logits_to_keep=keep, use_cache=False)
-    return out.logits, labels[:, 1:][keep[:, :-1]]
+        return head(model, **model_inputs, logits_to_keep=keep, use_cache=False), targets
+    return model(**model_inputs, logits_to_keep=keep, use_cache=False).logits, targets
 
 
 class ChatforgeTrainer(Trainer):
