@@ -139,11 +139,16 @@ def _check(cfg: DemoConfig) -> None:
 
 def _train(cfg: DemoConfig, model: str) -> None:
     from chatforge.train.config import TrainConfig
+    from chatforge.train.callbacks import ProgressBar
     from chatforge.train.run import train
 
-    train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
-                      epochs=str(cfg.epochs), lr=cfg.lr, lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens,
-                      out=cfg.out))
+    bar = ProgressBar()
+    try:
+        train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
+                          epochs=str(cfg.epochs), lr=cfg.lr, lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens,
+                          out=cfg.out), on_event=bar)
+    finally:
+        bar.close()
 
 
 def _evaluate(cfg: DemoConfig) -> None:

@@ -28,12 +28,17 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from chatforge.train.callbacks import ProgressBar
     from chatforge.train.run import train
 
     yaml_file = args.config
     if yaml_file is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
         yaml_file = Path(args.out) / "config.yaml"  # `--out RUN --resume` continues with the run's own config
     cfg = config.build(TrainConfig, args, yaml_file)
-    run_dir = train(cfg)
+    bar = ProgressBar()
+    try:
+        run_dir = train(cfg, on_event=bar)
+    finally:
+        bar.close()
     status = json.loads((run_dir / "run.json").read_text()).get("status")
     return EXIT_SIGTERM if status == "interrupted" else 0

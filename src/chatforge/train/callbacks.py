@@ -1,4 +1,4 @@
-"""Trainer callbacks: metrics.jsonl, the progress bar, and a clean stop on SIGTERM."""
+"""Trainer callbacks: metrics.jsonl, progress events (and the CLI's bar that shows them), a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -47,35 +47,61 @@ class MetricsLog(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
-class ProgressBar(TrainerCallback):
-    """One tqdm bar: step / total, loss, tokens/s, ETA (tqdm's own). Process 0 only."""
+class TrainEvents(TrainerCallback):
+    """Turns the Trainer's progress into chatforge.events.Event for `on_event` (process 0 only):
+    start (total steps), step (each metrics.jsonl train line), eval (each eval line)."""
 
-    def __init__(self, metrics: MetricsLog):
-        self.metrics = metrics
-        self.bar = None
-        self.shown = 0  # metrics rows already shown
+    def __init__(self, metrics: MetricsLog, on_event):
+        self.metrics, self.on_event = metrics, on_event
+        self.shown = 0  # metrics rows already sent
+
+    def _emit(self, phase, state, **kw):
+        from chatforge.events import Event
+
+        self.on_event(Event("train", phase, step=state.global_step, total=state.max_steps, **kw))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
-                            file=sys.stderr, dynamic_ncols=True)
+            self._emit("start", state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.bar is None or len(self.metrics.history) == self.shown:
+        if not state.is_world_process_zero:
             return
+        for row in self.metrics.history[self.shown:]:
+            self._emit("step" if "loss" in row else "eval", state, metrics=dict(row))
         self.shown = len(self.metrics.history)
-        row = self.metrics.history[-1]
-        self.bar.update(state.global_step - self.bar.n)
-        if "loss" in row:
-            self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_sec']:.0f}", refresh=False)
-        else:
-            self.bar.write(f"step {row['step']}: eval loss {row['eval_loss']:.4f}, "
-                           f"token accuracy {row['eval_token_accuracy']:.3f}")
-        self.bar.refresh()
 
-    def on_train_end(self, args, state, control, **kwargs):
+
+class ProgressBar:
+    """The CLI's view of training events: one tqdm bar (step / total, loss, tokens/s, tqdm's ETA)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        if event.stage != "train":
+            return
+        if event.phase == "start":
+            from tqdm.auto import tqdm
+
+            self.close()
+            self.bar = tqdm(total=event.total, initial=event.step or 0, desc="train", unit="step",
+                            file=sys.stderr, dynamic_ncols=True)
+        elif self.bar is None:
+            return
+        elif event.phase == "step":
+            self.bar.update((event.step or 0) - self.bar.n)
+            m = event.metrics
+            self.bar.set_postfix(loss=f"{m.get('loss', float('nan')):.4f}",
+                                 tok_s=f"{m.get('tokens_per_sec', 0):.0f}", refresh=True)
+        elif event.phase == "eval":
+            m = event.metrics
+            self.bar.write(f"step {event.step}: eval loss {m.get('eval_loss', float('nan')):.4f}, "
+                           f"token accuracy {m.get('eval_token_accuracy', float('nan')):.3f}")
+        elif event.phase in ("done", "stopped", "error"):
+            self.close()
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

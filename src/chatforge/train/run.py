@@ -45,18 +45,27 @@ class Run:
     is_main: bool
     precision: str
     started: float
+    emit: Any = None  # chatforge.events listener: RUN/events.jsonl (process 0) + the caller's on_event
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Fine-tune per `cfg`; return the run directory (status in its run.json: complete / interrupted)."""
-    run = setup(cfg)
+def train(cfg: TrainConfig, on_event=None) -> Path:
+    """Fine-tune per `cfg`; return the run directory (status in its run.json: complete / interrupted).
+
+    `on_event` receives the run's chatforge.events.Event (start, step, eval, done / stopped / error); they are
+    also appended to RUN/events.jsonl, which another process (chatforge studio) can follow."""
+    from chatforge.events import Event
+
+    run = setup(cfg, on_event)
     try:
         stopped = fit(run)
     except BaseException as e:
-        _update_run_json(run, status="failed", error=getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+        message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        _update_run_json(run, status="failed", error=message)
+        run.emit(Event("train", "error", message=message))
         raise
     if stopped is not None:
         _update_run_json(run, status="interrupted", stopped_at_step=stopped)
+        run.emit(Event("train", "stopped", step=stopped))
         if run.is_main:
             print(f"stopped by SIGTERM at step {stopped}; checkpoint saved in {run.dir / 'checkpoints'}. "
                   f"Continue with: chatforge train --out {run.dir} --resume", file=sys.stderr)
@@ -65,7 +74,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 # ---- setup -------------------------------------------------------------------------------------------------
-def setup(cfg: TrainConfig) -> Run:
+def setup(cfg: TrainConfig, on_event=None) -> Run:
     _check_request(cfg)
     device = one_gpu(cfg.device)  # first: before anything asks CUDA about its devices
     from chatforge.models.load import load_model, pick_device, quiet_transformers, set_threads
@@ -86,11 +95,15 @@ def setup(cfg: TrainConfig) -> Run:
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.out)
     resume_from = _prepare_run_dir(run_dir, cfg, is_main=rank == 0)
-    trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16)
+    from chatforge.events import JsonlSink, fan_out
+
+    emit = fan_out([JsonlSink(run_dir / "events.jsonl") if rank == 0 else None, on_event])
+    trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16,
+                            emit)
     if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
         compile_layers(model)
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
-              "bf16" if bf16 else "fp32", time.time())
+              "bf16" if bf16 else "fp32", time.time(), emit)
     if run.is_main:
         _write_json(run_dir / "data_stats.json", stats)
         _update_run_json(run, status="running", **_run_facts(run))
@@ -273,12 +286,12 @@ def use_bf16(precision: str, device: str) -> bool:
 
 
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,
-                  bf16: bool):
+                  bf16: bool, emit=None):
     from transformers import PrinterCallback, ProgressCallback, TrainingArguments
     from transformers.integrations import TensorBoardCallback
 
     from chatforge.data.pack import pack, padding_share
-    from chatforge.train.callbacks import MetricsLog, ProgressBar, StopOnSigterm
+    from chatforge.train.callbacks import MetricsLog, StopOnSigterm, TrainEvents
     from chatforge.train.trainer import ChatforgeTrainer
 
     rows = pack(train_examples, cfg.max_length) if cfg.packing else train_examples
@@ -305,7 +318,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         log_level="warning",
         dataloader_pin_memory=device != "cpu")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    callbacks = [metrics, ProgressBar(metrics), StopOnSigterm()]
+    callbacks = [metrics, StopOnSigterm()] + ([TrainEvents(metrics, emit)] if emit is not None else [])
     if cfg.tensorboard:
         tb = TensorBoardCallback()
         tb.logging_dir = str(run_dir / "tb")
@@ -362,6 +375,9 @@ def save(run: Run) -> Path:
         from chatforge.train.card import write_model_card
 
         write_model_card(run.dir, run.cfg, summary, run.stats)
+        from chatforge.events import Event
+
+        run.emit(Event("train", "done", step=summary["steps"], total=summary["steps"], metrics=summary))
         print_summary(run.dir, summary)
     trainer.accelerator.wait_for_everyone()
     return run.dir
