@@ -25,6 +25,7 @@ COMMANDS = {
     "chat": "Chat with a model in the terminal (streamed; /reset, /system, /save, /exit).",
     "serve": "Serve a model behind an OpenAI-compatible HTTP API, with a web chat page.",
     "export": "Export a model or run: merged safetensors, or GGUF for llama.cpp / Ollama.",
+    "studio": "Open the studio: the whole pipeline in the browser (English / 中文).",
 }
 
 EPILOG = """\

@@ -136,18 +136,42 @@ def _coerce(cls, name: str, value: Any, f: dataclasses.Field, where: str):
     raise ChatforgeError(f"{where}: {name} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
+def from_mapping(cls, data: dict, where: str) -> dict[str, Any]:
+    """Check and convert a mapping of option -> value (a YAML file, a web form) to field values; errors name
+    `where` and the option. Unknown keys are an error."""
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(by_name))
+    if unknown:
+        raise ChatforgeError(f"{where}: unknown option(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(by_name))}")
+    values = {k: _coerce(cls, k, v, by_name[k], where) for k, v in data.items()}
+    for k, v in values.items():
+        choices = by_name[k].metadata.get("choices")
+        if choices and v is not None and v not in choices:
+            raise ChatforgeError(f"{where}: {k} must be one of {', '.join(map(str, choices))}, not {v!r}")
+    return values
+
+
+def describe(cls) -> list[dict]:
+    """The fields of a config as plain data (name, flag, type, default, help, choices): for forms and docs."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        tp = _base_type(hints[f.name])
+        out.append({"name": f.name, "flag": _flag(f), "type": getattr(tp, "__name__", str(tp)),
+                    "default": default, "help": f.metadata.get("help", ""), "choices": f.metadata.get("choices"),
+                    "cli": f.metadata.get("cli", True)})
+    return out
+
+
 def build(cls, args: argparse.Namespace | None = None, yaml_file: str | Path | None = None, **overrides):
     """defaults < YAML file < command line < overrides. Unknown YAML keys are an error."""
     values: dict[str, Any] = {}
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     if yaml_file:
-        data = load_yaml(yaml_file)
-        unknown = sorted(set(data) - set(by_name))
-        if unknown:
-            raise ChatforgeError(f"{yaml_file}: unknown option(s) {', '.join(unknown)}; "
-                                 f"known: {', '.join(sorted(by_name))}")
-        for k, v in data.items():
-            values[k] = _coerce(cls, k, v, by_name[k], str(yaml_file))
+        values.update(from_mapping(cls, load_yaml(yaml_file), str(yaml_file)))
     if args is not None:
         for k in by_name:
             v = getattr(args, k, None)

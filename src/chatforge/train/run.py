@@ -442,10 +442,28 @@ def _run_facts(run: Run) -> dict:
 
     args = run.trainer.args
     return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
-            "data": run.cfg.data, "eval_data": run.cfg.eval_data, "device": str(args.device),
+            "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
+            "device": str(args.device),
             "precision": run.precision, "processes": args.world_size, "torch": torch.__version__,
             "resumed_from": str(run.resume_from) if run.resume_from else None,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def data_sha256(data: str | None) -> str | None:
+    """One content hash of a run's data (every file, in order, with its name): which data a run was trained on."""
+    import hashlib
+
+    from chatforge.data.formats import data_files
+
+    if not data:
+        return None
+    h = hashlib.sha256()
+    for f in data_files(data):
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def _update_run_json(run: Run, **fields) -> None:
