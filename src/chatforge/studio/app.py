@@ -179,13 +179,17 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
         async def stream():
             from chatforge.events import read_events
 
-            offset = 0
+            offset, job = 0, jobs.latest("train", name)
+            log, log_offset = (ws.root / job["log"], _size(ws.root / job["log"])) if job else (None, 0)
             while True:
                 events, offset = read_events(run_dir / "events.jsonl", offset)
                 for e in events:
                     yield _sse("progress", e.__dict__)
+                text, log_offset = _read_from(log, log_offset) if log else ("", 0)
+                if text:
+                    yield _sse("log", {"text": text})
                 summary = _run_summary(ws, jobs, name)
-                if not events and not summary["running"]:
+                if not events and not text and not summary["running"]:
                     yield _sse("status", summary)
                     return
                 await asyncio.sleep(SSE_POLL)
@@ -500,11 +504,18 @@ def _run_summary(ws: Workspace, jobs: Jobs, name: str) -> dict:
 
 
 def _evals(ws: Workspace, run_dir: Path) -> list[dict]:
+    """The run's eval reports, each with the stage's own metrics table (header, rows)."""
+    from chatforge.evaluate.report import table_rows
+
     out = []
     for metrics in sorted(run_dir.glob("eval*/metrics.json")):
         data = read_json(metrics)
+        try:
+            header, rows = table_rows(data)
+        except (KeyError, TypeError):
+            continue  # a report this version cannot read
         out.append({"dir": ws.rel(metrics.parent), "report": ws.rel(metrics.parent / "report.html"),
-                    "summary": {k: v for k, v in data.items() if k not in ("examples", "rows")}})
+                    "header": header, "rows": rows, "examples": data.get("examples_evaluated")})
     return out
 
 
@@ -534,6 +545,13 @@ def _read_from(path: Path, offset: int) -> tuple[str, int]:
         return "", offset
     cut = _complete_utf8(data)  # never split a UTF-8 character between two events
     return data[:cut].decode("utf-8", "replace"), offset + cut
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _complete_utf8(data: bytes) -> int:

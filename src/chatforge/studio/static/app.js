@@ -58,6 +58,7 @@ function route() {
   for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", b.dataset.page === page);
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "page-" + page;
   if (page === "runs") showRuns(arg ? decodeURIComponent(arg) : null);
+  if (page === "train") buildForm();  // the model and data pickers show what the workspace has now
 }
 async function refresh() {
   STATE = await api("GET", "/api/state");
@@ -66,7 +67,7 @@ async function refresh() {
   const finished = STATE.runs.filter((r) => r.has_final).map((r) => r.name);
   fill($("eval-run"), finished); fill($("export-run"), finished);
   const names = STATE.runs.map((r) => r.name); fill($("diff-a"), names); fill($("diff-b"), names);
-  fill($("chat-model"), STATE.models.map((m) => m.value));
+  fill($("chat-model"), STATE.models.map((m) => m.value)); fill($("data-model"), STATE.models.map((m) => m.value));
   if (!files.length) $("data-report").replaceChildren(el("p", { text: t("data.none") }));
 }
 function fill(select, values) {
@@ -86,6 +87,7 @@ async function check() {
   out.replaceChildren(el("p", { text: t("data.checking") }));
   const body = { file: $("data-file").value };
   if ($("data-eval").value) body.eval_file = $("data-eval").value;
+  if ($("data-model").value) body.model = $("data-model").value;
   const r = await api("POST", "/api/check", body);
   const s = r.stats || {};
   const fmts = [...new Set(Object.values(r.formats || {}))].join(", ");
@@ -112,7 +114,7 @@ async function check() {
 
 // ---- train ---------------------------------------------------------------------------------------------------
 async function buildForm() {
-  SCHEMA = SCHEMA || await api("GET", "/api/train/schema");
+  if (!SCHEMA) SCHEMA = await api("GET", "/api/train/schema");
   const basic = $("train-basic"), adv = $("train-advanced");
   basic.replaceChildren(); adv.replaceChildren();
   for (const f of SCHEMA.fields) (f.advanced ? adv : basic).append(fieldInput(f));
@@ -216,10 +218,16 @@ function follow(name, live, progress, curve) {
   runStream.addEventListener("progress", (m) => {
     const e = JSON.parse(m.data);
     if (e.phase === "start") { live.total = e.total; live.points = live.points.filter((p) => p.step <= e.step); }
-    if (e.phase === "step") { live.points.push(e.metrics); live.times.push([e.step, e.time]); }
+    if (e.phase === "step") {
+      live.points.push(e.metrics); live.times.push([e.step, e.time]);
+      $("run-status").textContent = statusText("running"); $("run-stop").disabled = false;
+    }
     if (e.phase === "eval") live.evals.push(e.metrics);
     if (e.total) live.total = e.total;
     draw(live, progress, curve);
+  });
+  runStream.addEventListener("log", (m) => {
+    const log = $("run-log"); log.textContent += JSON.parse(m.data).text; log.scrollTop = log.scrollHeight;
   });
   runStream.addEventListener("status", async () => {
     runStream.close(); runStream = null; await refresh();
@@ -294,16 +302,13 @@ async function showEval(name) {
   const r = await api("GET", "/api/runs/" + encodeURIComponent(name));
   const ev = r.evals[r.evals.length - 1];
   if (!ev) return $("eval-out").replaceChildren(el("p", { text: t("eval.none") }));
-  const metrics = ev.summary.metrics || {};
-  const rows = Object.entries(metrics).map(([k, m]) => el("tr", {}, el("td", { text: k }),
-    el("td", { text: fmt(m.baseline ?? m.base) }), el("td", { text: fmt(m.model ?? m.tuned ?? m.value) }),
-    el("td", { text: m.delta !== undefined ? `${fmt(m.delta)} [${fmt((m.ci || [])[0])}, ${fmt((m.ci || [])[1])}]` : "" })));
+  const header = ev.header.length === 4 ? ["eval.metric", "eval.base", "eval.tuned", "eval.delta"].map((k) => t(k)) : ev.header;
+  const rows = ev.rows.map((row) => el("tr", {}, ...row.map((c) => el("td", { text: c }))));
   $("eval-out").replaceChildren(el("p", { class: "ok", id: "eval-done", text: t("eval.done") }),
-    el("table", { id: "eval-table" }, el("tr", {}, ...["eval.metric", "eval.base", "eval.tuned", "eval.delta"].map((k) => el("th", { text: t(k) }))), ...rows),
+    el("table", { id: "eval-table" }, el("tr", {}, ...header.map((h) => el("th", { text: h }))), ...rows),
     el("p", {}, el("a", { href: "/files/" + ev.report, target: "_blank", text: t("eval.report") })),
     el("iframe", { src: "/files/" + ev.report, title: t("eval.report"), sandbox: "" }));
 }
-function fmt(v) { return typeof v === "number" ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3)) : (v ?? ""); }
 const QUANTS = { hf: ["", "f32", "bf16", "f16"], gguf: ["f16", "bf16", "f32", "q8_0", "q4_k_m", "q5_k_m"] };
 function quants() { fill($("export-quant"), QUANTS[$("export-format").value]); }
 async function startExport() {
@@ -370,6 +375,6 @@ async function main() {
   $("chat-reset").addEventListener("click", () => { conversation = []; $("chat-log").replaceChildren(); });
   $("chat-form").addEventListener("submit", (e) => guarded(() => send(e)));
   window.addEventListener("hashchange", () => guarded(async () => { await refresh(); route(); }));
-  await guarded(async () => { await refresh(); await buildForm(); route(); });
+  await guarded(async () => { await refresh(); route(); });
 }
 main();
