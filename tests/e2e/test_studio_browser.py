@@ -138,9 +138,12 @@ def test_whole_flow_in_the_browser(studio, shots, tmp_path):
         page.select_option("#chat-model", "runs/browser-run")
         page.click("#chat-load")
         expect(page.locator("#chat-status")).to_have_text("Ready", timeout=180_000)
-        page.fill("#chat-input", "How do I reset the Halo?")
-        page.press("#chat-input", "Enter")  # the keyboard works
-        expect(page.locator(".msg.assistant")).to_have_count(1)
+        chat = page.frame_locator("#chat-frame")  # the chat server's own page, forwarded by the studio
+        chat.locator("#input").fill("How do I reset the Halo?")
+        chat.locator("#input").press("Enter")  # the keyboard works
+        expect(chat.locator(".msg.assistant .text")).to_have_count(1)
+        expect(chat.locator(".msg.assistant .text")).not_to_have_text("", timeout=120_000)
+        expect(chat.locator("#send")).to_be_enabled()
         page.screenshot(path=str(shots / "6-chat.png"), full_page=True)
 
         # Export
@@ -156,7 +159,7 @@ def test_whole_flow_in_the_browser(studio, shots, tmp_path):
         # The same studio in Chinese: the page's text switches
         page.click("#lang")
         expect(page.locator("#tabs button[data-page=train]")).to_have_text("训练")
-        expect(page.locator("#chat-send")).to_have_text("发送")
+        expect(page.locator("#chat-load")).to_have_text("加载")
         page.click("#tabs button[data-page=runs]")
         expect(page.locator("#runs-table")).to_contain_text("已完成")
         page.click("#tabs button[data-page=data]")

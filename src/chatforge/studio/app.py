@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shutil
 import socket
 import urllib.error
@@ -299,13 +298,26 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
     async def chat_start(request: Request):
         body = await _json(request)
         model = _model(ws, _str(body, "model"))
-        return chat.start(model, body.get("model"))
+        compare = _model(ws, _str(body, "compare")) if body.get("compare") else None
+        return chat.start(model, body.get("model"), compare)
 
-    @app.api_route("/api/chat/v1/{path:path}", methods=["GET", "POST"])
-    async def chat_forward(path: str, request: Request):
-        body = await request.body()
-        status, data = await run_in_threadpool(chat.forward, request.method, path, body)
-        return JSONResponse(data, status_code=status)
+    @app.get("/api/chat")
+    async def chat_status():
+        return await run_in_threadpool(chat.status)
+
+    # The chat server's own page, arena and API, forwarded (streamed) so the browser only talks to the studio:
+    # /chat -> its /, /arena -> its /arena, /v1/... -> its /v1/... (feedback, arena votes, completions).
+    @app.get("/chat")
+    async def chat_page(request: Request):
+        return await chat.proxy(request, "/")
+
+    @app.get("/arena")
+    async def arena_page(request: Request):
+        return await chat.proxy(request, "/arena")
+
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST"])
+    async def chat_api(path: str, request: Request):
+        return await chat.proxy(request, "/v1/" + path)
 
     @app.get("/files/{path:path}")
     async def files(path: str):
@@ -321,22 +333,35 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
 
 
 class ChatServers:
-    """One `chatforge serve` process for the model being chatted with (loopback, a random port and key)."""
+    """One `chatforge serve` process for the model being chatted with (loopback, a random port), and a streaming
+    forwarder to it: its page keeps its own feedback controls (thumbs, edit, regenerate) and, with a model to
+    compare, its blind arena."""
 
     def __init__(self, jobs: Jobs):
         self.jobs = jobs
-        self.current: dict | None = None  # {"job", "port", "key", "model"}
+        self.current: dict | None = None  # {"job", "port", "model", "compare"}
 
-    def start(self, model: str, label: str) -> dict:
-        if self.current and self.current["model"] == model and self.jobs.get(self.current["job"])["running"]:
-            return {"model": label, "job": self.current["job"], "ready": self._ready()}
+    def start(self, model: str, label: str, compare: str | None = None) -> dict:
+        if self.current and (self.current["model"], self.current["compare"]) == (model, compare) \
+                and self.jobs.get(self.current["job"])["running"]:
+            return self.status()
         if self.current:
             self.jobs.stop(self.jobs.get(self.current["job"]))
-        port, key = _free_port(), secrets.token_urlsafe(16)
-        job = self.jobs.start("chat", label, chatforge_argv("serve", model, "--host", "127.0.0.1", "--port", port,
-                                                           "--model-id", label), env={"CHATFORGE_API_KEY": key})
-        self.current = {"job": job["id"], "port": port, "key": key, "model": model}
-        return {"model": label, "job": job["id"], "ready": False}
+        port = _free_port()
+        argv = ["serve", model, "--host", "127.0.0.1", "--port", port, "--model-id", label]
+        if compare:
+            argv += ["--compare", compare]
+        job = self.jobs.start("chat", label, chatforge_argv(*argv))
+        self.current = {"job": job["id"], "port": port, "model": model, "compare": compare}
+        return self.status()
+
+    def status(self) -> dict:
+        if not self.current:
+            return {"loaded": False, "ready": False}
+        job = self.jobs.get(self.current["job"])
+        return {"loaded": True, "ready": job["running"] and self._ready(), "running": job["running"],
+                "job": job["id"], "model": job["target"], "compare": bool(self.current["compare"]),
+                "log": self.jobs.log_tail(job, 4000) if not job["running"] else ""}
 
     def _ready(self) -> bool:
         try:
@@ -345,25 +370,34 @@ class ChatServers:
         except (OSError, urllib.error.URLError):
             return False
 
-    def forward(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
+    async def proxy(self, request: Request, path: str):
+        import httpx
+
         if not self.current:
-            raise StudioError(409, "no chat model is loaded: pick a model first", "model")
+            raise StudioError(409, "no chat model is loaded: pick a model in the Chat page first", "model")
         if not self.jobs.get(self.current["job"])["running"]:
             raise StudioError(502, "the chat server stopped (see its log in the Chat page)", "model")
-        if not self._ready():
-            raise StudioError(503, "the model is still loading; try again in a moment", "model")
-        req = urllib.request.Request(f"http://127.0.0.1:{self.current['port']}/v1/{path}", method=method,
-                                     data=body if method == "POST" else None,
-                                     headers={"Authorization": f"Bearer {self.current['key']}",
-                                              "Content-Type": "application/json"})
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.current['port']}", timeout=None)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        req = client.build_request(request.method, path, params=request.query_params, headers=headers,
+                                   content=await request.body())
         try:
-            with urllib.request.urlopen(req, timeout=600) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:  # the server's own 4xx OpenAI error object, passed on
+            upstream = await client.send(req, stream=True)
+        except httpx.TransportError:
+            await client.aclose()
+            raise StudioError(503, "the model is still loading; try again in a moment", "model") from None
+
+        async def body():
             try:
-                return e.code, json.loads(e.read() or b"{}")
-            except ValueError:
-                return e.code, {"error": {"message": str(e)}}
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+                await client.aclose()
+
+        keep = {k: v for k, v in upstream.headers.items()
+                if k.lower() in ("content-type", "cache-control", "retry-after")}
+        return StreamingResponse(body(), status_code=upstream.status_code, headers=keep)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
   port; anything else is a 403, so a web page whose DNS name was re-pointed at 127.0.0.1 (DNS rebinding)
   cannot talk to it.
 - Origin: a request that changes state and carries an Origin header must come from the studio's own origin.
-- CSRF: a request that changes state must carry the header `X-Chatforge-Studio: 1`. A cross-site form cannot
-  send custom headers, and a cross-site script would need a CORS preflight, which the studio never grants.
+- CSRF: a request that changes state must carry the header `X-Chatforge-Studio: 1` (the forwarded chat API,
+  /v1/..., must instead be JSON: `Content-Type: application/json`). A cross-site form can send neither, and a
+  cross-site script would need a CORS preflight, which the studio never grants.
 - Token: when one is set (always when the studio listens on anything but loopback), every request needs it:
   `Authorization: Bearer TOKEN`, or the `chatforge_studio` cookie that opening `/?token=TOKEN` sets (HttpOnly,
   SameSite=Strict). Tokens are compared in constant time.
@@ -51,7 +52,11 @@ class Guard:
             origin = request.headers.get("origin")
             if origin is not None and origin not in self.origins and f"http://{host}" != origin:
                 return _deny(403, f"origin {origin!r} may not change this studio's state")
-            if request.headers.get(self.CSRF_HEADER) != "1":
+            forwarded_api = request.url.path.startswith("/v1/")  # the chat server's own page calls its API
+            json_body = request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+            if forwarded_api and not json_body:
+                return _deny(403, "the chat API takes JSON bodies only (Content-Type: application/json)")
+            if not forwarded_api and request.headers.get(self.CSRF_HEADER) != "1":
                 return _deny(403, f"a request that changes state needs the header {self.CSRF_HEADER}: 1")
         if self.token is not None:
             given = request.query_params.get("token") if request.url.path == "/" else None

@@ -31,6 +31,11 @@ def test_state_changes_need_the_csrf_header_and_own_origin(client):
               403)
     assert "origin" in e["message"]
     error(client.delete("/api/runs/x?confirm=x", headers={"X-Chatforge-Studio": "0"}), 403)
+    # the forwarded chat API (/v1/...) is called by the chat server's own page: JSON only, same origin
+    e = error(client.post("/v1/feedback", content=b"rating=up", headers={"X-Chatforge-Studio": "",
+                                                                       "Content-Type": "text/plain"}), 403)
+    assert "JSON" in e["message"]
+    error(client.post("/v1/feedback", json={"rating": "up"}, headers={"Origin": "http://evil.example"}), 403)
     assert client.get("/api/state", headers={"X-Chatforge-Studio": ""}).status_code == 200  # reads need none
 
 
@@ -130,7 +135,9 @@ def test_bad_requests_are_4xx_with_the_field(client):
     error(client.post("/api/runs", json={"name": "r", "config": {"data": "data/chats.jsonl",
                                                                   "model": "/etc"}}), 403)
     error(client.post("/api/export", json={"run": "nope", "format": "hf"}), 404)
-    error(client.post("/api/chat/v1/chat/completions", json={"messages": []}), 409)
+    error(client.post("/v1/chat/completions", json={"messages": []}), 409)  # no chat model loaded yet
+    error(client.get("/chat"), 409)
+    error(client.post("/api/chat/start", json={"model": "../../etc"}), 403)
     error(client.get("/api/diff?a=x&b=y"), 404)
     error(client.get("/static/../app.py"), 404)
 

@@ -51,7 +51,6 @@ function applyCatalog() {
   document.documentElement.lang = lang() === "zh" ? "zh-CN" : "en";
   document.title = t("title");
   for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
-  $("chat-input").placeholder = t("chat.placeholder");
 }
 function route() {
   const [page, arg] = (location.hash.slice(1) || "data").split("/");
@@ -67,7 +66,8 @@ async function refresh() {
   const finished = STATE.runs.filter((r) => r.has_final).map((r) => r.name);
   fill($("eval-run"), finished); fill($("export-run"), finished);
   const names = STATE.runs.map((r) => r.name); fill($("diff-a"), names); fill($("diff-b"), names);
-  fill($("chat-model"), STATE.models.map((m) => m.value)); fill($("data-model"), STATE.models.map((m) => m.value));
+  const models = STATE.models.map((m) => m.value);
+  fill($("chat-model"), models); fill($("chat-compare"), [""].concat(models)); fill($("data-model"), models);
   if (!files.length) $("data-report").replaceChildren(el("p", { text: t("data.none") }));
 }
 function fill(select, values) {
@@ -324,35 +324,22 @@ async function startExport() {
   });
 }
 
-// ---- chat ----------------------------------------------------------------------------------------------------
-let conversation = [];
+// ---- chat: the chat server's own page (thumbs, edit, regenerate; the blind arena when comparing) ----------------
 async function loadChat() {
-  $("chat-status").textContent = t("chat.loading");
-  await api("POST", "/api/chat/start", { model: $("chat-model").value });
-  conversation = []; $("chat-log").replaceChildren();
-  for (let i = 0; i < 600; i++) {  // the model loads in its own process; ask until it answers
-    try { await api("GET", "/api/chat/v1/models"); $("chat-status").textContent = t("chat.ready"); return; }
-    catch (e) { if (e.status !== 503) throw e; await new Promise((r) => setTimeout(r, 1000)); }
+  const body = { model: $("chat-model").value };
+  if ($("chat-compare").value) body.compare = $("chat-compare").value;
+  $("chat-status").textContent = t("chat.loading"); $("chat-frame").hidden = true; $("chat-log").hidden = true;
+  await api("POST", "/api/chat/start", body);
+  for (let i = 0; i < 600; i++) {  // the model loads in its own process: ask once a second until it answers
+    const s = await api("GET", "/api/chat");
+    if (s.ready) {
+      $("chat-status").textContent = t("chat.ready");
+      $("chat-frame").src = s.compare ? "/arena" : "/chat"; $("chat-frame").hidden = false;
+      return;
+    }
+    if (!s.running) { $("chat-log").hidden = false; $("chat-log").textContent = s.log; throw new Error(t("chat.failed")); }
+    await new Promise((r) => setTimeout(r, 1000));
   }
-}
-async function send(ev) {
-  ev.preventDefault();
-  const text = $("chat-input").value.trim();
-  if (!text) return;
-  $("chat-input").value = "";
-  conversation.push({ role: "user", content: text });
-  $("chat-log").append(el("div", { class: "msg user", text: text }));
-  const r = await api("POST", "/api/chat/v1/chat/completions", { messages: conversation });
-  const answer = r.choices[0].message.content || "";
-  conversation.push({ role: "assistant", content: answer });
-  const fb = el("span", { class: "fb" },
-    el("button", { "aria-label": t("chat.good"), title: t("chat.good"), text: "👍", onclick: () => feedback(r.id, "up", fb) }),
-    el("button", { "aria-label": t("chat.bad"), title: t("chat.bad"), text: "👎", onclick: () => feedback(r.id, "down", fb) }));
-  $("chat-log").append(el("div", { class: "msg assistant" }, el("span", { class: "answer", text: answer }), fb));
-}
-async function feedback(id, rating, where) {
-  try { await api("POST", "/api/chat/v1/feedback", { completion_id: id, rating }); where.replaceChildren(t("chat.thanks")); }
-  catch (e) { where.replaceChildren(e.status === 404 ? t("chat.no_feedback") : e.message); }
 }
 
 // ---- wiring --------------------------------------------------------------------------------------------------
@@ -372,8 +359,6 @@ async function main() {
   $("export-format").addEventListener("change", quants); quants();
   $("export-start").addEventListener("click", () => guarded(startExport));
   $("chat-load").addEventListener("click", () => guarded(loadChat));
-  $("chat-reset").addEventListener("click", () => { conversation = []; $("chat-log").replaceChildren(); });
-  $("chat-form").addEventListener("submit", (e) => guarded(() => send(e)));
   window.addEventListener("hashchange", () => guarded(async () => { await refresh(); route(); }));
   await guarded(async () => { await refresh(); route(); });
 }
