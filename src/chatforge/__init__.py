@@ -17,10 +17,10 @@ def __getattr__(name):  # lazy, so `import chatforge` (and `chatforge --help`) s
         from chatforge.models.load import load_model
 
         return load_model
-    if name in ("Engine", "SamplingParams"):
-        from chatforge import generation
+    if name in ("Engine", "SamplingParams", "Completion", "Update"):
+        from chatforge import infer
 
-        return getattr(generation, name)
+        return getattr(infer, name)
     if name == "ChatforgeError":
         from chatforge.errors import ChatforgeError
 

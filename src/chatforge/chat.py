@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from chatforge.errors import ChatforgeError
-from chatforge.generation import Completion, Engine, SamplingParams
+from chatforge.infer import Completion, Engine, SamplingParams
 
 HELP = """Commands:
   /reset          forget the conversation (keeps the system prompt)

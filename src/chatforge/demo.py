@@ -75,7 +75,7 @@ def _system_prompt(path: str) -> str | None:
 
 def ask(model: str, system: str | None) -> list[str]:
     """Answers of `model` to the demo QUESTIONS (greedy), in one batch."""
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
 
     engine = Engine(load_model(model))

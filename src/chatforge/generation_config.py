@@ -20,7 +20,7 @@ class GenerateConfig:
     allow_pickle: bool = option(False, "Allow loading pickle weights (.bin); they can run code (off by default).")
 
     def sampling(self):
-        from chatforge.generation import SamplingParams
+        from chatforge.infer import SamplingParams
 
         if self.temperature < 0:
             from chatforge.errors import ChatforgeError
@@ -34,7 +34,7 @@ class GenerateConfig:
                               seed=self.seed)
 
     def engine(self, model: str):
-        from chatforge.generation import Engine
+        from chatforge.infer import Engine
         from chatforge.models.load import load_model, set_threads
 
         set_threads()

@@ -127,7 +127,7 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.config import ServeConfig

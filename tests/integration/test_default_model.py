@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_default_model_answers_paris_and_reloads_fast():
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
 
     load_model("smollm2-135m-instruct")  # converts the embedded GGUF once (if not yet in CHATFORGE_HOME)

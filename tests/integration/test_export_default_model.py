@@ -19,7 +19,7 @@ PROMPTS = ["What is the capital of France?", "Give me one tip for sleeping bette
 @pytest.fixture(scope="module")
 def reference():
     """The source model and its greedy answers (chatforge Engine, float32)."""
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
 
     loaded = load_model(MODEL)
@@ -31,14 +31,14 @@ def reference():
 def _read_back(gguf_file, tokenizer):
     """The GGUF as transformers reads it, in an Engine with the source tokenizer."""
     from chatforge.export.gguf import load_gguf_for_check
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import LoadedModel
 
     return Engine(LoadedModel(load_gguf_for_check(gguf_file), tokenizer, None))
 
 
 def _greedy(engine):
-    from chatforge.generation import SamplingParams
+    from chatforge.infer import SamplingParams
 
     return [engine.chat([{"role": "user", "content": p}], SamplingParams(max_tokens=16)) for p in PROMPTS]
 

@@ -10,7 +10,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 @pytest.mark.integration
 def test_lora_on_the_default_model_learns_and_the_run_is_a_model(tmp_path):
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
     from chatforge.train.config import TrainConfig
     from chatforge.train.run import fit, save, setup

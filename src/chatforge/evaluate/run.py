@@ -167,7 +167,7 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list,
     """Load one model, answer every case greedily, and score the references under it.
     Returns (Completions, (N, 3) [nll_sum, correct, answer_tokens] of the references)."""
     from chatforge.evaluate.likelihood import answer_likelihood
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model, set_threads
 
     set_threads()

@@ -32,9 +32,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatforge.errors import ChatforgeError
-from chatforge.generation import Completion, SamplingParams
+from chatforge.infer import Completion, SamplingParams
 from chatforge.serve import schemas as s
-from chatforge.serve.batching import LiveBatch
 from chatforge.serve.config import ServeConfig
 from chatforge.serve.scheduler import Job, QueueFull, Scheduler
 
@@ -58,10 +57,12 @@ def error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=e.status, headers=e.headers)
 
 
-def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable = LiveBatch) -> FastAPI:
-    """An app serving `engine` (a chatforge.generation.Engine) with one batching worker thread.
+def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable | None = None) -> FastAPI:
+    """An app serving `engine` (a chatforge.infer.Engine, or another engine with the same interface) with one
+    batching worker thread.
 
-    `batcher(engine)` makes the running batch (see chatforge.serve.batching; tests pass a stand-in)."""
+    `batcher(engine)` makes the running batch (default: engine.new_batch(), a chatforge.infer.Batch; tests pass
+    a stand-in)."""
     service = _Service(engine, config or ServeConfig(), batcher)
 
     @asynccontextmanager
@@ -87,7 +88,7 @@ def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable =
 class _Service:
     """The routes, and what they share: the engine, the settings, the scheduler."""
 
-    def __init__(self, engine, config: ServeConfig, batcher: Callable):
+    def __init__(self, engine, config: ServeConfig, batcher: Callable | None):
         self.engine, self.config = engine, config
         self.api_key = config.api_key if config.api_key is not None else os.environ.get("CHATFORGE_API_KEY") or None
         self.model_id = config.model_id or engine.name

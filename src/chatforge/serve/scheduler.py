@@ -1,6 +1,6 @@
-"""Continuous batching: one worker thread owns a LiveBatch and admits waiting requests between decode steps.
+"""Continuous batching: one worker thread owns the engine's Batch and admits waiting requests between decode steps.
 
-    HTTP handlers (event loop) --submit()--> waiting deque (bounded) --worker thread--> LiveBatch.admit / .step
+    HTTP handlers (event loop) --submit()--> waiting deque (bounded) --worker thread--> Batch.admit / .step
     each step's Updates --loop.call_soon_threadsafe--> the request's asyncio.Queue --> its HTTP response
 
 torch is not re-entrant for one model, so exactly one thread generates. A request waits only for the current
@@ -20,8 +20,7 @@ import threading
 import time
 from typing import AsyncIterator, Callable
 
-from chatforge.generation import SamplingParams, Update
-from chatforge.serve.batching import LiveBatch
+from chatforge.infer import SamplingParams, Update
 
 log = logging.getLogger("chatforge.serve")
 _END = object()  # posted to a job that was cancelled before it finished
@@ -70,8 +69,9 @@ class Job:
 
 class Scheduler:
     def __init__(self, engine, *, max_concurrency: int = 8, max_queue: int = 32, batch_window: float = 0.01,
-                 batcher: Callable = LiveBatch):
-        self.engine, self.batcher = engine, batcher  # batcher(engine) -> the running batch (a LiveBatch)
+                 batcher: Callable | None = None):
+        # batcher(engine) -> the running batch; by default the engine's own (chatforge.infer.Batch)
+        self.engine, self.batcher = engine, batcher or (lambda e: e.new_batch())
         self.max_concurrency, self.max_queue, self.batch_window = max_concurrency, max_queue, batch_window
         self.running = 0  # sequences in the batch now
         self.stats = collections.Counter()  # submitted, rejected, admitted, completed, cancelled, ..., peak_running

@@ -62,7 +62,7 @@ def fake_run(tmp_path_factory, tiny_model):
 def scripted_engine(monkeypatch, fake_run):
     """Engine.chat_batch without decoding: the run answers with the reference, any other model with a wrong
     answer (every other one hitting the token limit). Records the calls it got."""
-    from chatforge.generation import Completion, Engine
+    from chatforge.infer import Completion, Engine
 
     answers = {m[-2]["content"]: m[-1]["content"] for m in HELDOUT}
     calls = []

@@ -11,7 +11,7 @@ PROMPTS = ["What can you help me with?", "Where is my order?"]
 
 
 def _greedy(loaded):
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
 
     engine = Engine(loaded)
     return [engine.chat([{"role": "user", "content": p}], SamplingParams(max_tokens=10)).token_ids for p in PROMPTS]

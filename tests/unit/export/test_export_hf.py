@@ -13,7 +13,7 @@ PROMPTS = ["What can you help me with?", "Where is my order?", "Bonjour, comment
 
 
 def _answers(model_spec, max_tokens=12):
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
 
     engine = Engine(load_model(str(model_spec)))

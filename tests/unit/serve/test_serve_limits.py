@@ -12,13 +12,13 @@ import httpx
 import openai
 import pytest
 
-from chatforge.generation import Completion, Update
+from chatforge.infer import Completion, Update
 
 STEP = 0.02
 
 
 class SlowEngine:
-    """Just enough of chatforge.generation.Engine for the routes: 5-token prompts, a 4096-token context."""
+    """Just enough of chatforge.infer.Engine for the routes: 5-token prompts, a 4096-token context."""
 
     name = "slow-model"
     context_length = 4096
@@ -38,7 +38,7 @@ class SlowEngine:
 
 
 class SlowBatch:
-    """A LiveBatch stand-in: every step takes STEP seconds and writes one "x" per row; honours cancellation."""
+    """A chatforge.infer.Batch stand-in: every step takes STEP seconds and writes one "x" per row; honours cancellation."""
 
     def __init__(self, engine: SlowEngine):
         self.engine = engine

@@ -59,7 +59,7 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     assert set(eval_row) == {"step", "epoch", "tokens_seen", "eval_loss", "eval_token_accuracy"}
     assert [r["tokens_seen"] for r in rows if "loss" in r] == sorted({r["tokens_seen"] for r in rows if "loss" in r})
     # ... and it is a model: the adapter loads on its base and generates
-    from chatforge.generation import Engine, SamplingParams
+    from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model
 
     loaded = load_model(str(run.dir))

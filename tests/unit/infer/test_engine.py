@@ -3,7 +3,8 @@
 import pytest
 
 from chatforge.errors import ChatforgeError
-from chatforge.generation import Engine, SamplingParams, _holdback
+from chatforge.infer import Engine, SamplingParams
+from chatforge.infer.text import holdback as _holdback
 from chatforge.models.load import load_model
 
 MSG = [{"role": "user", "content": "Hello there"}]

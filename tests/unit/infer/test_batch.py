@@ -1,11 +1,11 @@
-"""Continuous batching (LiveBatch) on tiny real models: sequences that join or leave a running batch get
+"""Continuous batching (chatforge.infer.Batch) on tiny real models: sequences that join or leave a running batch get
 exactly the tokens they get alone."""
 
 import pytest
 
-from chatforge.generation import Engine, SamplingParams
+from chatforge.infer import Engine, SamplingParams
 from chatforge.models.load import load_model
-from chatforge.serve.batching import LiveBatch
+from chatforge.infer import Batch
 
 TEXTS = ["Once upon a time", "The weather in Paris is", "a", "Lumora Home sells thermostats and lights for homes"]
 
@@ -27,7 +27,7 @@ def test_sequences_joining_a_running_batch_get_what_they_get_alone(engine):
     params = [SamplingParams(max_tokens=12), SamplingParams(max_tokens=5),
               SamplingParams(max_tokens=9, temperature=1.0, top_p=0.9, seed=3), SamplingParams(max_tokens=7)]
     alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
-    batch, texts, done = LiveBatch(engine), {}, {}
+    batch, texts, done = engine.new_batch(), {}, {}
     _collect(batch.admit([0], prompts[:1], params[:1]), texts, done)
     for _ in range(2):
         _collect(batch.step(), texts, done)
@@ -49,7 +49,7 @@ def test_a_cancelled_row_leaves_and_the_others_are_unaffected(engine):
     prompts = [engine.encode_text(t) for t in TEXTS[:3]]
     params = [SamplingParams(max_tokens=8)] * 3
     alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
-    batch, texts, done, cancelled = LiveBatch(engine), {}, {}, set()
+    batch, texts, done, cancelled = engine.new_batch(), {}, {}, set()
     _collect(batch.admit([10, 11, 12], prompts, params, cancelled.__contains__), texts, done)
     _collect(batch.step(cancelled.__contains__), texts, done)
     cancelled.add(11)
@@ -64,6 +64,6 @@ def test_a_cancelled_row_leaves_and_the_others_are_unaffected(engine):
 
 def test_a_sequence_that_finishes_at_its_first_token_never_joins(engine):
     prompt = engine.encode_text(TEXTS[0])
-    batch, texts, done = LiveBatch(engine), {}, {}
+    batch, texts, done = engine.new_batch(), {}, {}
     _collect(batch.admit([0], [prompt], [SamplingParams(max_tokens=1)]), texts, done)
     assert done[0].completion_tokens == 1 and batch.size == 0 and batch.cache is None

@@ -1,0 +1,17 @@
+"""The inference engine chat, generate, eval, serve and the arena share.
+
+    sampling.py  SamplingParams (every sampling setting, checked) and `sample`: logits -> next tokens
+    text.py      incremental detokenizer and stop-string filter (constant work per token)
+    sequence.py  one sequence: tokens, streamed text, finish; Update and Completion
+    prefix.py    the prefix cache (keys/values of recent sequences, reused by prompts that share a beginning)
+    batch.py     Batch: the one step-level decode loop (admit, step, evict)
+    engine.py    Engine: prompts/messages -> Completions or streamed text, over a Batch
+    optimize.py  inference precision (bf16 on AMX / AVX-512 bf16 CPUs) and int8 weight-only quantization
+"""
+
+from chatforge.infer.batch import Batch
+from chatforge.infer.engine import Engine
+from chatforge.infer.sampling import SamplingParams
+from chatforge.infer.sequence import Completion, Update
+
+__all__ = ["Batch", "Completion", "Engine", "SamplingParams", "Update"]

@@ -1,0 +1,132 @@
+"""Generation for one loaded model: prompts in, Completions (or streamed text) out, over the step-level Batch.
+
+    chat / chat_batch / stream_chat  messages -> the model's chat template -> prompt ids -> generate / run
+    generate(prompts, params)        longest first, max_batch_size sequences at a time; as one finishes the
+                                     next waiting prompt joins the running batch (continuous batching)
+    run(prompts, params)             one Batch: admit them all, step until every one is done or cancelled
+
+`forward` is the one place the model is called: (B, S) new tokens + the cache -> last logits (B, V) float32.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from chatforge.errors import ChatforgeError
+from chatforge.infer.batch import Batch
+from chatforge.infer.prefix import PrefixCache
+from chatforge.infer.sampling import SamplingParams
+from chatforge.infer.sequence import Completion, Sequence, Update
+from chatforge.models.template import encode_prompt, end_of_turn_ids
+
+
+class Engine:
+    """Generation for one loaded model. Not thread-safe: use it from one thread (serve has a scheduler).
+
+    prefix_cache_tokens: how many tokens of recent sequences' keys/values to keep for prefix reuse (0 = off).
+    """
+
+    def __init__(self, loaded, *, max_batch_size: int = 16, prefix_cache_tokens: int = 8192):
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.name = getattr(loaded, "name", "model")
+        self.eot_ids = set(end_of_turn_ids(self.tokenizer))
+        if not self.eot_ids:
+            raise ChatforgeError(f"{self.name}: the tokenizer has no end-of-turn or EOS token")
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eot_ids)
+        self.device = next(self.model.parameters()).device
+        self.max_batch_size = max_batch_size
+        cfg = self.model.config
+        self.context_length = int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0)
+                                  or 2048)
+        self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
+
+    # ---- prompts -------------------------------------------------------------------------------------------
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """Messages -> prompt ids (the model's chat template + the assistant header)."""
+        return encode_prompt(self.tokenizer, messages)
+
+    def encode_text(self, prompt: str) -> list[int]:
+        """A raw text prompt (no template), with BOS when the tokenizer adds one."""
+        return self.tokenizer(prompt)["input_ids"]
+
+    def check_prompt(self, ids: list[int]) -> None:
+        if len(ids) >= self.context_length:
+            raise ChatforgeError(f"the prompt is {len(ids)} tokens, which does not fit the model's context of "
+                                 f"{self.context_length} tokens")
+
+    # ---- high level ----------------------------------------------------------------------------------------
+    def chat(self, messages: list[dict], params: SamplingParams | None = None) -> Completion:
+        return self.generate([self.encode_chat(messages)], [params or SamplingParams()])[0]
+
+    def chat_batch(self, conversations: list[list[dict]], params: SamplingParams | None = None,
+                   on_done: Callable[[int], None] | None = None) -> list[Completion]:
+        """Answer many conversations, batched."""
+        prompts = [self.encode_chat(m) for m in conversations]
+        return self.generate(prompts, [params or SamplingParams()] * len(prompts), on_done=on_done)
+
+    def stream_chat(self, messages: list[dict], params: SamplingParams | None = None) -> Iterator[str | Completion]:
+        """Yield text pieces as they are generated, then the final Completion."""
+        for updates in self.run([self.encode_chat(messages)], [params or SamplingParams()]):
+            for u in updates:
+                if u.delta:
+                    yield u.delta
+                if u.done:
+                    yield u.done
+
+    def generate(self, prompts: list[list[int]], params: list[SamplingParams],
+                 on_done: Callable[[int], None] | None = None) -> list[Completion]:
+        """Prompt ids -> Completions. At most max_batch_size run at once; longest prompts first (they pad
+        least together), and a waiting prompt joins the batch as soon as a row frees."""
+        for ids in prompts:
+            self.check_prompt(ids)
+        waiting = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        results: list[Completion | None] = [None] * len(prompts)
+        batch = self.new_batch()
+        while waiting or batch.size:
+            free = self.max_batch_size - batch.size if batch.can_admit() else 0
+            if waiting and free > 0:
+                new, waiting = waiting[:free], waiting[free:]
+                updates = batch.admit(new, [prompts[i] for i in new], [params[i] for i in new])
+            else:
+                updates = batch.step()
+            for u in updates:
+                if u.done:
+                    results[u.index] = u.done
+                    if on_done:
+                        on_done(1)
+        return results  # type: ignore[return-value]
+
+    def run(self, prompts: list[list[int]], params: list[SamplingParams],
+            cancelled: Callable[[int], bool] | None = None) -> Iterator[list[Update]]:
+        """Decode one batch step by step; after each step yield the Updates of the sequences that changed.
+
+        `cancelled(i)` is polled every step: a cancelled sequence stops (no Completion) and costs nothing more.
+        """
+        for ids in prompts:
+            self.check_prompt(ids)
+        batch = self.new_batch()
+        updates = batch.admit(list(range(len(prompts))), prompts, params, cancelled)
+        while True:
+            if updates:
+                yield updates
+            if not batch.size:
+                return
+            updates = batch.step(cancelled)
+
+    # ---- what the Batch uses -------------------------------------------------------------------------------
+    def new_batch(self) -> Batch:
+        return Batch(self)
+
+    def new_sequence(self, prompt: list[int], params: SamplingParams, cached: int = 0) -> Sequence:
+        return Sequence(prompt, params, self.tokenizer, self.eot_ids, self.vocab, self.device, cached)
+
+    def forward(self, input_ids, attention, positions, cache):
+        """(B, S) ids, (B, T) mask, (B, S) positions, cache -> (last logits (B, V) float32, the updated cache)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache,
+                             use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float(), out.cache
