@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatforge.config import add_arguments, option, positive_int
+from chatforge.config import add_arguments, non_negative_int, option, positive_int
+
+DTYPE_HELP = ("Weights dtype: auto (bf16 on GPUs and on CPUs with AMX / AVX-512 bf16, else fp32), float32, "
+              "bfloat16, float16.")
+QUANTIZE_HELP = "int8: int8 weight-only linear layers (torchao; pip install 'chatforge[quantize]')."
 
 
 @dataclass
@@ -12,26 +16,36 @@ class GenerateConfig:
     max_tokens: int = option(256, "Most new tokens per answer.", parse=positive_int)
     temperature: float = option(0.0, "Sampling temperature; 0 = greedy (deterministic).")
     top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this much probability.")
+    top_k: int = option(0, "Sample only among the K likeliest tokens; 0 = all.", parse=non_negative_int,
+                        metavar="K")
+    min_p: float = option(0.0, "Drop tokens less likely than MIN_P x the likeliest one; 0 = off.")
+    repetition_penalty: float = option(1.0, "> 1 makes tokens already in the prompt or answer less likely; 1 = off.")
+    frequency_penalty: float = option(0.0, "Lower a token's logit by this much per time it is already in the answer "
+                                           "(-2 to 2).")
+    presence_penalty: float = option(0.0, "Lower the logit of every token already in the answer by this much "
+                                          "(-2 to 2).")
+    stop: list[str] = option([], "Strings that end the answer (not included in it).", metavar="TEXT")
     seed: int | None = option(None, "Random seed, for repeatable sampling.")
-    dtype: str = option("auto", "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
-                        choices=["auto", "float32", "bfloat16", "float16"])
+    dtype: str = option("auto", DTYPE_HELP, choices=["auto", "float32", "bfloat16", "float16"])
+    quantize: str | None = option(None, QUANTIZE_HELP, choices=["int8"])
     device: str | None = option(None, "Device: cpu, cuda, cuda:1 ... (default: cuda when present).")
     trust_remote_code: bool = option(False, "Allow a model's own Python code to run (off by default).")
     allow_pickle: bool = option(False, "Allow loading pickle weights (.bin); they can run code (off by default).")
 
     def sampling(self):
+        from chatforge.errors import ChatforgeError
         from chatforge.infer import SamplingParams
 
-        if self.temperature < 0:
-            from chatforge.errors import ChatforgeError
+        try:
+            return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
+                                  top_k=self.top_k, min_p=self.min_p, repetition_penalty=self.repetition_penalty,
+                                  frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
+                                  seed=self.seed, stop=tuple(self.stop))
+        except ChatforgeError as e:  # name the flags, as the user typed them
+            import re
 
-            raise ChatforgeError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            from chatforge.errors import ChatforgeError
-
-            raise ChatforgeError(f"--top-p must be in (0, 1], got {self.top_p}")
-        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
-                              seed=self.seed)
+            raise ChatforgeError(re.sub(r"\b([a-z]+(?:_[a-z]+)+|temperature)\b",
+                                        lambda m: "--" + m.group(1).replace("_", "-"), e.message)) from None
 
     def engine(self, model: str):
         from chatforge.infer import Engine
@@ -39,7 +53,7 @@ class GenerateConfig:
 
         set_threads()
         loaded = load_model(model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code,
-                            allow_pickle=self.allow_pickle)
+                            allow_pickle=self.allow_pickle, quantize=self.quantize)
         return Engine(loaded)
 
 

@@ -17,7 +17,8 @@ from chatforge.generation_config import GenerateConfig
 from chatforge.serve.config import ServeConfig
 
 # Sampling settings come from each request, so only the model-loading options of GenerateConfig apply here.
-_SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "seed")
+_SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty",
+                    "presence_penalty", "stop", "seed")
 
 
 def add_arguments(parser):

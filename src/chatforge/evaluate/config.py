@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatforge.config import option, positive_int
+from chatforge.generation_config import DTYPE_HELP, QUANTIZE_HELP
 
 
 def _confidence(s: str) -> float:
@@ -37,7 +38,7 @@ class EvalConfig:
                             metavar="N")
     confidence: float = option(0.95, "Confidence level of the intervals.", parse=_confidence)
     seed: int = option(0, "Seed of the bootstrap resampling (the answers themselves are greedy).")
-    dtype: str = option("auto", "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
-                        choices=["auto", "float32", "bfloat16", "float16"])
+    dtype: str = option("auto", DTYPE_HELP, choices=["auto", "float32", "bfloat16", "float16"])
+    quantize: str | None = option(None, QUANTIZE_HELP, choices=["int8"])
     device: str | None = option(None, "Device: cpu, cuda, cuda:1 ... (default: cuda when present).")
     trust_remote_code: bool = option(False, "Allow a model's own Python code to run (off by default).")

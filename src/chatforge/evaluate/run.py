@@ -172,7 +172,8 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list,
 
     set_threads()
     print(f"chatforge eval: loading {label} model {spec}", file=sys.stderr)
-    loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+    loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
+                        quantize=cfg.quantize)
     engine = Engine(loaded, max_batch_size=cfg.batch_size)
     params = SamplingParams(max_tokens=plan.max_tokens, temperature=0.0)
     with _progress(len(plan.cases), f"{label}: answering") as bar:

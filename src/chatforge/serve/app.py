@@ -179,7 +179,10 @@ class _Service:
         temperature = 1.0 if req.temperature is None else req.temperature
         return SamplingParams(max_tokens=asked or min(self.config.max_tokens, room),
                               temperature=temperature if temperature >= _MIN_TEMPERATURE else 0.0,
-                              top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed, stop=req.stop_strings())
+                              top_p=1.0 if req.top_p is None else req.top_p, top_k=max(0, req.top_k or 0),
+                              min_p=req.min_p or 0.0, repetition_penalty=req.repetition_penalty or 1.0,
+                              frequency_penalty=req.frequency_penalty or 0.0,
+                              presence_penalty=req.presence_penalty or 0.0, seed=req.seed, stop=req.stop_strings())
 
     def submit(self, prompt: list[int], params: SamplingParams) -> Job:
         try:

@@ -1,7 +1,8 @@
 """OpenAI's request and response shapes (the subset chatforge serves), as pydantic models.
 
-Validation is strict (no "10" for 10, no true for 1) so a wrong type is a 422 naming the field. Unknown OpenAI
-fields (frequency_penalty, user, ...) are accepted and ignored; the few that would change what the server
+Validation is strict (no "10" for 10, no true for 1) so a wrong type is a 422 naming the field. The sampling
+fields are OpenAI's (temperature, top_p, frequency_penalty, presence_penalty, seed, stop) plus vLLM's extensions
+top_k, min_p and repetition_penalty. Other unknown fields (user, ...) are accepted and ignored; the few that would change what the server
 runs (a chat template, n != 1) are refused by the routes with a 400.
 """
 
@@ -47,6 +48,11 @@ class SamplingFields(_Strict):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = Field(None, max_length=4)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    top_k: int | None = Field(None, ge=-1)  # vLLM extension; 0 or -1 = all tokens
+    min_p: float | None = Field(None, ge=0, le=1)  # vLLM extension
+    repetition_penalty: float | None = Field(None, gt=0, le=10)  # vLLM extension; 1 = off
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
     n: int = 1
     stream: bool = False

@@ -277,12 +277,9 @@ def use_bf16(precision: str, device: str) -> bool:
 
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    capability = (torch.backends.cpu.get_cpu_capability() or "").lower()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "amx" in capability or "bf16" in capability or "amx_bf16" in flags or "avx512_bf16" in flags
+    from chatforge.models.load import cpu_supports_bf16
+
+    return cpu_supports_bf16()
 
 
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,

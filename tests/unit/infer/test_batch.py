@@ -67,3 +67,16 @@ def test_a_sequence_that_finishes_at_its_first_token_never_joins(engine):
     batch, texts, done = engine.new_batch(), {}, {}
     _collect(batch.admit([0], [prompt], [SamplingParams(max_tokens=1)]), texts, done)
     assert done[0].completion_tokens == 1 and batch.size == 0 and batch.cache is None
+
+
+def test_evict_drops_a_row_and_the_others_go_on(engine):
+    prompts = [engine.encode_text(t) for t in TEXTS[:3]]
+    params = [SamplingParams(max_tokens=6)] * 3
+    alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    batch, texts, done = engine.new_batch(), {}, {}
+    _collect(batch.admit([0, 1, 2], prompts, params), texts, done)
+    batch.evict([1])
+    assert batch.ids == [0, 2]
+    while batch.size:
+        _collect(batch.step(), texts, done)
+    assert 1 not in done and done[0].token_ids == alone[0].token_ids and done[2].token_ids == alone[2].token_ids

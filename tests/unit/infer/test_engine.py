@@ -103,3 +103,37 @@ def test_cancelled_sequence_stops(engine):
     for updates in engine.run(prompts, [SamplingParams(max_tokens=6)] * 2, cancelled=lambda i: i == 1):
         finished |= {u.index for u in updates if u.done}
     assert 1 not in finished and 0 in finished
+
+
+def test_more_prompts_than_the_batch_holds_join_as_rows_free_and_match_alone(tiny_model):
+    engine = Engine(load_model(str(tiny_model)), max_batch_size=2, prefix_cache_tokens=0)
+    convs = [[{"role": "user", "content": q}] for q in ["Hi", "Tell me about the Halo", "ok", "Why?", "Reset it"]]
+    params = [SamplingParams(max_tokens=n) for n in (3, 9, 5, 2, 7)]
+    prompts = [engine.encode_chat(c) for c in convs]
+    together = engine.generate(prompts, params)
+    alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    assert [c.token_ids for c in together] == [c.token_ids for c in alone]
+
+
+SYSTEM = {"role": "system", "content": "You are Lumora Home's customer support assistant. Answer briefly."}
+
+
+def test_a_follow_up_turn_reuses_the_conversation_so_far(tiny_model):
+    engine = Engine(load_model(str(tiny_model)))
+    plain = Engine(load_model(str(tiny_model)), prefix_cache_tokens=0)
+    first = [SYSTEM, {"role": "user", "content": "How do I reset the Halo?"}]
+    params = SamplingParams(max_tokens=8)
+    answer = engine.chat(first, params)
+    assert answer.cached_tokens == 0
+    follow = first + [{"role": "assistant", "content": answer.text}, {"role": "user", "content": "And then?"}]
+    again = engine.chat(follow, params)
+    import os
+
+    # everything the first turn computed that the follow-up prompt starts with (the tiny model's answer may
+    # re-tokenize differently, so not always the whole answer)
+    shared = len(os.path.commonprefix([engine.encode_chat(first) + answer.token_ids, engine.encode_chat(follow)]))
+    assert again.cached_tokens == shared >= len(engine.encode_chat(first)) - 1
+    assert again.token_ids == plain.chat(follow, params).token_ids  # and the answer is the same
+    other = engine.chat([SYSTEM, {"role": "user", "content": "Something else"}], params)  # shares the system prompt
+    assert other.cached_tokens >= 16
+    assert other.token_ids == plain.chat([SYSTEM, {"role": "user", "content": "Something else"}], params).token_ids

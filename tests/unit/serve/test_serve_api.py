@@ -113,6 +113,20 @@ def test_a_vanishing_temperature_is_greedy_rather_than_an_overflow(client, serve
     assert tiny.choices[0].message.content == greedy.choices[0].message.content
 
 
+def test_penalties_and_vllm_sampling_extensions_reach_the_sampler(client, server):
+    plain = client.chat.completions.create(model=server.model, messages=HELLO, temperature=0, max_tokens=8)
+    ids = server.engine.tokenizer(plain.choices[0].message.content, add_special_tokens=False)["input_ids"]
+    penalized = client.chat.completions.create(model=server.model, messages=HELLO, temperature=0, max_tokens=8,
+                                               frequency_penalty=2.0, presence_penalty=2.0,
+                                               extra_body={"repetition_penalty": 5.0})
+    if len(set(ids)) < len(ids):  # the plain answer repeats a token: the penalized one must differ
+        assert penalized.choices[0].message.content != plain.choices[0].message.content
+    sampled = [client.chat.completions.create(model=server.model, messages=HELLO, temperature=1.0, max_tokens=8,
+                                              seed=s, extra_body={"top_k": 1, "min_p": 0.5}) for s in (1, 2)]
+    # top_k=1 is greedy whatever the seed
+    assert [c.choices[0].message.content for c in sampled] == [plain.choices[0].message.content] * 2
+
+
 def test_message_forms_roles_and_content_parts(client, server):
     plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
              {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "More?"}]
@@ -201,6 +215,11 @@ BAD_REQUESTS = [  # (body: dict, or bytes sent as is), status, param
     ({"messages": HELLO, "stream": "yes"}, 422, "stream"),
     ({"messages": HELLO, "seed": 2**70}, 422, "seed"),  # beyond what a torch.Generator takes
     ({"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 422, "stop"),
+    ({"messages": HELLO, "frequency_penalty": 2.5}, 422, "frequency_penalty"),
+    ({"messages": HELLO, "presence_penalty": -3}, 422, "presence_penalty"),
+    ({"messages": HELLO, "top_k": -2}, 422, "top_k"),
+    ({"messages": HELLO, "min_p": 1.5}, 422, "min_p"),
+    ({"messages": HELLO, "repetition_penalty": 0}, 422, "repetition_penalty"),
     ({"messages": HELLO, "n": 3}, 400, "n"),
     ({"messages": HELLO, "model": "gpt-4"}, 404, "model"),
     ({"messages": HELLO, "chat_template": "{{ messages }}"}, 400, "chat_template"),
