@@ -35,10 +35,31 @@ def run(args) -> int:
     from chatforge.serve.server import bind
 
     cfg = build(ServeConfig, args)
+    gen = build(GenerateConfig, args)
+    if cfg.engine == "vllm":  # vLLM runs its own server (and binds its own port)
+        from chatforge.serve.vllm import run_vllm
+
+        return run_vllm(args.model, cfg, gen)
+    if cfg.engine == "llama.cpp":
+        from chatforge.infer.llamacpp import _llama_class
+
+        _llama_class()  # a missing llama-cpp-python is a clear error before anything else
     sock = bind(cfg.host, cfg.port)  # before loading the model: a busy port fails in a second, not after it
     print(f"chatforge serve: loading {args.model or 'the default model'} ...", file=sys.stderr, flush=True)
-    engine = build(GenerateConfig, args).engine(args.model)
+    engine = _engine(args.model, cfg, gen)
     return serve(engine, cfg, sock)
+
+
+def _engine(model: str | None, cfg: ServeConfig, gen: GenerateConfig):
+    if cfg.engine == "llama.cpp":
+        from chatforge.errors import ChatforgeError
+        from chatforge.infer.llamacpp import LlamaCppEngine
+
+        if not model or not model.endswith(".gguf"):
+            raise ChatforgeError(f"--engine llama.cpp serves a .gguf file, not {model or 'the default model'}",
+                                 hint="export one with: chatforge export RUN --format gguf --out DIR")
+        return LlamaCppEngine(model, name=cfg.model_id or model)
+    return gen.engine(model)
 
 
 def serve(engine, cfg: ServeConfig, sock) -> int:

@@ -61,7 +61,8 @@ class SamplingParams:
 
 
 class SamplerState:
-    """What sampling needs to remember about one sequence: its generator and (with penalties) token counts."""
+    """What sampling needs to remember about one sequence: its generator and (with penalties) token counts.
+    vocab=0: an engine that samples by itself (llama.cpp) keeps nothing here."""
 
     def __init__(self, params: SamplingParams, prompt: list[int], vocab: int, device):
         import torch
@@ -71,10 +72,10 @@ class SamplerState:
         if params.seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(int(params.seed) % 2**64)
         self.seen = self.counts = None
-        if params.repetition_penalty != 1.0:  # (V,) bool: every token of the prompt and answer
+        if params.repetition_penalty != 1.0 and vocab > 0:  # (V,) bool: every token of the prompt and answer
             self.seen = torch.zeros(vocab, dtype=torch.bool, device=device)
             self.seen[torch.tensor(prompt, dtype=torch.long, device=device).clamp(max=vocab - 1)] = True
-        if params.frequency_penalty or params.presence_penalty:  # (V,) answer token counts
+        if (params.frequency_penalty or params.presence_penalty) and vocab > 0:  # (V,) answer token counts
             self.counts = torch.zeros(vocab, dtype=torch.float32, device=device)
 
     def add(self, token: int) -> None:

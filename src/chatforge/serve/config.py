@@ -23,3 +23,6 @@ class ServeConfig:
     batch_window_ms: float = option(10.0, "When idle, how long the first request waits for others to start "
                                           "with it (milliseconds).")
     model_id: str | None = option(None, "The model id clients use (default: the MODEL argument as given).")
+    engine: str = option("chatforge", "What generates: chatforge (this package's engine), vllm (vLLM's server, on a "
+                                      "GPU; pip install vllm) or llama.cpp (a .gguf file through llama-cpp-python; "
+                                      "pip install 'chatforge[llama-cpp]').", choices=["chatforge", "vllm", "llama.cpp"])

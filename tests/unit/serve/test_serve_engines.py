@@ -1,0 +1,185 @@
+"""`chatforge serve --engine vllm|llama.cpp`: a missing engine is one clear error; what chatforge hands each
+engine (model, adapter, chat template, stop tokens, sampling) is checked with the engine mocked; llama.cpp
+serves a real GGUF when llama-cpp-python is installed."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from chatforge.errors import ChatforgeError
+from chatforge.generation_config import GenerateConfig
+from chatforge.infer import SamplingParams
+from chatforge.serve.config import ServeConfig
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tiny_model, tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = tmp_path_factory.mktemp("run") / "final"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=12, target_modules=["q_proj"]))
+    model.save_pretrained(final)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(final)
+    (final / "chatforge.json").write_text(json.dumps({"base_model": str(tiny_model)}))
+    return final.parent
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "chatforge", "serve", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("engine, hint", [("vllm", "pip install vllm"), ("llama.cpp", "chatforge[llama-cpp]")])
+def test_a_missing_engine_is_one_clear_error_saying_how_to_install_it(engine, hint, monkeypatch):
+    import importlib.util
+
+    module = {"vllm": "vllm", "llama.cpp": "llama_cpp"}[engine]
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    r = _cli("model.gguf", "--engine", engine, "--port", "0")
+    assert r.returncode == 2 and hint in r.stderr and "Traceback" not in r.stderr
+
+
+def test_vllm_gets_the_base_the_adapter_the_template_and_the_stop_tokens(adapter_run, tmp_path, tiny_model):
+    from chatforge.models.load import load_tokenizer
+    from chatforge.models.template import end_of_turn_ids
+    from chatforge.serve.vllm import vllm_command
+
+    cfg = ServeConfig(port=8123, host="0.0.0.0", max_concurrency=5, api_key="sk-secret", model_id="lumora")
+    argv, env = vllm_command(str(adapter_run), cfg, GenerateConfig(dtype="bfloat16"), tmp_path)
+    opts = dict(zip(argv[3::2], argv[4::2])) if argv[3] == "--model" else {}
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert opts["--model"] == str(tiny_model.resolve()) and opts["--port"] == "8123" and opts["--host"] == "0.0.0.0"
+    assert "--enable-lora" in argv
+    i = argv.index("--lora-modules")
+    assert argv[i + 1] == f"lumora={(adapter_run / 'final').resolve()}"
+    assert argv[argv.index("--max-lora-rank") + 1] == "16"  # vLLM's size at or above the adapter's r=12
+    assert argv[argv.index("--served-model-name") + 1] == "lumora-base"  # clients asking for lumora get the adapter
+    tok = load_tokenizer(str(tiny_model))
+    assert open(argv[argv.index("--chat-template") + 1]).read() == tok.chat_template
+    gen_dir = argv[argv.index("--generation-config") + 1]
+    assert json.load(open(f"{gen_dir}/generation_config.json"))["eos_token_id"] == end_of_turn_ids(tok)
+    assert argv[argv.index("--max-num-seqs") + 1] == "5" and argv[argv.index("--dtype") + 1] == "bfloat16"
+    assert env == {"VLLM_API_KEY": "sk-secret"} and "sk-secret" not in argv  # not visible in the process list
+
+
+def test_vllm_without_adapter_serves_the_model_under_its_id(tiny_model, tmp_path):
+    from chatforge.serve.vllm import vllm_command
+
+    argv, env = vllm_command(str(tiny_model), ServeConfig(), GenerateConfig(trust_remote_code=True), tmp_path)
+    assert "--enable-lora" not in argv and argv[argv.index("--served-model-name") + 1] == str(tiny_model)
+    assert "--trust-remote-code" in argv and env == {}
+    with pytest.raises(ChatforgeError, match="--quantize"):
+        vllm_command(str(tiny_model), ServeConfig(), GenerateConfig(quantize="int8"), tmp_path)
+
+
+# ---- llama.cpp, mocked at the llama_cpp.Llama boundary ----------------------------------------------------------
+class FakeLlama:
+    """llama_cpp.Llama as chatforge uses it, over the tiny model's HF tokenizer; generates a fixed answer."""
+
+    answer = "Press and hold the button for 10 s. 好的 🎉"
+    calls: list = []
+
+    def __init__(self, model_path, n_ctx, n_threads, verbose):
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(FakeLlama.tokenizer_dir)
+        self.metadata = {"tokenizer.chat_template": self.tok.chat_template}
+        self.seed = None
+
+    def tokenize(self, text: bytes, add_bos=True, special=False):
+        return self.tok(text.decode(), add_special_tokens=False)["input_ids"]
+
+    def detokenize(self, ids, prev_tokens=None, special=False):
+        return self.tok.decode(ids, skip_special_tokens=not special).encode()
+
+    def token_eos(self):
+        return self.tok.eos_token_id
+
+    def token_bos(self):
+        return -1
+
+    def n_ctx(self):
+        return 512
+
+    def set_seed(self, seed):
+        self.seed = seed
+
+    def generate(self, tokens, **kw):
+        FakeLlama.calls.append({"tokens": list(tokens), "seed": self.seed, **kw})
+        yield from self.tok(self.answer, add_special_tokens=False)["input_ids"]
+        yield self.tok.convert_tokens_to_ids("<|im_end|>")
+        raise AssertionError("asked for a token after the end of the turn")
+
+
+@pytest.fixture
+def fake_llama(tiny_model, tmp_path):
+    from chatforge.infer.llamacpp import LlamaCppEngine
+
+    FakeLlama.tokenizer_dir, FakeLlama.calls = str(tiny_model), []
+    gguf = tmp_path / "lumora-f16.gguf"
+    gguf.write_bytes(b"GGUF")
+    return LlamaCppEngine(gguf, llama_class=FakeLlama, name="lumora")
+
+
+def test_llama_cpp_gets_the_template_prompt_and_our_sampling_settings(fake_llama, tokenizer):
+    from chatforge.infer.llamacpp import sampling_kwargs
+    from chatforge.models.template import encode_prompt
+
+    assert fake_llama.encode_chat(HELLO) == encode_prompt(tokenizer, HELLO)  # the GGUF's template, special tokens
+    assert fake_llama.eot_ids == {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    p = SamplingParams(max_tokens=50, temperature=0.7, top_p=0.9, top_k=20, min_p=0.1, repetition_penalty=1.3,
+                       frequency_penalty=0.5, presence_penalty=0.25, seed=42)
+    batch = fake_llama.new_batch()
+    batch.admit([7], [fake_llama.encode_chat(HELLO)], [p])
+    updates = []
+    while batch.size:
+        updates += batch.step()
+    call = FakeLlama.calls[-1]
+    assert call["tokens"] == fake_llama.encode_chat(HELLO) and call["seed"] == 42
+    assert {k: call[k] for k in sampling_kwargs(p)} == {"temp": 0.7, "top_k": 20, "top_p": 0.9, "min_p": 0.1,
+                                                       "typical_p": 1.0, "repeat_penalty": 1.3,
+                                                       "frequency_penalty": 0.5, "presence_penalty": 0.25}
+    done = updates[-1].done
+    assert done.text == FakeLlama.answer == "".join(u.delta for u in updates) and done.finish_reason == "stop"
+    assert sampling_kwargs(SamplingParams())["temp"] == 0.0  # greedy by default, not llama.cpp's 0.8
+
+
+def test_llama_cpp_queues_sequences_and_honours_stop_strings_and_max_tokens(fake_llama):
+    batch = fake_llama.new_batch()
+    prompt = fake_llama.encode_chat(HELLO)
+    batch.admit([1, 2, 3], [prompt] * 3, [SamplingParams(stop=("10 s",)), SamplingParams(max_tokens=3),
+                                           SamplingParams()])
+    batch.evict([3])
+    done = {}
+    while batch.size:
+        for u in batch.step():
+            if u.done:
+                done[u.index] = u.done
+    assert done[1].text == "Press and hold the button for " and done[1].finish_reason == "stop"
+    assert done[2].completion_tokens == 3 and done[2].finish_reason == "length" and 3 not in done
+
+
+def test_the_openai_api_over_llama_cpp(fake_llama):
+    from chatforge.serve.app import create_app
+    from chatforge.serve.server import background
+
+    app = create_app(fake_llama, ServeConfig(max_tokens=64))
+    with background(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "temperature": 0}, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == FakeLlama.answer
+    assert r.json()["model"] == "lumora"
+
+
+def test_llama_cpp_needs_a_gguf_file(tmp_path):
+    from chatforge.infer.llamacpp import LlamaCppEngine
+
+    with pytest.raises(ChatforgeError, match="serves a .gguf file"):
+        LlamaCppEngine(tmp_path, llama_class=FakeLlama)
