@@ -12,6 +12,19 @@ __version__ = "0.1.0"
 __all__ = ["load_model", "Engine", "SamplingParams", "ChatforgeError", "__version__"]
 
 
+def _quiet_optional_libraries() -> None:
+    """transformers imports torchao when it is installed (the `quantize` extra): torchao then logs a warning for
+    each CUDA kernel library a CPU machine cannot load, and torch's pytree one per enum torchao registers.
+    Neither concerns the user; errors still show."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+_quiet_optional_libraries()
+
+
 def __getattr__(name):  # lazy, so `import chatforge` (and `chatforge --help`) stays instant
     if name == "load_model":
         from chatforge.models.load import load_model

@@ -137,3 +137,26 @@ def test_a_follow_up_turn_reuses_the_conversation_so_far(tiny_model):
     other = engine.chat([SYSTEM, {"role": "user", "content": "Something else"}], params)  # shares the system prompt
     assert other.cached_tokens >= 16
     assert other.token_ids == plain.chat([SYSTEM, {"role": "user", "content": "Something else"}], params).token_ids
+
+
+def test_generation_uses_the_current_cache_api_without_deprecation_warnings(engine):
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    root = logging.getLogger("transformers")
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warnings.warn (FutureWarning ...) fails the test
+            engine.chat_batch([MSG, [{"role": "user", "content": "and another, longer one"}]], SamplingParams(max_tokens=4))
+    finally:
+        root.removeHandler(handler)
+        hf_logging.set_verbosity(before)
+    assert not [r for r in records if "deprecated" in r]
