@@ -76,11 +76,14 @@ def bytes_per_token(model) -> int:
 
 
 # ---- chatforge ----------------------------------------------------------------------------------------------
+MODEL: str | None = None  # --model (default: the embedded default model)
+
+
 def load(dtype: str, quantize: str | None = None, prefix_cache_tokens: int = 8192):
     from chatforge.infer import Engine
     from chatforge.models.load import load_model
 
-    return Engine(load_model(None, dtype=dtype, quantize=quantize), prefix_cache_tokens=prefix_cache_tokens)
+    return Engine(load_model(MODEL, dtype=dtype, quantize=quantize), prefix_cache_tokens=prefix_cache_tokens)
 
 
 def stream_timing(engine, prompt: list[int], tokens: int) -> tuple[float, float, int]:
@@ -187,7 +190,7 @@ def llama_cpp(tokens: int, tmp: Path) -> dict:
         from chatforge.export.config import ExportConfig
         from chatforge.export.run import export
 
-        export(ExportConfig(model="smollm2-135m-instruct", format="gguf", quant="f16", out=str(tmp / "gguf"),
+        export(ExportConfig(model=MODEL, format="gguf", quant="f16", out=str(tmp / "gguf"),
                             verify=False))
         gguf = next((tmp / "gguf").glob("*.gguf"))
     llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
@@ -220,6 +223,7 @@ def old_engine_class():
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("generation_before", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
@@ -242,17 +246,20 @@ def agreement(reference: list, other: list) -> dict:
 # ---- main ----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="Model (default: smollm2-135m-instruct).")
     p.add_argument("--tokens", type=int, default=64, help="New tokens per timed stream (default: 64).")
     p.add_argument("--streams", type=int, default=8, help="Concurrent streams (default: 8).")
     p.add_argument("--skip-agreement", action="store_true", help="Skip the held-out answers (agreement, eval time).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     args = p.parse_args(argv)
+    global MODEL
+    MODEL = args.model
     _quiet()
     from chatforge.models.load import set_threads
 
     set_threads()
     R: dict = {"threads": os.cpu_count()}
-    tmp = Path(tempfile.gettempdir()) / "chatforge-bench-decode"  # the f16 GGUF is kept between runs
+    tmp = Path(tempfile.gettempdir()) / f"chatforge-bench-decode-{abs(hash(str(MODEL)))}"  # the GGUF is kept
     tmp.mkdir(exist_ok=True)
 
     def say(*a):
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 def _loaded_fp32():
     from chatforge.models.load import load_model
 
-    return load_model(None, dtype="float32")
+    return load_model(MODEL, dtype="float32")
 
 
 if __name__ == "__main__":
