@@ -117,9 +117,17 @@ def load_model(model: str | ResolvedModel | None = None, *, dtype: str | None = 
     tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
     device = pick_device(device)
     torch_dtype = _torch_dtype(dtype, device)
-    net = _load_weights(resolved, torch_dtype, trust_remote_code, allow_pickle)
+    import torch
+
+    # An adapter is merged in fp32 and the sum cast once: merging in bf16 would round twice, and the run would
+    # answer differently from its own (fp32-merged) export.
+    merge_fp32 = resolved.adapter is not None and merge_adapter and torch_dtype != torch.float32
+    net = _load_weights(resolved, torch.float32 if merge_fp32 else torch_dtype, trust_remote_code, allow_pickle)
     if resolved.adapter is not None:
         net = _apply_adapter(net, resolved, merge_adapter)
+    if merge_fp32:  # parameters only, as from_pretrained(dtype=...) leaves them (buffers such as RoPE's stay fp32)
+        for param in net.parameters():
+            param.data = param.data.to(torch_dtype)
     net.to(device)
     net.eval()
     if quantize:
