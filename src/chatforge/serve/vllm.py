@@ -26,7 +26,11 @@ INSTALL_HINT = "pip install vllm  (on a machine with an NVIDIA GPU; see https://
 def check_installed() -> None:
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is None:
+    try:
+        found = importlib.util.find_spec("vllm") is not None
+    except (ValueError, ImportError):  # a broken or blocked install
+        found = False
+    if not found:
         raise ChatforgeError("--engine vllm needs vLLM, which is not installed", hint=INSTALL_HINT)
 
 
