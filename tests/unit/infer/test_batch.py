@@ -80,3 +80,23 @@ def test_evict_drops_a_row_and_the_others_go_on(engine):
     while batch.size:
         _collect(batch.step(), texts, done)
     assert 1 not in done and done[0].token_ids == alone[0].token_ids and done[2].token_ids == alone[2].token_ids
+
+
+def test_prompts_with_and_without_a_cached_prefix_prefill_together_exactly(tiny_model):
+    from chatforge.infer import Engine
+
+    cached = Engine(load_model(str(tiny_model), dtype="float32"))
+    plain = Engine(load_model(str(tiny_model), dtype="float32"), prefix_cache_tokens=0)
+    shared = "Lumora Home sells thermostats, lights and vacuum robots; answer questions about them. " * 2
+    first = cached.encode_text(shared + "Question one?")
+    cached.generate([first], [SamplingParams(max_tokens=4)])  # leaves its keys/values in the prefix cache
+    prompts = [cached.encode_text(shared + "Question two, a bit longer?"), cached.encode_text("Unrelated text"),
+               cached.encode_text(shared + "3?")]
+    params = [SamplingParams(max_tokens=6)] * 3
+    batch, texts, done = cached.new_batch(), {}, {}
+    _collect(batch.admit([0, 1, 2], prompts, params), texts, done)
+    while batch.size:
+        _collect(batch.step(), texts, done)
+    assert [done[i].cached_tokens > 16 for i in range(3)] == [True, False, True]
+    assert [done[i].token_ids for i in range(3)] == [plain.generate([p], [sp])[0].token_ids
+                                                    for p, sp in zip(prompts, params)]
