@@ -78,7 +78,7 @@ def test_check_reports_preference_data(run_cli, tiny_model, tmp_path):
     code, out, err = run_cli("check", good, "--model", tiny_model, "--no-estimate")
     assert code == 0, err
     assert "pairs           2" in out and "--method dpo" in out
-    bad = _write(tmp_path, [FORMATS["openai"], {"prompt": Q, "chosen": A, "rejected": A}], "bad.jsonl")
+    bad = _write(tmp_path, [FORMATS["trl_standard"], {"prompt": Q, "chosen": A, "rejected": A}], "bad.jsonl")
     code, out, _ = run_cli("check", bad, "--model", tiny_model, "--no-estimate")
     assert code == 2 and f"{bad}:2: chosen and rejected identical" in out
 
