@@ -84,7 +84,7 @@ def test_check_reports_preference_data(run_cli, tiny_model, tmp_path):
 
 
 def test_packed_batch_knows_each_label_s_sequence(tmp_path, tokenizer):
-    prepared = prepare_preferences(_write(tmp_path, [FORMATS["openai"], FORMATS["trl_standard"] | {
+    prepared = prepare_preferences(_write(tmp_path, [FORMATS["trl_standard"], FORMATS["trl_standard"] | {
         "prompt": "When?"}]), tokenizer)
     seqs = [p.chosen for p in prepared.examples] + [p.rejected for p in prepared.examples]
     batch = collate_sequences(seqs, tokenizer.pad_token_id, max_length=256)
