@@ -147,7 +147,7 @@ def test_dpo_sigterm_saves_a_checkpoint(dpo_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_dpo_two_processes_match_one_process(dpo_cfg, tmp_path):
-    common = dict(max_steps=4, save_every=4, eval_every=2, micro_batch_tokens=300, batch_tokens=1200)
+    common = dict(max_steps=4, save_every=4, eval_every=2, micro_batch_tokens=300, batch_tokens=540)
     single, double = dpo_cfg(out=str(tmp_path / "single"), **common), dpo_cfg(out=str(tmp_path / "ddp"), **common)
     ddp = start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "chatforge",
                  *cli_args(double)])
