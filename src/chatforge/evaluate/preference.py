@@ -35,20 +35,49 @@ SHOWN_WRONG = 20  # pairs listed per model in report.md / report.html (metrics.j
 
 def pair_scores(spec: str, records, cfg: EvalConfig, label: str) -> np.ndarray:
     """(N, 2) per-token log-prob of [chosen, rejected] of each pair under one model."""
-    from chatforge.evaluate.likelihood import answer_likelihood
     from chatforge.models.load import load_model, set_threads
 
     set_threads()
     print(f"chatforge eval: scoring {len(records)} pairs under the {label} model {spec}", file=sys.stderr)
     loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
     convs = [r.conversation(a) for r in records for a in (r.chosen, r.rejected)]
-    context = getattr(loaded.model.config, "max_position_embeddings", None)
-    stats = answer_likelihood(loaded.model, loaded.tokenizer, convs, batch_size=min(cfg.batch_size, 8),
-                              max_length=context)  # (2N, 3) [nll_sum, correct, tokens]
+    per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=cfg.batch_size)
     del loaded
     gc.collect()
-    per_token = -stats[:, 0] / np.maximum(stats[:, 2], 1)
     return per_token.reshape(len(records), 2)
+
+
+def answer_logprobs(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 16) -> np.ndarray:
+    """(N,) mean log-prob per token of each conversation's trained tokens (its last answer + end of turn).
+
+    Encoded by `chatforge.data.encode.encode_chat` (the labels training uses); the model is asked for logits
+    only at the positions that predict an answer token (`logits_to_keep` = bool mask (B, T)), so the vocabulary
+    projection runs on the answers, not on the prompts: (B, T, H) -> (N, V)."""
+    import torch
+
+    from chatforge.data.encode import IGNORE, encode_chat
+    from chatforge.data.pack import collate
+
+    encoded = [encode_chat(tokenizer, c) for c in conversations]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = np.zeros(len(encoded))
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in chunk], pad_id).items()}
+        labels = batch.pop("labels")
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts labels[t + 1]
+        targets = labels[:, 1:][keep[:, :-1]]  # (N,)
+        with torch.inference_mode():
+            logits = model(**batch, logits_to_keep=keep, use_cache=False).logits.float()  # (N, V)
+            logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]  # (N,)
+        rows = keep.nonzero()[:, 0]
+        sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, logp)
+        counts = torch.zeros(len(chunk), device=device).index_add_(0, rows, torch.ones_like(logp))
+        out[chunk] = (sums / counts.clamp(min=1)).double().cpu().numpy()
+    return out
 
 
 def model_metrics(scores: np.ndarray) -> dict:
