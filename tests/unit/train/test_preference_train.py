@@ -186,3 +186,29 @@ def test_dpo_on_top_of_a_lora_run_folds_both_adapters(make_cfg, dpo_cfg, tmp_pat
         a, b = folded(ids).logits, step(ids).logits
     assert (a - b).abs().max().item() <= 1e-4
     assert json.loads((dpo / "final" / "adapter_config.json").read_text())["r"] == 12
+
+
+def test_a_steady_fall_of_the_chosen_log_probs_is_warned_once(capsys):
+    from types import SimpleNamespace
+
+    from chatforge.train.preference import ChosenLogpsWatch, falling
+
+    assert not falling([-10.0 - 0.1 * (i % 2) for i in range(10)], 10)  # noise around a level
+    assert not falling([-10.0 + 0.5 * i for i in range(10)], 10)  # rising
+    assert falling([-10.0 - 0.5 * i + 0.2 * (i % 3 == 0) for i in range(10)], 10)  # falling, with noise
+    watch, state = ChosenLogpsWatch(), SimpleNamespace(is_world_process_zero=True, global_step=0)
+    for i in range(14):
+        state.global_step = i + 1
+        watch.on_log(None, state, None, logs={"logps_chosen": -20.0 - i, "rewards_chosen": -0.1 * i})
+    err = capsys.readouterr().err
+    assert err.count("warning: the chosen answers' log-probability has fallen steadily") == 1
+    assert "--sft-weight" in err and "step 10" in err
+
+
+def test_sft_weight_adds_the_chosen_answers_loss(dpo_cfg, tmp_path):
+    from chatforge.train.run import train
+
+    run = train(dpo_cfg(max_steps=2, eval_split=0.0, sft_weight=0.5, out=str(tmp_path / "sft")))
+    rows = [r for r in read_metrics(run) if "loss" in r]
+    assert all(r["sft_loss"] > 1.0 for r in rows)  # a random tiny model: high cross entropy
+    assert rows[0]["loss"] == pytest.approx(0.6931 + 0.5 * rows[0]["sft_loss"], abs=1e-3)  # step 1: DPO at log 2
