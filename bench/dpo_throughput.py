@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--pairs-per-step", type=int, default=16, help="a multiple of 8 (TRL's batch)")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--heldout-pairs", type=int, default=40)
+    p.add_argument("--model", default="smollm2-135m-instruct", help="any chatforge model argument")
     p.add_argument("--worker", choices=["chatforge", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -56,7 +57,7 @@ def main() -> None:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(args.steps),
                "--pairs-per-step", str(args.pairs_per_step), "--max-length", str(args.max_length),
-               "--heldout-pairs", str(args.heldout_pairs)]
+               "--heldout-pairs", str(args.heldout_pairs), "--model", args.model]
         subprocess.run(cmd, check=True)
         results[name] = json.loads((workdir / f"{name}.json").read_text())
     report(results, args)
@@ -141,10 +142,10 @@ def chatforge_worker(args, workdir: Path) -> dict:
     from chatforge.train.run import fit, save, setup
 
     data = workdir / "train.jsonl"
-    mean_pair = _mean_pair_tokens(data, args.max_length)
+    mean_pair = _mean_pair_tokens(data, args.max_length, args.model)
     # chatforge's batch is a token budget: pairs per micro-batch = micro_batch_tokens // mean pair length
     budget = int(args.pairs_per_step * mean_pair) + 1
-    cfg = TrainConfig(data=str(data), method="dpo", beta=BETA, eval_split=0.0, max_length=args.max_length,
+    cfg = TrainConfig(model=args.model, data=str(data), method="dpo", beta=BETA, eval_split=0.0, max_length=args.max_length,
                       micro_batch_tokens=budget, batch_tokens=budget, max_steps=args.steps, lr=LR, lora_rank=16,
                       save_every=args.steps, tensorboard=False, out=str(workdir / "chatforge-run"))
     run = setup(cfg)
@@ -161,11 +162,11 @@ def chatforge_worker(args, workdir: Path) -> dict:
     return result
 
 
-def _mean_pair_tokens(path: Path, max_length: int) -> float:
+def _mean_pair_tokens(path: Path, max_length: int, model: str) -> float:
     from chatforge.data.preference import prepare_preferences
     from chatforge.models.load import load_tokenizer
 
-    pairs = prepare_preferences(path, load_tokenizer("smollm2-135m-instruct"), max_length=max_length).examples
+    pairs = prepare_preferences(path, load_tokenizer(model), max_length=max_length).examples
     return sum(len(p) for p in pairs) / len(pairs)
 
 
@@ -179,8 +180,8 @@ def trl_worker(args, workdir: Path) -> dict:
 
     quiet_transformers()
     set_threads()
-    model_dir = str(resolve("smollm2-135m-instruct").path)
-    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    model_dir = str(resolve(args.model).path)
+    tokenizer = load_tokenizer(args.model)
     accum = max(1, args.pairs_per_step // TRL_BATCH)
     config = DPOConfig(output_dir=str(workdir / "trl-run"), max_steps=args.steps, per_device_train_batch_size=TRL_BATCH,
                        gradient_accumulation_steps=accum, learning_rate=LR, max_length=args.max_length, bf16=True,
@@ -208,7 +209,7 @@ def report(results: dict, args) -> None:
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"), ("final train loss", "final_train_loss", "{:.4f}"),
             ("held-out DPO loss", "heldout_dpo_loss", "{:.4f}"),
             ("held-out reward accuracy", "heldout_reward_accuracy", "{:.3f}")]
-    print(f"\nDPO throughput: smollm2-135m-instruct, LoRA r=16 all linear, beta {BETA}, max length {args.max_length}, "
+    print(f"\nDPO throughput: {args.model}, LoRA r=16 all linear, beta {BETA}, max length {args.max_length}, "
           f"lr {LR:g}, {os.cpu_count()} CPU threads\n")
     print(f"{'':28} {'chatforge':>12} {'TRL DPOTrainer':>15}")
     for label, key, fmt in rows:
