@@ -89,6 +89,9 @@ class ProgressBar:
             self.close()
             self.bar = tqdm(total=event.total, initial=event.step or 0, desc="train", unit="step",
                             file=sys.stderr, dynamic_ncols=True)
+        elif event.phase == "message":  # a line for the user (e.g. a training warning)
+            (self.bar.write if self.bar is not None else lambda m: print(m, file=sys.stderr, flush=True))(
+                event.message)
         elif self.bar is None:
             return
         elif event.phase == "step":

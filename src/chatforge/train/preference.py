@@ -208,11 +208,13 @@ class PreferenceTrainer(ChatforgeTrainer):
 
 
 class ChosenLogpsWatch(TrainerCallback):
-    """Warns once when the chosen answers' log-probability falls steadily (DPO lowering both answers)."""
+    """Warns once (a "message" event) when the chosen answers' log-probability falls steadily: DPO lowering both
+    answers, the known failure the SFT term (--sft-weight) counters."""
 
     WINDOW = 10
 
-    def __init__(self):
+    def __init__(self, emit=None):
+        self.emit = emit
         self.values: list[float] = []
         self.warned = False
 
@@ -223,10 +225,17 @@ class ChosenLogpsWatch(TrainerCallback):
         if falling(self.values[-self.WINDOW:], self.WINDOW) and logs.get("rewards_chosen", 0.0) < 0:
             self.warned = True
             first, last = self.values[-self.WINDOW], self.values[-1]
-            print(f"\nchatforge train: warning: the chosen answers' log-probability has fallen steadily for "
-                  f"{self.WINDOW} steps ({first:.2f} -> {last:.2f} per answer, step {state.global_step}): "
-                  "DPO is making the preferred answers less likely too. Add --sft-weight 0.1 (an SFT loss on "
-                  "the chosen answers) or lower --lr.", file=sys.stderr, flush=True)
+            message = (f"chatforge train: warning: the chosen answers' log-probability has fallen steadily for "
+                       f"{self.WINDOW} steps ({first:.2f} -> {last:.2f} per answer, step {state.global_step}): "
+                       "DPO is making the preferred answers less likely too. Add --sft-weight 0.1 (an SFT loss "
+                       "on the chosen answers) or lower --lr.")
+            if self.emit is None:
+                print(message, file=sys.stderr, flush=True)
+            else:
+                from chatforge.events import Event
+
+                self.emit(Event("train", "message", step=state.global_step, total=state.max_steps,
+                                message=message))
 
 
 def falling(values: list[float], window: int) -> bool:

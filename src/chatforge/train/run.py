@@ -349,7 +349,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         collator = PreferenceCollator("pairs" if cfg.method == "dpo" else "unpaired", tokenizer.pad_token_id,
                                       cfg.max_length, pack=cfg.packing)
         trainer_cls, extra = PreferenceTrainer, dict(objective=cfg.method, beta=cfg.beta, sft_weight=cfg.sft_weight)
-        callbacks.append(ChosenLogpsWatch())
+        callbacks.append(ChosenLogpsWatch(emit))
     trainer = trainer_cls(model=model, args=args, data_collator=collator,
                           train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
                           callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints, **extra)
