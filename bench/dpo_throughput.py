@@ -145,7 +145,8 @@ def chatforge_worker(args, workdir: Path) -> dict:
     mean_pair = _mean_pair_tokens(data, args.max_length, args.model)
     # chatforge's batch is a token budget: pairs per micro-batch = micro_batch_tokens // mean pair length
     budget = int(args.pairs_per_step * mean_pair) + 1
-    cfg = TrainConfig(model=args.model, data=str(data), method="dpo", beta=BETA, eval_split=0.0, max_length=args.max_length,
+    cfg = TrainConfig(model=args.model, data=str(data), method="dpo", beta=BETA, eval_split=0.0,
+                      max_length=args.max_length,
                       micro_batch_tokens=budget, batch_tokens=budget, max_steps=args.steps, lr=LR, lora_rank=16,
                       save_every=args.steps, tensorboard=False, out=str(workdir / "chatforge-run"))
     run = setup(cfg)
@@ -203,7 +204,8 @@ def trl_worker(args, workdir: Path) -> dict:
 
 def report(results: dict, args) -> None:
     cf, trl = results["chatforge"], results["trl"]
-    rows = [("tokens/s (steady)", "tokens_per_s", "{:.0f}"), ("tokens/s (all steps)", "tokens_per_s_all_steps", "{:.0f}"),
+    rows = [("tokens/s (steady)", "tokens_per_s", "{:.0f}"),
+            ("tokens/s (all steps)", "tokens_per_s_all_steps", "{:.0f}"),
             ("first step (s)", "first_step_s", "{:.1f}"), ("tokens trained", "tokens", "{:,}"),
             ("optimizer steps", "steps", "{}"), ("pairs per step", "pairs_per_step", "{}"),
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"), ("final train loss", "final_train_loss", "{:.4f}"),

@@ -2,8 +2,8 @@
 
 check the bundled data -> ask the base model -> LoRA fine-tune -> eval base vs tuned -> ask the tuned model
 -> DPO on the bundled preference pairs on top of the tuned run -> preference accuracy of base / SFT / DPO on
-held-out pairs -> export (merged safetensors + GGUF). Each step says what it does and how long it took; a failure names the
-step that failed and why.
+held-out pairs -> export (merged safetensors + GGUF). Each step says what it does and how long it took; a failure
+names the step that failed and why.
 """
 
 from __future__ import annotations

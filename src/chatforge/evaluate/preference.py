@@ -150,7 +150,9 @@ def summary_table(result: dict) -> str:
             row += [_fmt(base[key], digits=digits), _fmt(result["delta"][key], sign=True, digits=digits)]
         rows.append(row)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     title = f"{result['model']}" + (f" vs {result['baseline']}" if result.get("baseline") else "")
     wrong = ", ".join(f"{label} {len(ix)}" for label, ix in result["wrong"].items())
     return (f"{title} on {result['examples_evaluated']} held-out pairs\n" + "\n".join(

@@ -52,7 +52,8 @@ def test_dpo_run_beats_its_base_on_its_pairs(run_cli, pairs_and_run):
     # the pairs each model gets wrong: consistent with its accuracy, listed in the report
     n = result["examples_evaluated"]
     for label in ("tuned", "base"):
-        assert len(result["wrong"][label]) == round(n * (1 - result["metrics"][label]["preference_accuracy"]["value"] / 100))
+        accuracy = result["metrics"][label]["preference_accuracy"]["value"] / 100
+        assert len(result["wrong"][label]) == round(n * (1 - accuracy))
     report = (run / "eval" / "report.md").read_text()
     assert f"Pairs the base model ({result['baseline']}) gets wrong: {len(result['wrong']['base'])}" in report
     first_wrong = result["pairs"][result["wrong"]["base"][0]]
