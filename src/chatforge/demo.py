@@ -1,8 +1,9 @@
 """`chatforge demo`: the whole product on the embedded default model, offline, in about ten minutes on a CPU.
 
 check the bundled data -> ask the base model -> LoRA fine-tune -> eval base vs tuned -> ask the tuned model
--> export (merged safetensors + GGUF). Each step says what it does and how long it took; a failure names the
-step that failed and why.
+-> DPO on the bundled preference pairs on top of the tuned run -> preference accuracy of base / SFT / DPO on
+held-out pairs -> export (merged safetensors + GGUF). Each step says what it does and how long it took; a failure
+names the step that failed and why.
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ class DemoConfig:
     lr: float = option(1e-3, "LoRA learning rate (high on purpose: a few minutes of training must teach the domain).")
     lora_rank: int = option(16, "LoRA rank.")
     max_eval_examples: int = option(60, "Held-out examples to evaluate (both models answer each).")
+    dpo: bool = option(True, "Preference-tune the tuned run with DPO on the bundled pairs (OUT/dpo) and compare "
+                             "the preference accuracy of base, SFT and DPO on held-out pairs.")
+    dpo_epochs: int = option(2, "DPO epochs over the preference pairs.")
+    dpo_lr: float = option(5e-4, "DPO learning rate (LoRA adapters on top of the tuned run).")
     export: bool = option(True, "Export the tuned model (merged safetensors and GGUF) at the end.")
 
+
+PAIRS_TRAIN = EXAMPLES / "lumora_pairs_train.jsonl"
+PAIRS_HELDOUT = EXAMPLES / "lumora_pairs_heldout.jsonl"
+STEPS = 8
 
 # Three held-out questions whose facts are distinctive (an error code, a reset procedure).
 QUESTIONS = [
@@ -53,7 +62,7 @@ def say(msg: str = "") -> None:
 @contextmanager
 def step(number: int, title: str):
     """Print the step, time it, and turn any failure into one message naming the step."""
-    say(f"\n=== Step {number}/6: {title}")
+    say(f"\n=== Step {number}/{STEPS}: {title}")
     t = time.perf_counter()
     try:
         yield
@@ -107,8 +116,13 @@ def run_demo(cfg: DemoConfig) -> int:
         tuned_answers = ask(str(out), system)
         for q, a, b in zip(QUESTIONS, base_answers, tuned_answers):
             say(f"Q: {q}\n  base:  {a}\n  tuned: {b}\n")
+    if cfg.dpo:
+        with step(6, f"preference-tune the tuned run with DPO on {PAIRS_TRAIN.name} -> {out / 'dpo'}"):
+            _train_dpo(cfg)
+        with step(7, "preference accuracy of base, SFT and DPO on the held-out pairs"):
+            _evaluate_preferences(cfg)
     if cfg.export:
-        with step(6, "export the tuned model (merged safetensors and GGUF)"):
+        with step(8, "export the tuned model (merged safetensors and GGUF)"):
             _export(cfg)
     say(f"\nDemo finished in {time.perf_counter() - t0:.0f}s. Next:")
     say(f"  chatforge chat {out}                 # chat with the tuned model in the terminal")
@@ -160,6 +174,44 @@ def _evaluate(cfg: DemoConfig) -> None:
                                  out=str(Path(cfg.out) / "eval")))
     say(summary_table(result))
     say(f"report: {result['report_dir']}/report.html")
+
+
+def _train_dpo(cfg: DemoConfig) -> None:
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+
+    train(TrainConfig(model=cfg.out, data=str(PAIRS_TRAIN), eval_data=str(PAIRS_HELDOUT), method="dpo",
+                      epochs=str(cfg.dpo_epochs), lr=cfg.dpo_lr, lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens,
+                      eval_every=10**6, out=str(Path(cfg.out) / "dpo")))  # evaluated once, at the end
+
+
+def _evaluate_preferences(cfg: DemoConfig) -> None:
+    """DPO vs SFT and SFT vs base on the held-out pairs: each comparison paired, with its bootstrap interval."""
+    from chatforge.evaluate.config import EvalConfig
+    from chatforge.evaluate.run import evaluate
+
+    out = Path(cfg.out)
+    dpo = evaluate(EvalConfig(model=str(out / "dpo"), data=str(PAIRS_HELDOUT), out=str(out / "dpo" / "eval")))
+    sft = evaluate(EvalConfig(model=str(out), data=str(PAIRS_HELDOUT), out=str(out / "eval-preference")))
+    say(preference_summary(sft, dpo))
+    say(f"reports: {dpo['report_dir']}/report.md, {sft['report_dir']}/report.md")
+
+
+def preference_summary(sft: dict, dpo: dict) -> str:
+    """Accuracy of base, SFT and DPO, and each step's gain with its confidence interval."""
+    def acc(result, label):
+        return result["metrics"][label]["preference_accuracy"]
+
+    def gain(result):
+        d = result["delta"]["preference_accuracy"]
+        return f"{d['value']:+.1f} points [95% CI {d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
+
+    n = dpo["examples_evaluated"]
+    return "\n".join([
+        f"preference accuracy on {n} held-out pairs (chosen answer more likely per token than the wrong one):",
+        f"  base  {acc(sft, 'base')['value']:.1f}%",
+        f"  SFT   {acc(sft, 'tuned')['value']:.1f}%   SFT - base: {gain(sft)}",
+        f"  DPO   {acc(dpo, 'tuned')['value']:.1f}%   DPO - SFT:  {gain(dpo)}"])
 
 
 def _export(cfg: DemoConfig) -> None:

@@ -27,3 +27,18 @@ def test_defaults_point_at_the_bundled_example_data():
     assert cfg.heldout_data.endswith("examples/data/lumora_heldout.jsonl")
     with open(cfg.train_data, encoding="utf-8") as f:
         assert sum(1 for _ in f) >= 300
+
+
+def test_the_preference_step_reports_base_sft_and_dpo_with_the_gains():
+    from chatforge.demo import PAIRS_HELDOUT, PAIRS_TRAIN, preference_summary
+
+    def result(tuned, base, delta, ci):
+        return {"examples_evaluated": 84, "metrics": {"tuned": {"preference_accuracy": {"value": tuned}},
+                                                      "base": {"preference_accuracy": {"value": base}}},
+                "delta": {"preference_accuracy": {"value": delta, "ci": ci}}}
+
+    text = preference_summary(result(70.0, 50.0, 20.0, [10.0, 30.0]), result(85.0, 70.0, 15.0, [5.0, 25.0]))
+    assert "84 held-out pairs" in text
+    assert "base  50.0%" in text and "SFT   70.0%" in text and "DPO   85.0%" in text
+    assert "DPO - SFT:  +15.0 points [95% CI +5.0, +25.0]" in text
+    assert PAIRS_TRAIN.is_file() and PAIRS_HELDOUT.is_file()

@@ -7,6 +7,9 @@ the --overlong policy will drop or truncate).
 Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1), ShareGPT {"conversations"},
 Alpaca {"instruction","input","output"}, {"prompt","completion"}, {"question","answer"}, and raw text (.txt files
 or {"text"} records, for continued pretraining). Files: .jsonl .json .csv .parquet .txt, or a directory of them.
+Preference data (for --method dpo / kto): OpenAI {"input","preferred_output","non_preferred_output"}, TRL
+{"prompt"?,"chosen","rejected"} (strings or messages; without "prompt" the shared start is the prompt) and TRL
+{"prompt","completion","label"}; only the answers' tokens are scored.
 
 Examples:  chatforge check examples/data/lumora_train.jsonl
            chatforge check data/ --format alpaca --max-length 1024 --eval-data heldout.jsonl --json
@@ -40,6 +43,10 @@ def check_data(data: str, cfg: CheckConfig) -> int:
     data_files(data)  # a missing path fails before any model is loaded
     quiet_transformers()
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    from chatforge.data.preference import is_preference_data
+
+    if cfg.format is None and is_preference_data(data):
+        return _check_preferences(data, cfg, tokenizer)
     prepared, report = analyse(data, tokenizer, format=cfg.format, max_length=cfg.max_length,
                                overlong=cfg.overlong, eval_path=cfg.eval_data)
     estimate = _estimate(cfg, prepared.stats) if cfg.estimate and prepared.examples else None
@@ -47,6 +54,32 @@ def check_data(data: str, cfg: CheckConfig) -> int:
         print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
     else:
         print(_as_text(data, prepared, report, estimate))
+    return 2 if report.errors else 0
+
+
+def _check_preferences(data: str, cfg: CheckConfig, tokenizer) -> int:
+    """Preference data (pairs for DPO, labelled answers for KTO): the same line-numbered report."""
+    import json
+
+    from chatforge.data.preference import analyse_preferences
+
+    prepared, report = analyse_preferences(data, tokenizer, max_length=cfg.max_length, overlong=cfg.overlong,
+                                           eval_path=cfg.eval_data)
+    if cfg.json:
+        print(json.dumps(_as_json(data, prepared, report, None), ensure_ascii=False, indent=1))
+        return 2 if report.errors else 0
+    lines = _as_text(data, prepared, report, None, problems_only=True).splitlines()
+    s = prepared.stats
+    if prepared.examples:
+        what = (f"pairs           {s['examples']} (chosen + rejected: {s['sequences']} sequences)   train with "
+                "--method dpo" if prepared.kind == "pairs" else
+                f"answers         {s['examples']} ({s['desirable']} desirable, {s['undesirable']} undesirable)   "
+                "train with --method kto")
+        lines += ["", what, f"tokens          {s['tokens_total']} total, {s['tokens_trained']} scored (answers only)",
+                  "length (tokens) min {min}  p50 {p50}  p90 {p90}  max {max}".format(**s["length"])]
+    else:
+        lines.append("no usable records")
+    print("\n".join(lines))
     return 2 if report.errors else 0
 
 
@@ -71,7 +104,7 @@ def _as_json(data, prepared, report, estimate) -> dict:
             "stats": prepared.stats, "estimate": estimate}
 
 
-def _as_text(data, prepared, report, estimate) -> str:
+def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> str:
     from chatforge.data.stats import format_duration
     from chatforge.data.validate import CLASSES
 
@@ -91,6 +124,8 @@ def _as_text(data, prepared, report, estimate) -> str:
                                             for k, n in report.counts().items()))
     out.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings"
                + (" -- training would refuse this data (or drop these rows with --lenient)" if report.errors else ""))
+    if problems_only:
+        return "\n".join(out)
     if not prepared.examples:
         return "\n".join(out + ["no usable examples"])
     out += ["", f"examples        {s['examples']}" + (f"   turns (assistant answers) {s['turns']}"

@@ -8,9 +8,15 @@ that excludes 0 is a real difference, not noise.
 
 Writes metrics.json, report.md, report.html (self-contained) and loss_curve.png to --out.
 
+On preference pairs (any format `chatforge check` reads as pairs) it reports instead, for the model and its
+base, the preference accuracy (share of pairs whose chosen answer gets a higher log-probability per token than
+the rejected one) and the mean log-prob margin, with bootstrap intervals and the paired delta, and lists the
+pairs each model gets wrong.
+
 Examples:
   chatforge eval runs/lumora --data examples/data/lumora_heldout.jsonl
   chatforge eval my-model-dir --data heldout.jsonl --baseline smollm2-135m-instruct --max-examples 50
+  chatforge eval runs/lumora-dpo --data examples/data/lumora_pairs_heldout.jsonl   # preference accuracy
 """
 
 from chatforge.config import add_arguments as add_config_arguments
@@ -39,7 +45,14 @@ def run(args) -> int:
     cfg = build(EvalConfig, args, args.config)
     result = evaluate(cfg)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2, ensure_ascii=False))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("examples", "pairs")}, indent=2,
+                         ensure_ascii=False))
+    elif result.get("kind") == "preference":
+        from chatforge.evaluate.preference import summary_table as preference_table
+
+        print(preference_table(result))
+        print(f"\nReport: {result['report_dir']}/report.md (and report.html, metrics.json)")
+        return 0
     else:
         print(summary_table(result))
         print(f"\nReport: {result['report_dir']}/report.html (and report.md, metrics.json)")

@@ -1,4 +1,5 @@
-"""Fine-tune a model on your data: LoRA (default), full or freeze; raw text continues pretraining.
+"""Fine-tune a model on your data: LoRA (default), full or freeze; raw text continues pretraining; preference
+pairs tune it with DPO (--method dpo), answers labelled good / bad with KTO (--method kto).
 
 Examples:
   chatforge train --data examples/data/lumora_train.jsonl            # LoRA on the default model
@@ -6,6 +7,7 @@ Examples:
   chatforge train --out runs/support --resume                        # continue after a stop or a crash
   chatforge train --config runs/support/config.yaml --out runs/again # repeat a run exactly
   torchrun --nproc_per_node 2 -m chatforge train --data chats.jsonl  # data-parallel on 2 processes
+  chatforge train --model runs/support --method dpo --data pairs.jsonl --out runs/support-dpo  # after SFT
 
 Every option can also be set in a YAML file (--config); command-line flags win. The run directory holds
 config.yaml, run.json, data_stats.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/, final/ and a model card

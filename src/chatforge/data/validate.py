@@ -26,6 +26,10 @@ CLASSES: dict[str, tuple[str, str]] = {
     "unknown_format": ("unknown format", "error"),
     "template_error": ("chat template error", "error"),
     "leakage": ("eval row also in training data", "error"),
+    "identical_answers": ("chosen and rejected identical", "error"),  # preference data (data/preference.py)
+    "empty_answer": ("empty answer", "error"),
+    "no_shared_prompt": ("pair with no shared prompt", "error"),
+    "label_not_boolean": ("label not a boolean", "error"),
     "too_long": ("longer than max length", "warning"),  # handled by the over-long policy (drop/truncate)
     "duplicate": ("exact duplicate", "warning"),
 }

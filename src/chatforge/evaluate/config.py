@@ -22,7 +22,8 @@ class EvalConfig:
     model: str | None = option(None, "The model to evaluate: a run directory, adapter, model dir, .gguf or "
                                "catalog name.", cli=False)
     data: str | None = option(None, "Held-out conversations (any format `chatforge check` reads). For each, the "
-                              "model answers the last user turn and is scored against the last assistant message.",
+                              "model answers the last user turn and is scored against the last assistant message. "
+                              "Preference pairs: preference accuracy and log-prob margin instead.",
                               metavar="HELDOUT")
     baseline: str | None = option(None, "Model to compare with (default for a run or adapter: its base model; "
                                   "'none' = no comparison).", metavar="MODEL")

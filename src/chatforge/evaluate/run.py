@@ -220,6 +220,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     return the result (what metrics.json holds)."""
     from chatforge.evaluate.report import write_report
 
+    if cfg.model and cfg.data and Path(cfg.data).exists():
+        from chatforge.data.preference import is_preference_data
+
+        if is_preference_data(cfg.data):  # pairs: preference accuracy and log-prob margin (evaluate/preference.py)
+            from chatforge.evaluate.preference import evaluate_preferences
+
+            return evaluate_preferences(cfg)
     plan = setup(cfg)
     references = [c.reference for c in plan.cases]
     labels = {"tuned": plan.model} | ({"base": plan.baseline} if plan.baseline else {})

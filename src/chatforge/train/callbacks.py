@@ -10,8 +10,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-TRAIN_KEYS = ("loss", "learning_rate")
-EVAL_KEYS = ("eval_loss", "eval_token_accuracy")
+PREFERENCE_KEYS = ("rewards_chosen", "rewards_rejected", "rewards_margin", "reward_accuracy", "logps_chosen",
+                   "logps_rejected", "kl", "sft_loss")  # dpo / kto (train/preference.py)
+TRAIN_KEYS = ("loss", "learning_rate") + PREFERENCE_KEYS
+EVAL_KEYS = ("eval_loss", "eval_token_accuracy", "eval_reward_accuracy", "eval_rewards_margin")
 
 
 class MetricsLog(TrainerCallback):
@@ -87,6 +89,9 @@ class ProgressBar:
             self.close()
             self.bar = tqdm(total=event.total, initial=event.step or 0, desc="train", unit="step",
                             file=sys.stderr, dynamic_ncols=True)
+        elif event.phase == "message":  # a line for the user (e.g. a training warning)
+            (self.bar.write if self.bar is not None else lambda m: print(m, file=sys.stderr, flush=True))(
+                event.message)
         elif self.bar is None:
             return
         elif event.phase == "step":
@@ -96,8 +101,9 @@ class ProgressBar:
                                  tok_s=f"{m.get('tokens_per_sec', 0):.0f}", refresh=True)
         elif event.phase == "eval":
             m = event.metrics
-            self.bar.write(f"step {event.step}: eval loss {m.get('eval_loss', float('nan')):.4f}, "
-                           f"token accuracy {m.get('eval_token_accuracy', float('nan')):.3f}")
+            accuracy = ", ".join(f"{k[5:].replace('_', ' ')} {m[k]:.3f}" for k in EVAL_KEYS[1:] if k in m)
+            self.bar.write(f"step {event.step}: eval loss {m.get('eval_loss', float('nan')):.4f}"
+                           + (f", {accuracy}" if accuracy else ""))
         elif event.phase in ("done", "stopped", "error"):
             self.close()
 

@@ -11,7 +11,7 @@ def _fmt(v, spec: str = ".4f") -> str:
 
 def write_model_card(run_dir: Path, cfg, summary: dict, stats: dict) -> Path:
     n_examples = stats.get("train_examples_used", stats.get("train", {}).get("examples", "a few"))
-    what = "a LoRA adapter" if cfg.method == "lora" else "a full model"
+    what = "a LoRA adapter" if cfg.method in ("lora", "dpo", "kto") else "a full model"
     objective = "continued pretraining (causal LM on raw text)" if stats.get("kind") == "text" else \
         "chat fine-tuning (loss on assistant tokens only)"
     rows = [("Base model", f"`{cfg.model}`"), ("Method", cfg.method + (f" (r={cfg.lora_rank}, alpha={cfg.lora_alpha},"
@@ -26,14 +26,16 @@ def write_model_card(run_dir: Path, cfg, summary: dict, stats: dict) -> Path:
             ("Train loss (first -> last step)", f"{_fmt(summary.get('first_train_loss'))} -> "
                                                 f"{_fmt(summary.get('final_train_loss'))}")]
     if "eval_loss" in summary:
-        rows += [("Eval loss (first -> final)", f"{_fmt(summary['first_eval_loss'])} -> {_fmt(summary['eval_loss'])}"),
-                 ("Eval token accuracy", _fmt(summary["eval_token_accuracy"], ".3f"))]
+        rows += [("Eval loss (first -> final)", f"{_fmt(summary['first_eval_loss'])} -> {_fmt(summary['eval_loss'])}")]
+        rows += [(label, _fmt(summary[k], ".3f")) for k, label in (("eval_token_accuracy", "Eval token accuracy"),
+                                                                   ("eval_reward_accuracy", "Eval reward accuracy"))
+                 if k in summary]
     rows += [("Throughput", f"{_fmt(summary.get('tokens_per_sec'), '')} tokens/s"), ("Seed", str(cfg.seed))]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     text = f"""# {run_dir.name}
 
 {what.capitalize()} trained with chatforge from `{cfg.model}`.
-`final/` holds {what}{" and `chatforge.json` naming its base model" if cfg.method == "lora" else ""}.
+`final/` holds {what}{" and `chatforge.json` naming its base model" if cfg.method in ("lora", "dpo", "kto") else ""}.
 
 | | |
 |---|---|

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from chatforge.config import option, positive_int
 from chatforge.models.catalog import DEFAULT_MODEL
 
-METHODS = ("lora", "full", "freeze")
+METHODS = ("lora", "full", "freeze", "dpo", "kto")
 # Learning rates that work for each method on small chat models (LoRA adapters start at zero and
 # need a larger step; full fine-tuning of pretrained weights needs a small one).
-DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "freeze": 5e-5}
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "freeze": 5e-5, "dpo": 5e-5, "kto": 5e-5}
 
 
 def _epochs(s: str) -> int | str:
@@ -25,6 +25,20 @@ def _epochs(s: str) -> int | str:
     v = int(s)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be 'auto' or >= 1, got {v}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _non_negative_float(s: str) -> float:
+    v = float(s)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
 
 
@@ -45,7 +59,10 @@ class TrainConfig:
                                      "--eval-data (at most 200 examples; 0 = no evaluation).", parse=_split)
     format: str | None = option(None, "Data format (default: detected from the file).")
     method: str = option("lora", "lora: low-rank adapters on all linear layers; full: every weight; "
-                                 "freeze: only the last --freeze-layers layers and the final norm.", choices=METHODS)
+                                 "freeze: only the last --freeze-layers layers and the final norm; dpo: preference "
+                                 "pairs (chosen vs rejected); kto: answers labelled good or bad (or pairs). dpo and "
+                                 "kto train LoRA adapters on top of --model; the reference is --model itself (the "
+                                 "adapters disabled).", choices=METHODS)
     objective: str = option("causal", "Training objective. Only causal LM is supported (chat fine-tuning and "
                                       "continued pretraining); 'mlm' is refused for causal models.",
                             choices=["causal", "mlm"])
@@ -69,6 +86,10 @@ class TrainConfig:
                                         "(default: the data layer's policy).",
                                   choices=["drop", "truncate", "error"])
     lenient: bool = option(False, "Skip invalid records instead of stopping (they are counted and reported).")
+    beta: float = option(0.1, "dpo / kto: how far the tuned model may move from the reference (higher = "
+                              "closer to it).", parse=_positive_float)
+    sft_weight: float = option(0.0, "dpo: add this weight times the SFT loss on the chosen answers (keeps their "
+                                    "likelihood from falling; e.g. 0.1).", parse=_non_negative_float)
     lora_rank: int = option(16, "LoRA rank r.", parse=positive_int)
     lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x rank).")
     lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.")

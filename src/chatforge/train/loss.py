@@ -167,3 +167,42 @@ class HeadBypass:
 
 def _identity(x):
     return x
+
+
+class _LinearTokenLosses(torch.autograd.Function):
+    """Per-row cross entropy (N,) of a frozen head, fused like _LinearCrossEntropy: the gradient of each row's
+    loss with respect to its hidden state, (softmax - one_hot) @ W, is computed chunk by chunk in the forward
+    pass; backward() scales each row by its incoming gradient (DPO/KTO weigh every answer differently)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, cd):
+        with torch.autocast(hidden.device.type, enabled=False):
+            chunks = _Chunks(hidden, weight, bias, cd)
+            grad_h = hidden.new_empty(hidden.shape, dtype=cd)
+            losses = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
+            for s, e, _, logits in chunks:
+                losses[s:e] = _softmax_(logits, targets[s:e])
+                logits[torch.arange(e - s, device=logits.device), targets[s:e]] -= 1
+                d = logits if logits is chunks.low[:e - s] else chunks.low[:e - s].copy_(logits)
+                torch.mm(d, chunks.w, out=grad_h[s:e])  # (c, H)
+        ctx.save_for_backward(grad_h)
+        ctx.dtype = hidden.dtype
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad):
+        (grad_h,) = ctx.saved_tensors
+        return (grad_h * grad[:, None].to(grad_h.dtype)).to(ctx.dtype), None, None, None, None
+
+
+def linear_token_losses(hidden, weight, bias, targets, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-row cross_entropy(hidden @ weight.T + bias, targets), (N,) fp32, differentiable in hidden.
+    Fused (no (N, V) logits kept) when the head is frozen (LoRA); a trained head takes the plain path."""
+    cd = dtype or _common_dtype(hidden, weight)
+    if weight.requires_grad or (bias is not None and bias.requires_grad) or hidden.shape[0] == 0:
+        logits = (hidden.to(cd) @ weight.to(cd).T).float()
+        logits = logits + bias.float() if bias is not None else logits
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    if not hidden.requires_grad:
+        return token_scores(hidden, weight, bias, targets, cd)[0]
+    return _LinearTokenLosses.apply(hidden, weight, bias, targets, cd)

@@ -159,6 +159,10 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     from chatforge.data import prepare
 
     opts = dict(format=cfg.format, max_length=cfg.max_length, overlong=cfg.overlong, lenient=cfg.lenient)
+    if cfg.method in ("dpo", "kto"):
+        from chatforge.train.preference import load_preference_data
+
+        prepare = load_preference_data(cfg)  # same signature: path, tokenizer, **opts -> prepared
     prepared = prepare(cfg.data, tokenizer, eval_path=cfg.eval_data, **opts)  # eval_path: leakage check
     examples = list(prepared.examples)
     stats = {"kind": prepared.kind, "train": prepared.stats}
@@ -184,6 +188,8 @@ def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
     from chatforge.data.stats import auto_epochs
 
     epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
+    if cfg.method in ("dpo", "kto") and cfg.epochs == "auto":
+        epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
     out = cfg.out or str(Path("runs") / f"{Path(cfg.data).stem}-{cfg.method}-"
                                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
@@ -192,7 +198,7 @@ def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
 
 def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
     """lora: adapters on every linear layer of the body; full: all weights; freeze: the last N layers + norm."""
-    if cfg.method == "lora":
+    if cfg.method in ("lora", "dpo", "kto"):  # dpo / kto: adapters on the starting model (the reference)
         from chatforge.train.lora import add_lora
 
         return add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, bf16=bf16)
@@ -291,18 +297,30 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
     from chatforge.train.callbacks import MetricsLog, StopOnSigterm, TrainEvents
     from chatforge.train.trainer import ChatforgeTrainer
 
-    rows = pack(train_examples, cfg.max_length) if cfg.packing else train_examples
-    eval_rows = pack(eval_examples, cfg.max_length) if cfg.packing else eval_examples
-    stats["packing"] = {"rows": len(rows), "padding_share": round(padding_share(rows, cfg.max_length), 4)}
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    micro = max(1, cfg.micro_batch_tokens // cfg.max_length)  # rows per forward pass
-    accum = max(1, round(cfg.batch_tokens / (cfg.max_length * micro * world)))
+    preference = cfg.method in ("dpo", "kto")
+    if preference:  # items are pairs (examples), packed into rows per micro-batch by the collator
+        from chatforge.train.preference import preference_batching
+
+        rows, eval_rows = train_examples, eval_examples
+        micro, accum, item_tokens = preference_batching(cfg, rows, world)
+    else:
+        rows = pack(train_examples, cfg.max_length) if cfg.packing else train_examples
+        eval_rows = pack(eval_examples, cfg.max_length) if cfg.packing else eval_examples
+        stats["packing"] = {"rows": len(rows), "padding_share": round(padding_share(rows, cfg.max_length), 4)}
+        micro = max(1, cfg.micro_batch_tokens // cfg.max_length)  # rows per forward pass
+        accum = max(1, round(cfg.batch_tokens / (cfg.max_length * micro * world)))
+        item_tokens = cfg.max_length
     steps_per_epoch = math.ceil(math.ceil(len(rows) / (micro * world)) / accum)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     save_every = cfg.save_every or max(1, total // 10)
     eval_every = cfg.eval_every or max(1, total // 5)
     stats["batching"] = {"micro_batch_rows": micro, "gradient_accumulation": accum, "processes": world,
-                         "tokens_per_step": cfg.max_length * micro * accum * world, "steps": total}
+                         "tokens_per_step": round(item_tokens * micro * accum * world), "steps": total}
+    if preference:
+        stats["batching"] = {"micro_batch_" + ("pairs" if cfg.method == "dpo" else "examples"): micro,
+                             **{k: v for k, v in stats["batching"].items() if k != "micro_batch_rows"},
+                             "pairs_per_step" if cfg.method == "dpo" else "examples_per_step": micro * accum * world}
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=micro, per_device_eval_batch_size=micro,
         gradient_accumulation_steps=accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
@@ -321,9 +339,17 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         tb.logging_dir = str(run_dir / "tb")
         callbacks.append(tb)
     collator = Collator(tokenizer.pad_token_id, length=cfg.max_length if cfg.compile else 0)  # compiled: one shape
-    trainer = ChatforgeTrainer(model=model, args=args, data_collator=collator,
-                               train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
-                               callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints)
+    trainer_cls, extra = ChatforgeTrainer, {}
+    if preference:
+        from chatforge.train.preference import ChosenLogpsWatch, PreferenceCollator, PreferenceTrainer
+
+        collator = PreferenceCollator("pairs" if cfg.method == "dpo" else "unpaired", tokenizer.pad_token_id,
+                                      cfg.max_length, pack=cfg.packing)
+        trainer_cls, extra = PreferenceTrainer, dict(objective=cfg.method, beta=cfg.beta, sft_weight=cfg.sft_weight)
+        callbacks.append(ChosenLogpsWatch(emit))
+    trainer = trainer_cls(model=model, args=args, data_collator=collator,
+                          train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
+                          callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints, **extra)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -382,7 +408,11 @@ def save(run: Run) -> Path:
 
 def _finish_final(run: Run, staging: Path, final: Path) -> None:
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody needs to load
-    if run.cfg.method == "lora":
+    if run.cfg.method in ("dpo", "kto"):
+        from chatforge.train.preference import finish_adapter
+
+        finish_adapter(run.cfg.model, staging)  # a starting run's own adapter is folded in
+    elif run.cfg.method == "lora":
         _write_json(staging / "chatforge.json", {"base_model": _portable_spec(run.cfg.model)})
     if final.exists():  # re-finishing a resumed run that had already completed
         shutil.rmtree(final)
@@ -407,8 +437,8 @@ def _summary(run: Run) -> dict:
            "first_train_loss": train_rows[0]["loss"] if train_rows else None,
            "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1)}
     if evals:
-        out.update(eval_loss=evals[-1]["eval_loss"], eval_token_accuracy=evals[-1]["eval_token_accuracy"],
-                   first_eval_loss=evals[0]["eval_loss"])
+        out.update(eval_loss=evals[-1]["eval_loss"], first_eval_loss=evals[0]["eval_loss"],
+                   **{k: evals[-1][k] for k in ("eval_token_accuracy", "eval_reward_accuracy") if k in evals[-1]})
     return out
 
 
@@ -425,8 +455,9 @@ def print_summary(run_dir: Path, summary: dict) -> None:
              ("train loss", f"{summary['first_train_loss']:.4f} -> {summary['final_train_loss']:.4f}"
               if summary["final_train_loss"] is not None else "-")]
     if "eval_loss" in summary:
-        lines += [("eval loss", f"{summary['first_eval_loss']:.4f} -> {summary['eval_loss']:.4f}"),
-                  ("eval token accuracy", f"{summary['eval_token_accuracy']:.3f}")]
+        lines += [("eval loss", f"{summary['first_eval_loss']:.4f} -> {summary['eval_loss']:.4f}")]
+        lines += [(k.replace("_", " "), f"{summary[k]:.3f}") for k in ("eval_token_accuracy", "eval_reward_accuracy")
+                  if k in summary]
     lines += [("tokens/s", summary["tokens_per_sec"]), ("time", f"{summary['wall_seconds']:.0f} s"),
               ("model", str(run_dir / "final"))]
     width = max(len(k) for k, _ in lines)

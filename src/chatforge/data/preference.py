@@ -1,0 +1,420 @@
+"""Preference data: read, validate and encode pairs (chosen vs rejected) and thumbs (completion + label).
+
+Formats (detected per file from the first record's keys):
+
+    openai_preference  {"input": {"messages": [...]}, "preferred_output": [{"role": "assistant", "content"}],
+                        "non_preferred_output": [{"role": "assistant", "content"}]}     (OpenAI fine-tuning DPO)
+    trl_paired         {"prompt"?, "chosen", "rejected"}: each a string (standard) or a list of messages
+                       (conversational). Without "prompt" (implicit prompt) the prompt is what chosen and rejected
+                       share: their common leading messages (or, for strings, their common leading text).
+    trl_unpaired       {"prompt", "completion", "label": true|false}                   (TRL's KTO format)
+
+A standard (string) prompt is the user's message and an answer the assistant's, rendered with the chat template
+exactly like chat data (as the `completion` SFT format does). Every pair becomes two conversations that share
+their prompt, each encoded by `chatforge.data.encode.encode_chat` (the only place labels are made) with every
+earlier assistant turn at weight 0: only the answer's tokens (and the end-of-turn token closing it) are scored.
+
+Problems, each by file:line with its class (validate.CLASSES): identical_answers (chosen == rejected),
+empty_answer, no_shared_prompt, label_not_boolean, plus the chat classes for the prompt (roles, turn order...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
+from chatforge.data.formats import Invalid, read_rows
+from chatforge.data.validate import CLASSES, Report, check_messages
+from chatforge.errors import ChatforgeError
+
+PREFERENCE_FORMATS = ("openai_preference", "trl_paired", "trl_unpaired")
+SIGNATURES = {"openai_preference": ("input", "preferred_output", "non_preferred_output"),
+              "trl_paired": ("chosen", "rejected"), "trl_unpaired": ("completion", "label")}
+KINDS = {"openai_preference": "pairs", "trl_paired": "pairs", "trl_unpaired": "unpaired"}
+
+
+@dataclass
+class Preference:
+    """One record: a prompt (messages ending with a user turn) and either two answers or one with a label."""
+
+    prompt: list[dict]
+    chosen: str | None = None  # pairs
+    rejected: str | None = None
+    completion: str | None = None  # unpaired
+    label: bool | None = None
+
+    @property
+    def answers(self) -> list[str]:
+        return [self.chosen, self.rejected] if self.completion is None else [self.completion]
+
+    def conversation(self, answer: str) -> list[dict]:
+        """The prompt + this answer, earlier assistant turns untrained: what is encoded and scored."""
+        return [dict(m, weight=0) if m["role"] == "assistant" else dict(m) for m in self.prompt] + [
+            {"role": "assistant", "content": answer}]
+
+    def fingerprint(self) -> str:
+        return json.dumps([[[m["role"], m["content"]] for m in self.prompt], self.answers, self.label],
+                          ensure_ascii=False)
+
+
+@dataclass
+class EncodedPair:
+    chosen: Encoded
+    rejected: Encoded
+
+    def __len__(self) -> int:
+        return len(self.chosen) + len(self.rejected)
+
+
+@dataclass
+class EncodedUnpaired:
+    example: Encoded
+    label: bool
+
+    def __len__(self) -> int:
+        return len(self.example)
+
+
+@dataclass
+class PreparedPreferences:
+    kind: str  # "pairs" | "unpaired"
+    examples: list  # EncodedPair | EncodedUnpaired
+    records: list[Preference]  # the records that were encoded, in the same order
+    stats: dict
+    dropped: dict[str, int]
+    max_length: int = 2048
+    formats: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+
+# ---- detection and parsing ---------------------------------------------------------------------------------
+def detect_preference(value) -> str | None:
+    """The preference format whose keys this record has, or None (not preference data)."""
+    if not isinstance(value, dict):
+        return None
+    for fmt, keys in SIGNATURES.items():
+        if all(k in value for k in keys):
+            return fmt
+    return None
+
+
+def is_preference_data(path) -> bool:
+    """Does the first readable record of path look like preference data?"""
+    for row in read_rows(path):
+        if row.problem is None and isinstance(row.value, dict):
+            return detect_preference(row.value) is not None
+    return False
+
+
+def _messages(value, what: str) -> list[dict]:
+    """A string -> one user message; a list of messages as given (checked later with the chat rules)."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise Invalid("wrong_type", f"{what!r} must be a string or a list of messages, not {type(value).__name__}")
+    return value
+
+
+def _answer(value, what: str) -> str:
+    """A string, or a list holding exactly one assistant message -> its content."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        m = value[0]
+        if m.get("role") != "assistant":
+            raise Invalid("unknown_role", f"{what!r} must be an assistant message, not role {m.get('role')!r}")
+        if not isinstance(m.get("content"), str):
+            raise Invalid("wrong_type", f"{what!r}: the answer's content must be a string")
+        return m["content"]
+    raise Invalid("wrong_type", f"{what!r} must be a string or a list of one assistant message")
+
+
+def _split_implicit(chosen, rejected) -> tuple[list[dict], str, str]:
+    """Implicit prompt: the shared leading part of chosen and rejected is the prompt."""
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        n = 0
+        while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+            n += 1
+        if n and n < min(len(chosen), len(rejected)) and not chosen[n - 1].isspace():
+            cut = max(chosen.rfind(" ", 0, n), chosen.rfind("\n", 0, n))  # split between words
+            n = cut + 1 if cut >= 0 else n
+        prompt = chosen[:n]
+        if not prompt.strip():
+            raise Invalid("no_shared_prompt", "chosen and rejected share no prompt (no common leading text; "
+                                              "give a 'prompt' field)")
+        return [{"role": "user", "content": prompt.strip()}], chosen[n:], rejected[n:]
+    if not (isinstance(chosen, list) and isinstance(rejected, list)):
+        raise Invalid("wrong_type", "without 'prompt', 'chosen' and 'rejected' must both be strings or both "
+                                    "lists of messages")
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if n == 0 or not any(isinstance(m, dict) and m.get("role") == "user" for m in chosen[:n]):
+        raise Invalid("no_shared_prompt", "chosen and rejected share no prompt (their conversations do not start "
+                                          "with the same user turn; give a 'prompt' field)")
+    rest_c, rest_r = chosen[n:], rejected[n:]
+    if not rest_c or not rest_r:
+        raise Invalid("identical_answers" if not rest_c and not rest_r else "empty_answer",
+                      "chosen and rejected are the same conversation" if not rest_c and not rest_r
+                      else "one of the answers is missing (one conversation is the start of the other)")
+    return chosen[:n], _answer(rest_c, "chosen"), _answer(rest_r, "rejected")
+
+
+def to_preference(fmt: str, rec) -> Preference:
+    """A record of a preference format -> Preference (validated). Raises Invalid."""
+    if not isinstance(rec, dict):
+        raise Invalid("wrong_type", f"a record must be a JSON object, not {type(rec).__name__}")
+    missing = [k for k in SIGNATURES[fmt] if k not in rec]
+    if missing:
+        raise Invalid("missing_messages", f"missing {', '.join(map(repr, missing))} (format {fmt}, found keys: "
+                                          f"{', '.join(sorted(map(str, rec))) or 'none'})")
+    if fmt == "openai_preference":
+        inp = rec["input"]
+        if not isinstance(inp, dict) or not isinstance(inp.get("messages"), list):
+            raise Invalid("wrong_type", "'input' must be an object with a 'messages' list")
+        if inp.get("tools"):
+            raise Invalid("unknown_key", "'input.tools': tool calls are not supported yet")
+        pref = Preference(inp["messages"], _answer(rec["preferred_output"], "preferred_output"),
+                          _answer(rec["non_preferred_output"], "non_preferred_output"))
+    elif fmt == "trl_paired":
+        if "prompt" in rec:
+            pref = Preference(_messages(rec["prompt"], "prompt"), _answer(rec["chosen"], "chosen"),
+                              _answer(rec["rejected"], "rejected"))
+        else:
+            pref = Preference(*_split_implicit(rec["chosen"], rec["rejected"]))
+    else:
+        if "prompt" not in rec:
+            raise Invalid("no_shared_prompt", "the record has no 'prompt'")
+        label = rec["label"]
+        if not isinstance(label, bool):
+            raise Invalid("label_not_boolean", f"'label' must be true or false, not {label!r}")
+        pref = Preference(_messages(rec["prompt"], "prompt"), completion=_answer(rec["completion"], "completion"),
+                          label=label)
+    _check(pref)
+    return pref
+
+
+def _check(pref: Preference) -> None:
+    if not pref.prompt:
+        raise Invalid("no_shared_prompt", "the prompt is empty")
+    names = ["chosen", "rejected"] if pref.completion is None else ["completion"]
+    for name, answer in zip(names, pref.answers):
+        if not answer.strip():
+            raise Invalid("empty_answer", f"the {name} answer is empty")
+    if pref.completion is None and pref.chosen.strip() == pref.rejected.strip():
+        raise Invalid("identical_answers", "chosen and rejected are the same answer: nothing to prefer")
+    last = pref.prompt[-1]
+    if isinstance(last, dict) and last.get("role") != "user":
+        raise Invalid("non_alternating", "the prompt must end with a user message (the one the answers reply to)")
+    check_messages(pref.conversation(pref.answers[0]))
+
+
+# ---- the pipeline ------------------------------------------------------------------------------------------
+@dataclass
+class _Source:
+    file: str
+    line: int
+    pref: Preference
+
+
+def _load(path, report: Report) -> tuple[list[_Source], dict[str, str], int]:
+    rows = read_rows(path)
+    formats: dict[str, str] = {}
+    sources = []
+    for row in rows:
+        if row.problem:
+            report.add(row.file, row.line, *row.problem)
+            continue
+        fmt = formats.get(row.file) or detect_preference(row.value)
+        if fmt is None:
+            keys = ", ".join(sorted(map(str, row.value))) if isinstance(row.value, dict) else type(row.value).__name__
+            report.add(row.file, row.line, "unknown_format", f"not a preference record ({keys}); expected "
+                       "input/preferred_output/non_preferred_output, prompt/chosen/rejected or "
+                       "prompt/completion/label")
+            continue
+        formats.setdefault(row.file, fmt)
+        try:
+            sources.append(_Source(row.file, row.line, to_preference(fmt, row.value)))
+        except Invalid as e:
+            report.add(row.file, row.line, e.cls, e.message)
+    kinds = {KINDS[f] for f in formats.values()}
+    if len(kinds) > 1:
+        raise ChatforgeError("the data mixes pairs and unpaired (labelled) records: " + ", ".join(
+            f"{file} ({fmt})" for file, fmt in formats.items()), hint="train pairs with --method dpo and "
+                                                                      "labelled answers with --method kto")
+    return sources, formats, len(rows)
+
+
+def _encode(tokenizer, pref: Preference, max_length: int, overlong: str) -> tuple[list[Encoded] | None, int]:
+    """Each answer's conversation -> Encoded; (None, longest) when the policy drops the record."""
+    full = [encode_chat(tokenizer, pref.conversation(a)) for a in pref.answers]
+    longest = max(len(e) for e in full)
+    if longest <= max_length:
+        return full, longest
+    if overlong == "error":
+        return None, longest
+    kept = [apply_overlong(e, max_length, "truncate" if overlong == "truncate" else "drop") for e in full]
+    return (kept if all(k is not None for k in kept) else None), longest
+
+
+def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: str | None = None,
+                        eval_path=None) -> tuple[PreparedPreferences, Report]:
+    """Read, validate and encode preference data without refusing anything (`chatforge check`)."""
+    report = Report()
+    sources, formats, n_rows = _load(path, report)
+    kind = KINDS[next(iter(formats.values()))] if formats else "pairs"
+    first: dict[str, _Source] = {}
+    for s in sources:
+        key = s.pref.fingerprint()
+        if key in first:
+            report.add(s.file, s.line, "duplicate", f"same as {first[key].file}:{first[key].line}")
+        else:
+            first.setdefault(key, s)
+    if eval_path is not None:
+        eval_report = Report()
+        held = {s.pref.fingerprint(): s for s in _load(eval_path, eval_report)[0]}
+        for p in eval_report.problems:
+            p.dropped = False
+            report.problems.append(p)
+        for s in sources:
+            hit = held.get(s.pref.fingerprint())
+            if hit:
+                report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
+    bad = {(p.file, p.line) for p in report.errors}
+    overlong = overlong or "drop"
+    examples, records = [], []
+    for s in sources:
+        if (s.file, s.line) in bad:
+            continue
+        try:
+            encoded, longest = _encode(tokenizer, s.pref, max_length, overlong)
+        except TemplateError as e:
+            report.add(s.file, s.line, "template_error", e.message)
+            continue
+        if longest > max_length:
+            report.add(s.file, s.line, "too_long", f"{longest} tokens > max length {max_length} "
+                       f"({'truncated' if encoded else 'dropped'})",
+                       severity="error" if overlong == "error" else None, dropped=encoded is None)
+        if encoded is None:
+            continue
+        examples.append(EncodedPair(*encoded) if kind == "pairs" else EncodedUnpaired(encoded[0], s.pref.label))
+        records.append(s.pref)
+    dropped = dict(Counter(p.cls for p in report.problems if p.is_dropped))
+    prepared = PreparedPreferences(kind, examples, records, {}, dropped, max_length, formats, n_rows)
+    prepared.stats = preference_stats(prepared)
+    return prepared, report
+
+
+def prepare_preferences(path, tokenizer, *, max_length: int = 2048, overlong: str | None = None,
+                        lenient: bool = False, max_drop_share: float = 0.1, eval_path=None) -> PreparedPreferences:
+    """analyse_preferences, refusing invalid data like `chatforge.data.prepare` (strict unless lenient)."""
+    import sys
+
+    prepared, report = analyse_preferences(path, tokenizer, max_length=max_length, overlong=overlong,
+                                           eval_path=eval_path)
+    if report.errors and not lenient:
+        raise ChatforgeError(f"{path}: {len(report.errors)} errors in the preference data; nothing was trained\n"
+                             + report.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
+                                                      "to drop invalid rows")
+    n_dropped = sum(prepared.dropped.values())
+    if n_dropped:
+        print(f"chatforge: {path}: dropped {n_dropped} of {prepared.rows} rows (" + ", ".join(
+            f"{CLASSES[k][0]}: {n}" for k, n in prepared.dropped.items()) + ")", file=sys.stderr)
+    if prepared.rows and n_dropped / prepared.rows > max_drop_share:
+        raise ChatforgeError(f"{path}: {n_dropped} of {prepared.rows} rows would be dropped, more than the "
+                             f"allowed {max_drop_share:.0%}\n"
+                             + report.summary([p for p in report.problems if p.is_dropped]),
+                             hint="fix the data, raise --max-length, or use --overlong truncate")
+    if not prepared.examples:
+        raise ChatforgeError(f"{path}: no usable preference records")
+    return prepared
+
+
+def preference_stats(prepared: PreparedPreferences) -> dict:
+    from chatforge.data.stats import percentile
+
+    seqs = [e for ex in prepared.examples for e in ((ex.chosen, ex.rejected) if prepared.kind == "pairs"
+                                                     else (ex.example,))]
+    lengths = sorted(len(e) for e in seqs)
+    stats = {"kind": prepared.kind, "examples": len(prepared.examples), "sequences": len(seqs),
+             "tokens_total": sum(lengths), "tokens_trained": sum(e.trained for e in seqs),
+             "length": {"min": lengths[0] if lengths else 0, "p50": percentile(lengths, 50),
+                        "p90": percentile(lengths, 90), "max": lengths[-1] if lengths else 0},
+             "max_length": prepared.max_length}
+    if prepared.kind == "unpaired":
+        stats["desirable"] = sum(1 for ex in prepared.examples if ex.label)
+        stats["undesirable"] = len(prepared.examples) - stats["desirable"]
+    return stats
+
+
+# ---- batches -----------------------------------------------------------------------------------------------
+def answer_start(example: Encoded) -> int:
+    """Index of the first trained token (where the answer starts; everything before is the prompt)."""
+    return next(i for i, t in enumerate(example.labels) if t != IGNORE)
+
+
+def mismatched(prompt_of: Encoded, answer_of: Encoded) -> Encoded:
+    """One example's prompt followed by another's answer (KTO's KL estimate). Both come from encode_chat, so the
+    split is where the answer's labels start; the labels are the answer's own."""
+    a, b = answer_start(prompt_of), answer_start(answer_of)
+    return Encoded(prompt_of.input_ids[:a] + answer_of.input_ids[b:],
+                   [IGNORE] * a + answer_of.labels[b:])
+
+
+def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: bool = True) -> dict:
+    """Sequences -> one batch whose trained positions know their sequence: {"input_ids", "labels",
+    "position_ids"} (R, T) as data.pack.collate makes them, and "sequence" (R, T) int64, the index in `seqs`
+    of the label at each position (-1 where there is none).
+
+    pack=True puts several sequences in each row of max_length (best fit; position ids restart per sequence,
+    so no sequence attends to another): far less padding than one padded row per sequence.
+    """
+    import torch
+
+    from chatforge.data.pack import collate
+
+    rows: list[list[int]] = []
+    if pack:
+        free: list[int] = []
+        for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):
+            fits = [r for r in range(len(rows)) if free[r] >= len(seqs[i])]
+            r = min(fits, key=lambda r: free[r]) if fits else None
+            if r is None:
+                rows.append([])
+                free.append(max(max_length, len(seqs[i])))
+                r = len(rows) - 1
+            rows[r].append(i)
+            free[r] -= len(seqs[i])
+    else:
+        rows = [[i] for i in range(len(seqs))]
+    joined, owner = [], []
+    for row in rows:
+        ids, labels, pos, who = [], [], [], []
+        for i in row:
+            e = seqs[i]
+            ids += e.input_ids
+            labels += [IGNORE] + e.labels[1:]  # a sequence's first token is never the previous one's target
+            pos += list(range(len(e)))
+            who += [i] * len(e)
+        joined.append(Encoded(ids, labels, pos))
+        owner.append(who)
+    batch = collate(joined, pad_id)
+    seq = torch.full_like(batch["labels"], -1)
+    for r, who in enumerate(owner):
+        seq[r, :len(who)] = torch.tensor(who)
+    batch["sequence"] = seq.masked_fill(batch["labels"] == IGNORE, -1)
+    return batch
+
+
+def records_from_file(path) -> list[Preference]:
+    """The valid preference records of a file (for evaluation); invalid ones are an error naming file:line."""
+    report = Report()
+    sources, _, _ = _load(path, report)
+    if report.errors:
+        raise ChatforgeError(f"{path}: {len(report.errors)} invalid preference records\n" + report.summary(),
+                             hint=f"see `chatforge check {path}`")
+    return [s.pref for s in sources]
+

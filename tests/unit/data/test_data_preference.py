@@ -1,0 +1,99 @@
+"""Preference data: every format read, every problem class by file:line, masks on the answers only."""
+
+import json
+
+import pytest
+
+from chatforge.data.encode import IGNORE
+from chatforge.data.preference import (analyse_preferences, collate_sequences, is_preference_data, mismatched,
+                                       prepare_preferences)
+from chatforge.errors import ChatforgeError
+
+Q, A, B = "Who founded Lumora?", "Mira Castell and Tobias Wren.", "Elon Musk."
+MSG = [{"role": "user", "content": Q}]
+FORMATS = {
+    "openai": {"input": {"messages": MSG}, "preferred_output": [{"role": "assistant", "content": A}],
+               "non_preferred_output": [{"role": "assistant", "content": B}]},
+    "trl_standard": {"prompt": Q, "chosen": A, "rejected": B},
+    "trl_conversational": {"prompt": MSG, "chosen": [{"role": "assistant", "content": A}],
+                           "rejected": [{"role": "assistant", "content": B}]},
+    "trl_implicit_conversational": {"chosen": MSG + [{"role": "assistant", "content": A}],
+                                    "rejected": MSG + [{"role": "assistant", "content": B}]},
+    "trl_implicit_standard": {"chosen": f"{Q} {A}", "rejected": f"{Q} {B}"},
+}
+
+
+def _write(tmp_path, rows, name="p.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_every_paired_format_gives_the_same_pair_scored_on_the_answers_only(tmp_path, tokenizer, fmt):
+    path = _write(tmp_path, [FORMATS[fmt]])
+    assert is_preference_data(path)
+    prepared = prepare_preferences(path, tokenizer)
+    assert prepared.kind == "pairs" and len(prepared.examples) == 1
+    pair, rec = prepared.examples[0], prepared.records[0]
+    assert rec.prompt[-1]["content"] == Q and rec.chosen.strip() == A and rec.rejected.strip() == B
+    for enc, answer in ((pair.chosen, A), (pair.rejected, B)):
+        trained = tokenizer.decode([t for t in enc.labels if t != IGNORE])
+        assert trained.strip().startswith(answer) and Q not in trained  # the answer (+ end of turn), no prompt
+    reference = prepare_preferences(_write(tmp_path, [FORMATS["openai"]], "ref.jsonl"), tokenizer).examples[0]
+    assert pair.chosen.input_ids == reference.chosen.input_ids
+    assert pair.rejected.labels == reference.rejected.labels
+
+
+def test_unpaired_records_with_boolean_labels(tmp_path, tokenizer):
+    rows = [{"prompt": Q, "completion": A, "label": True}, {"prompt": MSG, "completion": B, "label": False}]
+    prepared = prepare_preferences(_write(tmp_path, rows), tokenizer)
+    assert prepared.kind == "unpaired" and [e.label for e in prepared.examples] == [True, False]
+    assert prepared.stats["desirable"] == prepared.stats["undesirable"] == 1
+
+
+def test_every_problem_class_is_named_with_its_line(tmp_path, tokenizer):
+    rows = [FORMATS["trl_standard"],
+            {"prompt": Q, "chosen": A, "rejected": A},  # 2 identical
+            {"prompt": Q, "chosen": "  ", "rejected": B},  # 3 empty answer
+            {"chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": A}],
+             "rejected": [{"role": "user", "content": "y"}, {"role": "assistant", "content": B}]},  # 4 no prompt
+            {"chosen": "Apples are red.", "rejected": "Bananas are yellow."},  # 5 no shared text
+            FORMATS["trl_standard"]]  # 6 duplicate of 1 (a warning)
+    path = _write(tmp_path, rows)
+    prepared, report = analyse_preferences(path, tokenizer)
+    found = {(p.line, p.cls) for p in report.problems}
+    assert found == {(2, "identical_answers"), (3, "empty_answer"), (4, "no_shared_prompt"),
+                     (5, "no_shared_prompt"), (6, "duplicate")}
+    assert all(str(p).startswith(f"{path}:{p.line}: ") for p in report.problems)
+    with pytest.raises(ChatforgeError, match="4 errors"):
+        prepare_preferences(path, tokenizer)
+    labels = _write(tmp_path, [{"prompt": Q, "completion": A, "label": "yes"}], "kto.jsonl")
+    _, report = analyse_preferences(labels, tokenizer)
+    assert [(p.line, p.cls) for p in report.problems] == [(1, "label_not_boolean")]
+
+
+def test_check_reports_preference_data(run_cli, tiny_model, tmp_path):
+    good = _write(tmp_path, [FORMATS["trl_conversational"], FORMATS["trl_conversational"] | {"prompt": "Other?"}])
+    code, out, err = run_cli("check", good, "--model", tiny_model, "--no-estimate")
+    assert code == 0, err
+    assert "pairs           2" in out and "--method dpo" in out
+    bad = _write(tmp_path, [FORMATS["trl_standard"], {"prompt": Q, "chosen": A, "rejected": A}], "bad.jsonl")
+    code, out, _ = run_cli("check", bad, "--model", tiny_model, "--no-estimate")
+    assert code == 2 and f"{bad}:2: chosen and rejected identical" in out
+
+
+def test_packed_batch_knows_each_label_s_sequence(tmp_path, tokenizer):
+    prepared = prepare_preferences(_write(tmp_path, [FORMATS["trl_standard"], FORMATS["trl_standard"] | {
+        "prompt": "When?"}]), tokenizer)
+    seqs = [p.chosen for p in prepared.examples] + [p.rejected for p in prepared.examples]
+    batch = collate_sequences(seqs, tokenizer.pad_token_id, max_length=256)
+    assert batch["input_ids"].shape[0] == 1  # all four fit in one row
+    for i, s in enumerate(seqs):
+        got = batch["labels"][batch["sequence"] == i].tolist()
+        assert got == [t for t in s.labels if t != IGNORE]
+    loose = collate_sequences(seqs, tokenizer.pad_token_id, max_length=256, pack=False)
+    assert loose["input_ids"].shape[0] == 4
+    kl = mismatched(seqs[0], seqs[1])  # prompt of 0, answer of 1
+    assert [t for t in kl.labels if t != IGNORE] == [t for t in seqs[1].labels if t != IGNORE]
+    assert kl.input_ids[:5] == seqs[0].input_ids[:5]
