@@ -77,6 +77,7 @@ def bytes_per_token(model) -> int:
 
 # ---- chatforge ----------------------------------------------------------------------------------------------
 MODEL: str | None = None  # --model (default: the embedded default model)
+THREADS = os.cpu_count() or 1  # --threads: torch's and llama.cpp's
 
 
 def load(dtype: str, quantize: str | None = None, prefix_cache_tokens: int = 8192):
@@ -114,14 +115,20 @@ def single_stream(engine, tokens: int) -> dict:
 def concurrent(engine, tokens: int, streams: int) -> dict:
     from chatforge.infer import SamplingParams
 
-    prompts = [engine.encode_chat([{"role": "user", "content": f"Story {i}: a lighthouse keeper, a storm."}])
-               for i in range(streams)]
+    prompts = _story_prompts(engine, streams)
     engine.generate(prompts[:2], [SamplingParams(max_tokens=4)] * 2)  # warm-up
     start = time.perf_counter()
     out = engine.generate(prompts, [SamplingParams(max_tokens=tokens)] * streams)
     wall = time.perf_counter() - start
     return {"tokens_per_s": round(sum(c.completion_tokens for c in out) / wall, 1),
             "tokens": sum(c.completion_tokens for c in out), "seconds": round(wall, 2)}
+
+
+def _story_prompts(engine, n: int) -> list[list[int]]:
+    subjects = ["a lighthouse keeper", "a baker in Lyon", "two robots", "a lost cat", "a mountain village",
+                "a space station", "an old violin", "a river boat"]
+    return [engine.encode_chat([{"role": "user", "content": f"Write a long story about {subjects[i % len(subjects)]}."}])
+            for i in range(n)]
 
 
 def long_prompt_ttft(engine, n_tokens: int = 1000) -> dict:
@@ -165,8 +172,7 @@ def hf_generate(engine, tokens: int) -> dict:
 def hf_continuous_batching(engine, tokens: int, streams: int) -> dict:
     from transformers import GenerationConfig
 
-    prompts = [engine.encode_chat([{"role": "user", "content": f"Story {i}: a lighthouse keeper, a storm."}])
-               for i in range(streams)]
+    prompts = _story_prompts(engine, streams)
     cfg = GenerationConfig(max_new_tokens=tokens, do_sample=False, eos_token_id=-1, pad_token_id=engine.pad_id)
     try:
         engine.model.generate_batch(prompts[:2], generation_config=GenerationConfig(
@@ -193,7 +199,7 @@ def llama_cpp(tokens: int, tmp: Path) -> dict:
         export(ExportConfig(model=MODEL, format="gguf", quant="f16", out=str(tmp / "gguf"),
                             verify=False))
         gguf = next((tmp / "gguf").glob("*.gguf"))
-    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=THREADS, verbose=False)
     prompt = llm.tokenize(b"<|im_start|>user\n" + STORY[0]["content"].encode() + b"<|im_end|>\n<|im_start|>assistant\n",
                           add_bos=False, special=True)
     llm.create_completion(prompt, max_tokens=8, temperature=0.0)
@@ -247,18 +253,19 @@ def agreement(reference: list, other: list) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="Model (default: smollm2-135m-instruct).")
+    p.add_argument("--threads", type=int, default=None, help="Threads for torch and llama.cpp (default: all cores).")
     p.add_argument("--tokens", type=int, default=64, help="New tokens per timed stream (default: 64).")
     p.add_argument("--streams", type=int, default=8, help="Concurrent streams (default: 8).")
     p.add_argument("--skip-agreement", action="store_true", help="Skip the held-out answers (agreement, eval time).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     args = p.parse_args(argv)
-    global MODEL
-    MODEL = args.model
+    global MODEL, THREADS
+    MODEL, THREADS = args.model, args.threads or THREADS
     _quiet()
-    from chatforge.models.load import set_threads
+    import torch
 
-    set_threads()
-    R: dict = {"threads": os.cpu_count()}
+    torch.set_num_threads(THREADS)
+    R: dict = {"threads": THREADS}
     tmp = Path(tempfile.gettempdir()) / f"chatforge-bench-decode-{abs(hash(str(MODEL)))}"  # the GGUF is kept
     tmp.mkdir(exist_ok=True)
 
