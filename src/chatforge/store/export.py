@@ -1,0 +1,241 @@
+"""Feedback -> training rows: DPO pairs, KTO rows, SFT rows, in formats other tools read.
+
+    dpo  from chosen/rejected picks, arena votes (left or right) and corrections (the correction > the answer)
+    kto  from thumbs: (prompt, completion, label)
+    sft  from corrections and thumbs-up answers
+
+Styles: "openai" (default) writes OpenAI's preference fine-tuning JSONL for dpo
+({"input": {"messages"}, "preferred_output": [...], "non_preferred_output": [...]}); "trl" writes TRL's
+conversational {"prompt", "chosen", "rejected"}. OpenAI has no unpaired format, so kto rows are TRL's
+conversational {"prompt", "completion", "label"} in both styles; sft rows are OpenAI chat {"messages"} in both.
+The same feedback given twice is exported once and reported as a duplicate; feedback that contradicts itself
+(one pair voted both ways, one answer rated up and down) is reported and not exported at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatforge.errors import ChatforgeError
+from chatforge.store.db import Store, digest
+
+KINDS = ("dpo", "kto", "sft")
+STYLES = ("openai", "trl")
+
+
+@dataclass
+class Export:
+    kind: str
+    rows: list[dict] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # one line per duplicated item
+    contradictions: list[str] = field(default_factory=list)
+    considered: int = 0  # feedback records that matched --model / --since
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def matches(completion: dict, model: str | None) -> bool:
+    """Did `model` (a name as served, a path, a run directory or a fingerprint prefix) answer this?"""
+    if model is None:
+        return True
+    if model in (completion["model"],) or (len(model) >= 8 and completion["fingerprint"].startswith(model)):
+        return True
+    p = Path(model).expanduser()
+    if not p.exists():
+        return False
+    p = p.resolve()
+    for where in (completion.get("model_path"), completion.get("model_adapter")):
+        if where and (Path(where) == p or p in Path(where).parents):
+            return True
+    return False
+
+
+def build(store: Store, kind: str, *, style: str = "openai", model: str | None = None,
+          since: float | None = None) -> Export:
+    if kind not in KINDS:
+        raise ChatforgeError(f"--as {kind}: use one of {', '.join(KINDS)}")
+    if style not in STYLES:
+        raise ChatforgeError(f"--style {style}: use one of {', '.join(STYLES)}")
+    cache: dict[str, dict] = {}
+
+    def get(cid):
+        if cid not in cache:
+            c = store.completion(cid)
+            m = store.model(c["model_id"])
+            cache[cid] = dict(c, model_path=m.get("path"), model_adapter=m.get("adapter"))
+        return cache[cid]
+
+    out = Export(kind)
+    records = store.list_feedback(limit=None, since=since)
+    if kind == "dpo":
+        _pairs(out, records, get, model, style)
+    elif kind == "kto":
+        _thumbs(out, records, get, model)
+    else:
+        _sft(out, records, get, model)
+    return out
+
+
+def _pairs(out: Export, records, get, model, style) -> None:
+    seen: dict[tuple, list[int]] = {}  # (prompt, chosen text, rejected text) -> feedback ids
+    prompts: dict[tuple, list] = {}
+    for r in records:
+        if r["kind"] in ("pair", "vote") and r["chosen_id"]:
+            chosen, rejected = get(r["chosen_id"]), get(r["rejected_id"])
+            if not (matches(chosen, model) or matches(rejected, model)):
+                continue
+            prompt, good, bad = chosen["messages"], chosen["answer"], rejected["answer"]
+        elif r["kind"] == "correction":
+            original = get(r["completion_id"])
+            if not matches(original, model):
+                continue
+            prompt, good, bad = original["messages"], r["correction"], original["answer"]
+        else:
+            continue
+        out.considered += 1
+        key = (digest(prompt), good, bad)
+        seen.setdefault(key, []).append(r["id"])
+        prompts[key] = prompt
+    for key, ids in seen.items():
+        if (key[0], key[2], key[1]) in seen:
+            if key[1] < key[2]:  # report each contradicting pair once
+                flipped = seen[(key[0], key[2], key[1])]
+                out.contradictions.append(f"feedback {_ids(ids)} prefers one answer and {_ids(flipped)} the "
+                                          f"other, for the same prompt {_short(prompts[key])}: neither exported")
+            continue
+        if key[1] == key[2]:
+            continue
+        if len(ids) > 1:
+            out.duplicates.append(f"feedback {_ids(ids)}: the same pair {len(ids)} times (exported once)")
+        prompt, good, bad = prompts[key], key[1], key[2]
+        if style == "openai":
+            out.rows.append({"input": {"messages": prompt}, "preferred_output": _assistant(good),
+                             "non_preferred_output": _assistant(bad)})
+        else:
+            out.rows.append({"prompt": prompt, "chosen": _assistant(good), "rejected": _assistant(bad)})
+
+
+def _ratings(out: Export, records, get, model) -> dict[tuple, dict]:
+    """(prompt, answer) -> {"prompt", "answer", "up": [ids], "down": [ids]} of the rated answers."""
+    rated: dict[tuple, dict] = {}
+    for r in records:
+        if r["kind"] != "rating":
+            continue
+        c = get(r["completion_id"])
+        if not matches(c, model):
+            continue
+        out.considered += 1
+        item = rated.setdefault((digest(c["messages"]), c["answer"]),
+                                {"prompt": c["messages"], "answer": c["answer"], "up": [], "down": []})
+        item[r["rating"]].append(r["id"])
+    for item in rated.values():
+        if item["up"] and item["down"]:
+            out.contradictions.append(f"feedback {_ids(item['up'])} rates an answer up and {_ids(item['down'])} "
+                                      f"down, for the prompt {_short(item['prompt'])}: not exported")
+        elif len(item["up"] + item["down"]) > 1:
+            ids = item["up"] + item["down"]
+            out.duplicates.append(f"feedback {_ids(ids)}: the same rating {len(ids)} times (exported once)")
+    return {k: v for k, v in rated.items() if not (v["up"] and v["down"])}
+
+
+def _thumbs(out: Export, records, get, model) -> None:
+    for item in _ratings(out, records, get, model).values():
+        out.rows.append({"prompt": item["prompt"], "completion": _assistant(item["answer"]),
+                         "label": bool(item["up"])})
+
+
+def _sft(out: Export, records, get, model) -> None:
+    rows: dict[tuple, dict] = {}
+    for item in _ratings(out, records, get, model).values():
+        if item["up"]:
+            rows[(digest(item["prompt"]), item["answer"])] = {"messages": item["prompt"] + _assistant(item["answer"])}
+    corrected: dict[tuple, list[int]] = {}
+    for r in records:
+        if r["kind"] != "correction":
+            continue
+        c = get(r["completion_id"])
+        if not matches(c, model):
+            continue
+        out.considered += 1
+        key = (digest(c["messages"]), r["correction"])
+        corrected.setdefault(key, []).append(r["id"])
+        rows[key] = {"messages": c["messages"] + _assistant(r["correction"])}
+    for ids in corrected.values():
+        if len(ids) > 1:
+            out.duplicates.append(f"feedback {_ids(ids)}: the same correction {len(ids)} times (exported once)")
+    out.rows.extend(rows.values())
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(f"#{i}" for i in ids)
+
+
+def _short(messages: list[dict]) -> str:
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return json.dumps(last[:60] + ("…" if len(last) > 60 else ""), ensure_ascii=False)
+
+
+def write_jsonl(rows: list[dict], path: str | Path) -> Path:
+    """Write rows as JSON Lines atomically: a temporary file renamed into place (never half a file)."""
+    path = Path(path).expanduser()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ChatforgeError(f"{path}: cannot write ({e.strerror or e})", exit_code=1) from None
+    return path
+
+
+def stats(store: Store, *, since: float | None = None) -> dict:
+    """Counts per model, and for arena votes each model's win rate (ties count half) with a 95% Wilson interval."""
+    per: dict[str, dict] = {}
+    for m in store.models():
+        per.setdefault(m["name"], {"completions": 0, "up": 0, "down": 0, "corrections": 0, "chosen": 0,
+                                   "rejected": 0, "wins": 0, "losses": 0, "ties": 0, "both_bad": 0})
+        per[m["name"]]["completions"] += m["completions"]
+    for r in store.list_feedback(limit=None, since=since):
+        if r["kind"] in ("rating", "correction"):
+            name = store.completion(r["completion_id"])["model"]
+            per[name]["up" if r["rating"] == "up" else "down" if r["rating"] else "corrections"] += 1
+        elif r["kind"] == "pair":
+            per[store.completion(r["chosen_id"])["model"]]["chosen"] += 1
+            per[store.completion(r["rejected_id"])["model"]]["rejected"] += 1
+        elif r["kind"] == "vote":
+            left, right = r["left"]["model"], r["right"]["model"]
+            if r["vote"] in ("tie", "both_bad"):
+                for name in (left, right):
+                    per[name]["ties" if r["vote"] == "tie" else "both_bad"] += 1
+            else:
+                win, lose = (left, right) if r["vote"] == "left" else (right, left)
+                per[win]["wins"] += 1
+                per[lose]["losses"] += 1
+    for row in per.values():
+        games = row["wins"] + row["losses"] + row["ties"]
+        row["win_rate"] = row["ci95"] = None
+        if games:
+            score = row["wins"] + row["ties"] / 2
+            row["win_rate"] = score / games
+            row["ci95"] = list(wilson(score, games))
+    return per
+
+
+def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (good at small n and near 0 or 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

@@ -1,0 +1,207 @@
+"""The store: migrations on open, a newer schema refused, feedback validated, export rows and their reports."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from chatforge.errors import ChatforgeError
+from chatforge.store import Store, StoreError
+from chatforge.store import export as ex
+from chatforge.store.migrations import MIGRATIONS
+
+Q = [{"role": "user", "content": "What is Lumora Home?"}]
+
+
+@pytest.fixture
+def weights(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"\0" * 4096)
+    return d
+
+
+@pytest.fixture
+def store(tmp_path, weights):
+    s = Store(tmp_path / "db" / "chatforge.db")
+    s.mid = s.register_model("tiny", weights)
+    yield s
+    s.close()
+
+
+def log(store, cid, answer, messages=Q, model_id=None, **kw):
+    return store.log_completion(id=cid, model_id=model_id or store.mid, messages=messages, answer=answer,
+                                finish_reason="stop", sampling={"temperature": 0}, prompt_tokens=5,
+                                completion_tokens=3, latency_s=0.01, source="test", **kw)
+
+
+def test_a_new_store_is_migrated_to_the_latest_version_in_wal_mode(tmp_path):
+    path = tmp_path / "a.db"
+    with Store(path) as s:
+        assert s.version == len(MIGRATIONS) and s.integrity() == "ok"
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"models", "conversations", "completions", "feedback", "battles"} <= tables
+
+
+def test_an_older_store_is_migrated_on_open_and_keeps_its_rows(tmp_path, monkeypatch):
+    import chatforge.store.db as db_module
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(db_module, "MIGRATIONS", MIGRATIONS[:1])
+    with Store(path) as s:
+        s.register_model("m", tmp_path)
+    monkeypatch.setattr(db_module, "MIGRATIONS", MIGRATIONS + ["CREATE TABLE later (x INTEGER);"])
+    with Store(path) as s:
+        assert s.version == len(MIGRATIONS) + 1 and s.counts()["models"] == 1
+        s._read("SELECT x FROM later")  # the new migration ran
+
+
+def test_a_store_from_a_newer_chatforge_is_refused_not_downgraded(tmp_path):
+    path = tmp_path / "new.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    db.commit()
+    db.close()
+    with pytest.raises(ChatforgeError, match="schema version .* newer chatforge") as e:
+        Store(path)
+    assert e.value.exit_code == 2 and "upgrade chatforge" in e.value.hint
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 5
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    bad = tmp_path / "x.db"
+    bad.write_text("hello, I am not SQLite" * 100)
+    with pytest.raises(ChatforgeError, match="not a chatforge store"):
+        Store(bad)
+
+
+def test_the_fingerprint_changes_with_any_byte_of_the_weights(store, weights):
+    same = store.register_model("tiny", weights)
+    assert same == store.mid
+    blob = bytearray((weights / "model.safetensors").read_bytes())
+    blob[2000] = 1  # the middle of the file
+    (weights / "model.safetensors").write_bytes(bytes(blob))
+    changed = store.register_model("tiny", weights)
+    assert changed != store.mid
+    assert store.model(changed)["fingerprint"] != store.model(store.mid)["fingerprint"]
+
+
+def test_follow_ups_join_the_conversation_they_continue(store):
+    first = log(store, "chatcmpl-1", "A smart lamp.")
+    follow = log(store, "chatcmpl-2", "Two years.", messages=Q + [
+        {"role": "assistant", "content": "A smart lamp."}, {"role": "user", "content": "Warranty?"}])
+    edited = log(store, "chatcmpl-3", "Yes.", messages=Q + [
+        {"role": "assistant", "content": "A corrected answer."}, {"role": "user", "content": "Really?"}])
+    other = log(store, "chatcmpl-4", "Hi.", messages=[{"role": "user", "content": "Hello"}])
+    given = log(store, "chatcmpl-5", "Hi.", messages=[{"role": "user", "content": "Hello"}], conversation_id="conv-x")
+    assert first["conversation_id"] == follow["conversation_id"] == edited["conversation_id"]
+    assert other["conversation_id"] != first["conversation_id"] and given["conversation_id"] == "conv-x"
+    c = store.completion("chatcmpl-2")
+    assert c["model"] == "tiny" and c["messages"][-1]["content"] == "Warranty?" and c["prompt_tokens"] == 5
+
+
+def test_feedback_is_validated(store):
+    log(store, "chatcmpl-a", "A smart lamp.")
+    log(store, "chatcmpl-b", "A kettle.")
+    log(store, "chatcmpl-c", "Hi.", messages=[{"role": "user", "content": "Hello"}])
+    rec = store.add_rating("chatcmpl-a", "up", comment="nice")
+    assert rec["kind"] == "rating" and rec["rating"] == "up" and rec["comment"] == "nice" and rec["id"] >= 1
+    cases = [
+        (lambda: store.add_rating("chatcmpl-nope", "up"), "not_found", "completion_id"),
+        (lambda: store.add_rating("chatcmpl-a", "meh"), "invalid", "rating"),
+        (lambda: store.add_correction("chatcmpl-a", "  "), "invalid", "correction"),
+        (lambda: store.add_correction("chatcmpl-a", "A smart lamp."), "invalid", "correction"),
+        (lambda: store.add_pair("chatcmpl-a", "chatcmpl-c"), "mismatch", "rejected_id"),
+        (lambda: store.add_pair("chatcmpl-a", "chatcmpl-a"), "invalid", "rejected_id"),
+        (lambda: store.add_pair("chatcmpl-a", "chatcmpl-zz"), "not_found", "rejected_id"),
+        (lambda: store.add_rating(7, "up"), "invalid", "completion_id"),
+    ]
+    for call, kind, param in cases:
+        with pytest.raises(StoreError) as e:
+            call()
+        assert (e.value.kind, e.value.param) == (kind, param), e.value.message
+    assert store.counts()["feedback"] == 1  # nothing half-written by the refused ones
+    pair = store.add_pair("chatcmpl-a", "chatcmpl-b")
+    assert (pair["chosen_id"], pair["rejected_id"]) == ("chatcmpl-a", "chatcmpl-b")
+    assert [r["id"] for r in store.list_feedback(after=rec["id"])] == [pair["id"]]
+
+
+def test_arena_votes_reveal_the_models_and_count_once(store, weights, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"\1" * 100)
+    oid = store.register_model("base", other)
+    log(store, "chatcmpl-l", "Lamp.")
+    log(store, "chatcmpl-r", "Kettle.", model_id=oid)
+    battle = store.new_battle("chatcmpl-l", "chatcmpl-r")
+    vote = store.add_vote(battle, "right")
+    assert vote["left"]["model"] == "tiny" and vote["right"]["model"] == "base"
+    assert (vote["chosen_id"], vote["rejected_id"]) == ("chatcmpl-r", "chatcmpl-l")
+    with pytest.raises(StoreError, match="already has a vote"):
+        store.add_vote(battle, "left")
+    with pytest.raises(StoreError) as e:
+        store.add_vote("battle-nope", "tie")
+    assert e.value.kind == "not_found"
+    stats = ex.stats(store)
+    assert stats["base"]["wins"] == 1 and stats["tiny"]["losses"] == 1 and stats["base"]["win_rate"] == 1.0
+    low, high = stats["base"]["ci95"]
+    assert 0 < low < 1 and high == 1.0
+
+
+def test_export_rows_with_duplicates_and_contradictions_reported(store):
+    log(store, "chatcmpl-a", "A smart lamp.")
+    log(store, "chatcmpl-b", "A kettle.")
+    log(store, "chatcmpl-c", "Hi there.", messages=[{"role": "user", "content": "Hello"}])
+    log(store, "chatcmpl-d", "Go away.", messages=[{"role": "user", "content": "Hello"}])
+    store.add_pair("chatcmpl-a", "chatcmpl-b")
+    store.add_pair("chatcmpl-a", "chatcmpl-b")  # a duplicate
+    store.add_pair("chatcmpl-c", "chatcmpl-d")
+    store.add_pair("chatcmpl-d", "chatcmpl-c")  # contradicts the one before
+    store.add_correction("chatcmpl-b", "Lumora Home is a smart lamp.")
+    store.add_rating("chatcmpl-a", "up")
+    store.add_rating("chatcmpl-b", "down")
+    store.add_rating("chatcmpl-c", "up")
+    store.add_rating("chatcmpl-c", "down")  # contradicts
+
+    dpo = ex.build(store, "dpo")
+    assert dpo.rows == [
+        {"input": {"messages": Q}, "preferred_output": [{"role": "assistant", "content": "A smart lamp."}],
+         "non_preferred_output": [{"role": "assistant", "content": "A kettle."}]},
+        {"input": {"messages": Q}, "preferred_output": [{"role": "assistant", "content": "Lumora Home is a smart lamp."}],
+         "non_preferred_output": [{"role": "assistant", "content": "A kettle."}]}]
+    assert len(dpo.duplicates) == 1 and "2 times" in dpo.duplicates[0]
+    assert len(dpo.contradictions) == 1 and '"Hello"' in dpo.contradictions[0]
+    trl = ex.build(store, "dpo", style="trl")
+    assert trl.rows[0] == {"prompt": Q, "chosen": [{"role": "assistant", "content": "A smart lamp."}],
+                           "rejected": [{"role": "assistant", "content": "A kettle."}]}
+    kto = ex.build(store, "kto")
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto.rows) == [
+        ("A kettle.", False), ("A smart lamp.", True)]
+    assert all(set(r) == {"prompt", "completion", "label"} for r in kto.rows) and len(kto.contradictions) == 1
+    sft = ex.build(store, "sft")
+    assert sorted(r["messages"][-1]["content"] for r in sft.rows) == ["A smart lamp.", "Lumora Home is a smart lamp."]
+    assert ex.build(store, "dpo", model="someone-else").rows == []
+    assert len(ex.build(store, "dpo", model="tiny").rows) == 2
+    assert ex.build(store, "sft", since=4102444800).rows == []  # 2100-01-01: nothing that recent
+
+
+def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
+    path = tmp_path / "race.db"
+    code = f"from chatforge.store import Store; Store({str(path)!r}).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+    with Store(path) as s:
+        assert s.version == len(MIGRATIONS) and s.integrity() == "ok"
+
+
+def test_write_jsonl_is_atomic_and_readable(tmp_path):
+    out = ex.write_jsonl([{"a": "é"}], tmp_path / "x" / "out.jsonl")
+    assert json.loads(out.read_text(encoding="utf-8")) == {"a": "é"}
+    assert [p.name for p in out.parent.iterdir()] == ["out.jsonl"]
