@@ -5,6 +5,11 @@
     GET  /v1/models             the one model served;  GET /v1/models/{id}
     GET  /health                liveness + load (never needs the API key)
     GET  /                      the chat page (no data in it; it asks for the API key when one is set)
+    POST /v1/feedback, GET /v1/feedback   ratings, corrections, pairs, arena votes (serve/feedback.py)
+    POST /v1/arena, GET /arena  with a second model to compare (serve/arena.py)
+
+Every chat completion is kept in the store (chatforge.store) unless the server runs with --no-log or the
+request says "store": false (OpenAI's field); its id (chatcmpl-...) is the key feedback refers to.
 
 Every error is OpenAI's object {"error": {"message", "type", "param", "code"}}: 400 a request the server
 cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template), 401 missing or wrong
@@ -57,19 +62,29 @@ def error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=e.status, headers=e.headers)
 
 
-def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable | None = None) -> FastAPI:
+def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable | None = None, keeper=None,
+               compare=None) -> FastAPI:
     """An app serving `engine` (a chatforge.infer.Engine, or another engine with the same interface) with one
     batching worker thread.
 
     `batcher(engine)` makes the running batch (default: engine.new_batch(), a chatforge.infer.Batch; tests pass
-    a stand-in)."""
-    service = _Service(engine, config or ServeConfig(), batcher)
+    a stand-in). `keeper` (serve.feedback.Keeper) keeps exchanges and takes feedback; `compare` is a second
+    engine for the arena, with its own scheduler (model id: ServeConfig.compare)."""
+    from chatforge.serve.feedback import Keeper
+
+    config = config or ServeConfig()
+    keeper = keeper or Keeper()
+    service = _Service(engine, config, batcher, keeper)
+    other = _Service(compare, _compare_config(config, service.model_id), batcher, keeper) if compare else None
+    services = [service] + ([other] if other else [])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service.scheduler.start()
+        for svc in services:
+            svc.scheduler.start()
         yield
-        service.scheduler.stop()
+        for svc in services:
+            svc.scheduler.stop()
 
     app = FastAPI(title="chatforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler, app.state.model_id = service.scheduler, service.model_id
@@ -80,30 +95,58 @@ def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable |
     api.add_api_route("/v1/models", service.models, methods=["GET"])
     api.add_api_route("/v1/models/{name:path}", service.model, methods=["GET"])
     app.include_router(api)
+    _add_feedback_routes(app, service, other)
     app.add_api_route("/health", service.health, methods=["GET"])
     app.add_api_route("/", service.page, methods=["GET"], response_class=HTMLResponse)
     return app
 
 
+def _compare_config(config: ServeConfig, main_id: str) -> ServeConfig:
+    """The second model's settings: the same limits, its own id (never the main model's)."""
+    import dataclasses
+
+    name = config.compare or "compare"
+    return dataclasses.replace(config, model_id=name if name != main_id else f"{name} (compare)")
+
+
+def _add_feedback_routes(app: FastAPI, service: "_Service", other: "_Service | None") -> None:
+    """/v1/feedback, and with a second model the arena (/v1/arena, /arena)."""
+    from chatforge.serve.arena import Side, arena_router
+    from chatforge.serve.feedback import feedback_router
+
+    read = lambda request: _read_json(request, service.config.max_body_bytes)  # noqa: E731
+    app.include_router(feedback_router(service.keeper, service.check_key, read, _parse, ApiError))
+    if other is None:
+        return
+    app.state.compare_scheduler = other.scheduler
+    sides = [Side(svc.model_id, svc.prepare, svc.answer) for svc in (service, other)]
+    app.include_router(arena_router(sides, service.keeper, service.check_key, read, _parse,
+                                    s.ChatCompletionRequest, ApiError, s.new_id))
+    arena_html = _page(f"{service.model_id} vs ?", keeper=service.keeper, arena=True, name="static/arena.html")
+    app.add_api_route("/arena", lambda: arena_html, methods=["GET"], response_class=HTMLResponse)
+
+
 class _Service:
     """The routes, and what they share: the engine, the settings, the scheduler."""
 
-    def __init__(self, engine, config: ServeConfig, batcher: Callable | None):
-        self.engine, self.config = engine, config
+    def __init__(self, engine, config: ServeConfig, batcher: Callable | None, keeper):
+        self.engine, self.config, self.keeper = engine, config, keeper
         self.api_key = config.api_key if config.api_key is not None else os.environ.get("CHATFORGE_API_KEY") or None
         self.model_id = config.model_id or engine.name
         self.scheduler = Scheduler(engine, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
                                    batch_window=config.batch_window_ms / 1000, batcher=batcher)
         self.created = s.now()
-        self.html = _page(self.model_id)
+        self.html = _page(self.model_id, keeper=keeper, arena=bool(config.compare))
 
     # ---- routes --------------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request):
         req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
         self.check_model(req.model)
-        prompt = _encode_chat(self.engine, [m.as_template_message() for m in req.messages])
-        job = self.submit(prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages"))
+        messages = [m.as_template_message() for m in req.messages]
+        prompt, params = self.prepare(req, messages)
+        job = self.submit(prompt, params)
         cid = s.new_id("chatcmpl")
+        keep = self.keeper.callback(cid, self.model_id, messages, params, req)  # None: not kept
 
         def chunk(text: str, finish: str | None = None, usage: s.Usage | None = None, delta: dict | None = None):
             choices = [] if usage else [s.ChunkChoice(delta=delta or ({"content": text} if text else {}),
@@ -111,8 +154,11 @@ class _Service:
             return s.ChatCompletionChunk(id=cid, created=s.now(), model=self.model_id, choices=choices, usage=usage)
 
         if req.stream:  # OpenAI's first chunk names the role
-            return _sse(job, chunk, req.include_usage, first=chunk("", delta={"role": "assistant", "content": ""}))
+            return _sse(job, chunk, req.include_usage, first=chunk("", delta={"role": "assistant", "content": ""}),
+                        on_done=keep)
         done = await _finish(request, job)
+        if keep:
+            await keep(done)
         return s.ChatCompletion(id=cid, created=s.now(), model=self.model_id, usage=_usage(done), choices=[
             s.ChatChoice(message=s.AssistantMessage(content=done.text), finish_reason=done.finish_reason)])
 
@@ -183,6 +229,15 @@ class _Service:
                               min_p=req.min_p or 0.0, repetition_penalty=req.repetition_penalty or 1.0,
                               frequency_penalty=req.frequency_penalty or 0.0,
                               presence_penalty=req.presence_penalty or 0.0, seed=req.seed, stop=req.stop_strings())
+
+    def prepare(self, req: s.ChatCompletionRequest, messages: list[dict]) -> tuple[list[int], SamplingParams]:
+        """A chat request's prompt ids and checked sampling settings."""
+        prompt = _encode_chat(self.engine, messages)
+        return prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages")
+
+    async def answer(self, request: Request, prompt: list[int], params: SamplingParams) -> Completion:
+        """Generate a whole answer (not streamed)."""
+        return await _finish(request, self.submit(prompt, params))
 
     def submit(self, prompt: list[int], params: SamplingParams) -> Job:
         try:
@@ -281,8 +336,10 @@ async def _finish(request: Request, job: Job) -> Completion:
 
 
 def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
-         first: BaseModel | None = None) -> StreamingResponse:
-    """Server-sent events: `first`, chunk(text) per delta, chunk("", finish_reason), chunk("", usage=), [DONE]."""
+         first: BaseModel | None = None, on_done: Callable | None = None) -> StreamingResponse:
+    """Server-sent events: `first`, chunk(text) per delta, chunk("", finish_reason), chunk("", usage=), [DONE].
+
+    `await on_done(completion)` runs before the finish chunk is sent (the store keeps the exchange first)."""
     def event(obj: BaseModel) -> str:
         return f"data: {obj.model_dump_json(exclude={'usage'} if obj.usage is None else None)}\n\n"
 
@@ -294,6 +351,8 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
                 if u.delta:
                     yield event(chunk(u.delta))
                 if u.done is not None:
+                    if on_done is not None:
+                        await on_done(u.done)
                     yield event(chunk("", u.done.finish_reason))
                     if include_usage:
                         yield event(chunk("", usage=_usage(u.done)))
@@ -308,12 +367,14 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _page(model_id: str) -> str:
-    """The chat page with the model id filled in (HTML-escaped)."""
+def _page(model_id: str, *, keeper=None, arena: bool = False, name: str = "static/index.html") -> str:
+    """A page with the model id (HTML-escaped), whether conversations are kept, and whether there is an arena."""
     import html
 
-    text = resources.files("chatforge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    return text.replace("__MODEL_ID__", html.escape(model_id, quote=True))
+    text = resources.files("chatforge.serve").joinpath(name).read_text(encoding="utf-8")
+    kept = "1" if keeper is not None and keeper.enabled else "0"
+    return (text.replace("__MODEL_ID__", html.escape(model_id, quote=True)).replace("__KEPT__", kept)
+            .replace("__ARENA__", "1" if arena else "0"))
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------

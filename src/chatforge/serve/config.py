@@ -26,3 +26,6 @@ class ServeConfig:
     engine: str = option("chatforge", "What generates: chatforge (this package's engine), vllm (vLLM's server, on a "
                                       "GPU; pip install vllm) or llama.cpp (a .gguf file through llama-cpp-python; "
                                       "pip install 'chatforge[llama-cpp]').", choices=["chatforge", "vllm", "llama.cpp"])
+    compare: str | None = option(None, "A second model or run (its base, an earlier run) for the arena at /arena: "
+                                       "two hidden, randomly placed answers per prompt, the user votes.",
+                                 metavar="OTHER")

@@ -70,6 +70,8 @@ class SamplingFields(_Strict):
 class ChatCompletionRequest(SamplingFields):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
+    store: bool | None = None  # OpenAI's field: false = do not keep this exchange (the server keeps it by default)
+    metadata: dict[str, str] | None = Field(None, max_length=16)  # "conversation_id" groups exchanges in the store
 
 
 class CompletionRequest(SamplingFields):

@@ -1,0 +1,136 @@
+"""Keeping exchanges and taking feedback: the server's side of the store (chatforge.store does the writing).
+
+    Keeper                    logs each finished chat completion (unless --no-log, or the request's "store": false)
+    POST /v1/feedback         {"completion_id", "rating": "up"|"down"} | {"completion_id", "correction"}
+                              | {"chosen_id", "rejected_id"} | {"battle_id", "vote": left|right|tie|both_bad},
+                              each with an optional "comment"; answers with the stored record (its "id")
+    GET  /v1/feedback         the records, paged: ?limit=20&after=ID -> {"data", "first_id", "last_id", "has_more"}
+
+A record is acknowledged only after the store committed it (WAL, fsynced): the completion before its last
+chunk or its JSON answer is sent, the feedback before its answer. Store calls run in a worker thread
+(asyncio.to_thread), so a slow disk never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from typing import Awaitable, Callable, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+
+log = logging.getLogger("chatforge.serve")
+
+
+class Keeper:
+    """Where a server keeps its exchanges: a chatforge Store and the id of each served model in it (or nowhere)."""
+
+    def __init__(self, store=None, model_ids: dict[str, int] | None = None, *, source: str = "serve"):
+        self.store, self.model_ids, self.source = store, dict(model_ids or {}), source
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    def callback(self, cid: str, model: str, messages: list[dict], params, req) -> Callable | None:
+        """An async fn(done) that keeps this exchange, or None when it is not to be kept."""
+        if not self.enabled or req.store is False or model not in self.model_ids:
+            return None
+        started = time.monotonic()
+        conversation = (req.metadata or {}).get("conversation_id")
+
+        async def keep(done) -> None:
+            try:
+                await asyncio.to_thread(
+                    self.store.log_completion, id=cid, model_id=self.model_ids[model], messages=messages,
+                    answer=done.text, finish_reason=done.finish_reason, sampling=_sampling(params),
+                    prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                    latency_s=time.monotonic() - started, source=self.source, conversation_id=conversation)
+            except Exception:  # the answer itself is fine: serve it, and say loudly that it was not kept
+                log.exception("could not keep completion %s in %s", cid, self.store.path)
+
+        return keep
+
+    async def call(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _sampling(params) -> dict:
+    d = asdict(params)
+    d["stop"] = list(d.get("stop") or ())
+    return d
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")  # a misspelt field is a 422, never ignored
+
+    completion_id: str | None = Field(None, min_length=1, max_length=200)
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = Field(None, max_length=200_000)
+    chosen_id: str | None = Field(None, min_length=1, max_length=200)
+    rejected_id: str | None = Field(None, min_length=1, max_length=200)
+    battle_id: str | None = Field(None, min_length=1, max_length=200)
+    vote: Literal["left", "right", "tie", "both_bad"] | None = None
+    comment: str | None = Field(None, max_length=10_000)
+
+
+_SHAPES = {  # the fields of each kind of feedback (comment is allowed with all)
+    "rating": {"completion_id", "rating"},
+    "correction": {"completion_id", "correction"},
+    "pair": {"chosen_id", "rejected_id"},
+    "vote": {"battle_id", "vote"},
+}
+_USAGE = ('send one of {"completion_id", "rating": "up"|"down"}, {"completion_id", "correction"}, '
+          '{"chosen_id", "rejected_id"} or {"battle_id", "vote"} (each may add a "comment")')
+
+
+def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Request], Awaitable[dict]],
+                    parse: Callable, api_error: type) -> APIRouter:
+    """The /v1/feedback routes. The app passes its own key check, body reader, parser and error type."""
+    router = APIRouter(dependencies=[Depends(check_key)])
+
+    def need_store():
+        if not keeper.enabled:
+            raise api_error(400, "this server keeps no log (it runs with --no-log), so it has no feedback to take "
+                                 "or list", code="logging_disabled")
+
+    async def post(request: Request):
+        need_store()
+        req = parse(FeedbackRequest, await read_json(request))
+        given = {k for k, v in req.model_dump().items() if v is not None and k != "comment"}
+        kind = next((k for k, fields in _SHAPES.items() if given == fields), None)
+        if kind is None:
+            raise api_error(400, f"unexpected fields {sorted(given) or 'none'}: {_USAGE}", code="invalid_feedback")
+        from chatforge.store import StoreError
+
+        store = keeper.store
+        try:
+            if kind == "rating":
+                record = await keeper.call(store.add_rating, req.completion_id, req.rating, comment=req.comment)
+            elif kind == "correction":
+                record = await keeper.call(store.add_correction, req.completion_id, req.correction,
+                                           comment=req.comment)
+            elif kind == "pair":
+                record = await keeper.call(store.add_pair, req.chosen_id, req.rejected_id, comment=req.comment)
+            else:
+                record = await keeper.call(store.add_vote, req.battle_id, req.vote, comment=req.comment)
+        except StoreError as e:
+            status, code = {"not_found": (404, "not_found"), "mismatch": (400, "prompt_mismatch")}.get(
+                e.kind, (400, "invalid_value"))
+            raise api_error(status, e.message, param=e.param, code=code) from None
+        return record
+
+    async def listing(limit: int = Query(20, ge=1, le=100), after: int | None = Query(None, ge=0)):
+        need_store()
+        rows = await keeper.call(keeper.store.list_feedback, limit=limit + 1, after=after)
+        page = rows[:limit]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None, "has_more": len(rows) > limit}
+
+    router.add_api_route("/v1/feedback", post, methods=["POST"])
+    router.add_api_route("/v1/feedback", listing, methods=["GET"])
+    return router
