@@ -22,16 +22,18 @@ COMMANDS = {
     "train": "Fine-tune a model (LoRA, full or freeze) or continue pretraining on raw text.",
     "eval": "Compare a tuned model with its base on held-out questions (BLEU, ROUGE, F1, perplexity).",
     "generate": "Answer one prompt and print the answer.",
-    "chat": "Chat with a model in the terminal (streamed; /reset, /system, /save, /exit).",
+    "chat": "Chat with a model in the terminal (streamed; /reset, /system, /save, /good, /bad, /fix, /exit).",
     "serve": "Serve a model behind an OpenAI-compatible HTTP API, with a web chat page.",
     "export": "Export a model or run: merged safetensors, or GGUF for llama.cpp / Ollama.",
+    "feedback": "List, summarise and export the feedback kept by serve and chat (DPO / KTO / SFT files).",
     "studio": "Open the studio: the whole pipeline in the browser (English / 中文).",
 }
 
 EPILOG = """\
 A MODEL is a catalog name (see `chatforge models`; default: smollm2-135m-instruct), a local Hugging Face
 model directory, a .gguf file, a training run directory (runs/NAME) or a cached Hugging Face Hub id.
-User state (converted models) lives in ~/.cache/chatforge; set CHATFORGE_HOME to move it.
+User state (converted models, the conversation and feedback store chatforge.db) lives in ~/.cache/chatforge;
+set CHATFORGE_HOME to move it.
 Exit codes: 0 success, 1 failure, 2 bad input (every error names the file and line, or the option).
 """
 

@@ -1,10 +1,13 @@
 """Chat with a model in the terminal. Answers stream as they are generated; the history is kept.
 
-Commands inside the chat: /reset, /system TEXT, /save FILE (OpenAI messages JSONL), /help, /exit.
+Commands inside the chat: /reset, /system TEXT, /save FILE (OpenAI messages JSONL), /good, /bad, /fix TEXT
+(feedback on the last answer), /help, /exit. Every exchange is kept in the store (CHATFORGE_HOME/chatforge.db or
+--store PATH) unless --no-log; `chatforge feedback` lists and exports it.
 With piped input, each line is one user turn:  printf 'Hi\\nWho are you?\\n' | chatforge chat MODEL
 """
 
 from chatforge.generation_config import GenerateConfig, add_model_arguments
+from chatforge.store.config import LogConfig
 
 
 def add_arguments(parser):
@@ -12,6 +15,9 @@ def add_arguments(parser):
                         help="Model name, directory, .gguf file or run directory (default: smollm2-135m-instruct).")
     parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
     add_model_arguments(parser)
+    from chatforge.config import add_arguments
+
+    add_arguments(parser, LogConfig)
 
 
 def run(args) -> int:
@@ -22,11 +28,17 @@ def run(args) -> int:
 
     cfg = build(GenerateConfig, args)
     params = cfg.sampling()
+    logging = build(LogConfig, args)
     engine = cfg.engine(args.model)
-    session = ChatSession(engine, params, system=args.system)
+    from chatforge.models.resolve import resolve
+
+    store, ids = logging.open(source="chat", models={engine.name: resolve(args.model)})
+    session = ChatSession(engine, params, system=args.system, store=store, model_id=ids.get(engine.name))
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Chatting with {engine.name}. /help for commands, /exit to leave.", file=sys.stderr)
+        kept = f"kept in {store.path} (/good, /bad, /fix TEXT rate answers)" if store else "not kept (--no-log)"
+        print(f"Chatting with {engine.name}; the conversation is {kept}. /help for commands, /exit to leave.",
+              file=sys.stderr)
     while True:
         try:
             line = input(">>> " if interactive else "")

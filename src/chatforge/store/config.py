@@ -23,3 +23,18 @@ class LogConfig:
         store = Store(self.store)
         ids = {name: store.register_model(r.name, r.path, r.adapter) for name, r in (models or {}).items()}
         return store, ids
+
+
+@dataclass
+class ExportConfig:
+    kind: str = option("dpo", "What to export: dpo (chosen/rejected pairs: picks, arena votes, corrections > "
+                              "answers), kto (thumbs: prompt, completion, label), sft (corrections and thumbs-up "
+                              "answers).", flag="--as", choices=["dpo", "kto", "sft"])
+    out: str | None = option(None, "The JSONL file to write (required).", metavar="FILE")
+    style: str = option("openai", "Row format: openai (OpenAI's preference JSONL: input / preferred_output / "
+                                  "non_preferred_output) or trl (TRL's prompt / chosen / rejected; kto rows are "
+                                  "TRL's prompt / completion / label in both).", choices=["openai", "trl"])
+    model: str | None = option(None, "Only feedback on this model's answers: its name as served, its path or run "
+                                     "directory, or a fingerprint prefix (see `feedback stats`).", metavar="M")
+    since: str | None = option(None, "Only feedback given on or after this date (YYYY-MM-DD or an ISO time, "
+                                     "local time).", metavar="DATE")

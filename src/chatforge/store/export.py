@@ -9,7 +9,8 @@ Styles: "openai" (default) writes OpenAI's preference fine-tuning JSONL for dpo
 conversational {"prompt", "chosen", "rejected"}. OpenAI has no unpaired format, so kto rows are TRL's
 conversational {"prompt", "completion", "label"} in both styles; sft rows are OpenAI chat {"messages"} in both.
 The same feedback given twice is exported once and reported as a duplicate; feedback that contradicts itself
-(one pair voted both ways, one answer rated up and down) is reported and not exported at all.
+(one pair voted both ways, one answer rated up and down) is reported and not exported at all. A row with an
+empty answer (or an empty turn in its conversation) is left out and reported: training data refuses those.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Export:
     rows: list[dict] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # one line per duplicated item
     contradictions: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)  # rows left out: an empty answer, or an empty turn before it
     considered: int = 0  # feedback records that matched --model / --since
 
 
@@ -78,7 +80,27 @@ def build(store: Store, kind: str, *, style: str = "openai", model: str | None =
         _thumbs(out, records, get, model)
     else:
         _sft(out, records, get, model)
+    rows, out.rows = out.rows, []
+    for row in rows:
+        texts = _texts(row)
+        if all(t.strip() for t in texts):
+            out.rows.append(row)
+        else:
+            out.empty.append(f"a {kind} row for the prompt {_short(_prompt(row))} has an empty answer or turn: "
+                             "left out")
     return out
+
+
+def _prompt(row: dict) -> list[dict]:
+    return row.get("prompt") or row.get("input", {}).get("messages") or row.get("messages", [])
+
+
+def _texts(row: dict) -> list[str]:
+    """Every message text of a row: its conversation and its answers."""
+    msgs = list(_prompt(row))
+    for key in ("preferred_output", "non_preferred_output", "chosen", "rejected", "completion"):
+        msgs += row.get(key, [])
+    return [m["content"] for m in msgs if m["role"] != "system"]
 
 
 def _pairs(out: Export, records, get, model, style) -> None:

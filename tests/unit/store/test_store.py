@@ -192,6 +192,16 @@ def test_export_rows_with_duplicates_and_contradictions_reported(store):
     assert ex.build(store, "sft", since=4102444800).rows == []  # 2100-01-01: nothing that recent
 
 
+def test_rows_with_an_empty_answer_are_left_out_and_reported(store):
+    log(store, "chatcmpl-a", "A smart lamp.")
+    log(store, "chatcmpl-e", "")
+    store.add_pair("chatcmpl-a", "chatcmpl-e")
+    store.add_rating("chatcmpl-e", "down")
+    for kind in ("dpo", "kto"):
+        out = ex.build(store, kind)
+        assert out.rows == [] and len(out.empty) == 1 and "empty answer" in out.empty[0]
+
+
 def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
     path = tmp_path / "race.db"
     code = f"from chatforge.store import Store; Store({str(path)!r}).close()"

@@ -1,0 +1,166 @@
+"""The feedback that `chatforge serve` (web page, arena, POST /v1/feedback) and `chatforge chat` (/good, /bad,
+/fix) kept in the store: list it, summarise it, export it as training data.
+
+  list     the records, newest last (--limit, --since, --json)
+  stats    per model: answers, thumbs, corrections, picks; arena win rate with a 95% confidence interval
+  export   --as dpo | kto | sft --out FILE [--style openai|trl] [--model M] [--since DATE]
+           DPO pairs from picks, arena votes and corrections (the correction is preferred to the answer),
+           KTO rows from thumbs, SFT rows from corrections and thumbs-up answers. Duplicates are exported once
+           and contradictions (one pair voted both ways) not at all; both are reported.
+
+Examples:  chatforge feedback stats
+           chatforge feedback export --as dpo --out prefs.jsonl --model runs/lumora
+           chatforge train --method dpo --data prefs.jsonl --model runs/lumora
+"""
+
+from chatforge.config import add_arguments as add_config_arguments
+from chatforge.store.config import ExportConfig, LogConfig
+
+_EXPORT = """Write the kept feedback as training rows (JSON Lines), in formats other tools read.
+
+  dpo  pairs from better-of-two picks, arena votes and corrections (the correction is preferred to the answer)
+  kto  rows from thumbs up / down: prompt, completion, label
+  sft  rows from corrections and thumbs-up answers (OpenAI chat format)
+
+--style openai (default): OpenAI's preference JSONL {"input": {"messages"}, "preferred_output",
+"non_preferred_output"}; --style trl: TRL's {"prompt", "chosen", "rejected"}. OpenAI has no unpaired format,
+so kto rows are TRL's {"prompt", "completion", "label"} in both styles. The same feedback given twice is
+exported once; a contradiction (one pair voted both ways, one answer rated up and down) is left out. Both are
+reported. Nothing to export is an error (exit 1) that says what is missing.
+
+Example:  chatforge feedback export --as dpo --out prefs.jsonl --model runs/lumora --since 2026-12-01"""
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="List the feedback records.", description="List the feedback records.")
+    listing.add_argument("--limit", type=int, default=50, help="Show at most this many, the newest (default: 50).")
+    listing.add_argument("--since", metavar="DATE", help="Only records on or after DATE (YYYY-MM-DD, local time).")
+    listing.add_argument("--json", action="store_true", help="One JSON record per line.")
+    stats = sub.add_parser("stats", help="Counts per model and arena win rates with 95%% intervals.",
+                           description="Counts per model and arena win rates with 95% confidence intervals.")
+    stats.add_argument("--since", metavar="DATE", help="Only records on or after DATE (YYYY-MM-DD, local time).")
+    stats.add_argument("--json", action="store_true", help="Print JSON.")
+    export = sub.add_parser("export", help="Write DPO, KTO or SFT rows (JSONL) for training.",
+                            description=_EXPORT, formatter_class=parser.formatter_class)
+    add_config_arguments(export, ExportConfig)
+    for p in (listing, stats, export):
+        add_config_arguments(p, LogConfig, exclude=("log",))
+
+
+def run(args) -> int:
+    from chatforge.config import build
+    from chatforge.store import Store
+
+    with Store(build(LogConfig, args).store) as store:
+        if args.action == "list":
+            return _list(store, args)
+        if args.action == "stats":
+            return _stats(store, args)
+        return _export(store, build(ExportConfig, args))
+
+
+def parse_since(text: str | None) -> float | None:
+    """'2026-12-01' or an ISO time (local time unless it says otherwise) -> a Unix time."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    from chatforge.errors import ChatforgeError
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ChatforgeError(f"--since {text}: not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+
+
+def _when(t: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def _list(store, args) -> int:
+    import json
+
+    records = store.list_feedback(limit=None, since=parse_since(args.since))[-args.limit:] if args.limit > 0 else []
+    if args.json:
+        for r in records:
+            print(json.dumps(r, ensure_ascii=False))
+        return 0
+    if not records:
+        print(f"no feedback in {store.path}" + (f" since {args.since}" if args.since else ""))
+        return 0
+    for r in records:
+        if r["kind"] == "rating":
+            what = f"{'👍' if r['rating'] == 'up' else '👎'} {r['completion_id']}"
+        elif r["kind"] == "correction":
+            what = f"correction of {r['completion_id']}: {_clip(r['correction'])}"
+        elif r["kind"] == "pair":
+            what = f"{r['chosen_id']} better than {r['rejected_id']}"
+        else:
+            what = f"arena {r['vote'].replace('_', ' ')}: {r['left']['model']} (left) vs {r['right']['model']} (right)"
+        print(f"#{r['id']:<5} {_when(r['created'])}  {r['source']:<5}  {what}"
+              + (f"  -- {_clip(r['comment'])}" if r["comment"] else ""))
+    return 0
+
+
+def _clip(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _stats(store, args) -> int:
+    import json
+
+    from chatforge.store.export import stats
+
+    per = stats(store, since=parse_since(args.since))
+    if args.json:
+        print(json.dumps(per, ensure_ascii=False, indent=1))
+        return 0
+    if not per:
+        print(f"nothing kept yet in {store.path}")
+        return 0
+    width = max(len(n) for n in per)
+    print(f"{'model':<{width}}  answers    up  down  fixes  picked  passed  arena win rate (95% CI)")
+    for name, s in per.items():
+        arena = "-" if s["win_rate"] is None else (
+            f"{s['win_rate']:.0%} [{s['ci95'][0]:.0%}, {s['ci95'][1]:.0%}] of {s['wins'] + s['losses'] + s['ties']}"
+            f" (W {s['wins']} / L {s['losses']} / T {s['ties']}" + (f", both bad {s['both_bad']}" if s["both_bad"]
+                                                                  else "") + ")")
+        print(f"{name:<{width}}  {s['completions']:>7}  {s['up']:>4}  {s['down']:>4}  {s['corrections']:>5}  "
+              f"{s['chosen']:>6}  {s['rejected']:>6}  {arena}")
+    return 0
+
+
+def _export(store, cfg) -> int:
+    import sys
+
+    from chatforge.errors import ChatforgeError
+    from chatforge.store.export import build, write_jsonl
+
+    if not cfg.out:
+        raise ChatforgeError("feedback export: --out FILE is required")
+    result = build(store, cfg.kind, style=cfg.style, model=cfg.model, since=parse_since(cfg.since))
+    for line in result.duplicates:
+        print(f"duplicate: {line}", file=sys.stderr)
+    for line in result.contradictions:
+        print(f"contradiction: {line}", file=sys.stderr)
+    for line in result.empty:
+        print(f"empty: {line}", file=sys.stderr)
+    if not result.rows:
+        source = {"dpo": "better-of-two picks, arena votes or corrections", "kto": "thumbs up / down",
+                  "sft": "corrections or thumbs-up answers"}[cfg.kind]
+        raise ChatforgeError(f"nothing to export as {cfg.kind}: {result.considered} matching feedback records "
+                             f"in {store.path} give no rows ({cfg.kind} is made from {source})"
+                             + (f"; {len(result.contradictions)} contradictions were left out"
+                                if result.contradictions else "")
+                             + (f"; {len(result.empty)} rows with empty answers were left out"
+                                if result.empty else ""), exit_code=1)
+    path = write_jsonl(result.rows, cfg.out)
+    print(f"wrote {len(result.rows)} {cfg.kind} rows ({cfg.style} style) to {path}"
+          + (f"; {len(result.duplicates)} duplicates merged, {len(result.contradictions)} contradictions left out"
+             if result.duplicates or result.contradictions else "")
+          + (f"; {len(result.empty)} rows with an empty answer left out" if result.empty else ""))
+    return 0
