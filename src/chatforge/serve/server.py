@@ -17,6 +17,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # listening now: a client that read the banner can connect before uvicorn's loop runs
     except OSError as e:
         raise ChatforgeError(f"--host {host} --port {port}: cannot listen there ({e.strerror})",
                              hint="pick another --port, or stop the program that uses it") from None

@@ -56,3 +56,8 @@ def test_a_busy_port_is_a_clear_error_before_the_model_loads(run_cli, tiny_model
         code, out, err = run_cli("serve", tiny_model, "--port", port)
     assert code == 2
     assert f"--port {port}: cannot listen there" in err and "Traceback" not in err
+
+
+def test_compare_without_the_log_is_a_clear_error(run_cli, tiny_model):
+    code, out, err = run_cli("serve", tiny_model, "--compare", tiny_model, "--no-log", "--port", "0")
+    assert code == 2 and "--compare needs the store" in err and "Traceback" not in err
