@@ -52,9 +52,11 @@ def new_id(prefix: str) -> str:
 
 
 class Store:
-    """Open (creating and migrating) the store at `path` (default: CHATFORGE_HOME/chatforge.db)."""
+    """Open (creating and migrating) the store at `path` (default: CHATFORGE_HOME/chatforge.db).
 
-    def __init__(self, path: str | Path | None = None):
+    `fsync=False` (synchronous=NORMAL) is for benchmarks only: it survives kill -9 but not a power cut."""
+
+    def __init__(self, path: str | Path | None = None, *, fsync: bool = True):
         self.path = Path(path).expanduser() if path else default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ class Store:
         try:
             self._db.execute("PRAGMA busy_timeout = 30000")
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self.version = migrate(self._db, self.path)
         except sqlite3.DatabaseError as e:
