@@ -83,7 +83,8 @@ def _feedback(server, completion_id: str) -> list[dict]:
 
 def test_thumbs_edit_regenerate_and_better_of_two_are_stored(page, server):
     assert "kept on the server" in page.text_content("#kept")
-    first = _ask(page, "What is Lumora Home?")
+    _ask(page, "What is Lumora Home?")
+    first = page.locator("#log .msg.assistant").first  # (LAST would follow the newest answer)
     cid = first.get_attribute("data-id")
     kept = server.store.completion(cid)
     assert kept["answer"] == first.locator(".text").text_content()
@@ -115,6 +116,7 @@ def test_thumbs_edit_regenerate_and_better_of_two_are_stored(page, server):
     pairs = [f for f in _feedback(server, new_id) if f["kind"] == "pair"]
     assert [(f["chosen_id"], f["rejected_id"]) for f in pairs] == [(new_id, cid)]
 
+    assert first.locator("button.regenerate").is_disabled()  # only the newest answer can be regenerated
     follow = _ask(page, "And its warranty?")  # the conversation goes on from the preferred answer
     turn = server.store.completion(follow.get_attribute("data-id"))
     assert turn["conversation_id"] == kept["conversation_id"]

@@ -53,6 +53,8 @@ def test_feedback_list_stats_and_export_read_back_by_check(chatted, run_cli, tmp
     assert code == 0 and out.count("\n") == 3 and "👍" in out and "correction of" in out and "👎" in out
     code, out, _ = run_cli("feedback", "list", "--store", chatted, "--json", "--limit", "1")
     assert code == 0 and json.loads(out)["rating"] == "down"
+    code, out, _ = run_cli("feedback", "stats", "--store", chatted)
+    assert code == 0 and out.startswith("model") and f"{tiny_model}  " in out and "arena win rate" in out
     code, out, _ = run_cli("feedback", "stats", "--store", chatted, "--json")
     s = json.loads(out)[str(tiny_model)]
     assert (s["completions"], s["up"], s["down"], s["corrections"]) == (3, 1, 1, 1)

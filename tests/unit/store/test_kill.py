@@ -19,13 +19,14 @@ def _start(tiny_model, other, db):
                              "--store", str(db), "--max-tokens", "4", "--compare", str(other)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     seen = []
-    for line in proc.stdout:
+    for line in proc.stdout:  # the banner, up to its log line
         seen.append(line)
-        if " at http://" in line:
+        if line.startswith("  log:"):
             break
     banner = "".join(seen)
     url = re.search(r"at (http://127\.0\.0\.1:\d+)", banner)
     assert url, banner
+    assert f"log:      {db}" in banner, banner
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
     return proc, url.group(1)
 
