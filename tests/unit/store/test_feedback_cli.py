@@ -110,3 +110,25 @@ def test_a_store_from_a_newer_chatforge_is_a_clear_cli_error(run_cli, tmp_path):
     con.close()
     code, _, err = run_cli("feedback", "stats", "--store", db)
     assert code == 2 and "schema version 99" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind,style,fmt", [("dpo", "openai", "openai_preference"), ("dpo", "trl", "trl_paired"),
+                                            ("kto", "openai", "trl_unpaired")])
+def test_preference_exports_are_read_by_check(run_cli, tmp_path, tiny_model, kind, style, fmt):
+    pytest.importorskip("chatforge.data.preference", reason="the data layer does not read preference files yet")
+    q = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is Lumora Home?"}]
+    with Store(tmp_path / "s.db") as store:
+        mid = store.register_model("tiny", tiny_model)
+        for cid, answer in (("chatcmpl-a", "A smart lamp."), ("chatcmpl-b", "A kettle.")):
+            store.log_completion(id=cid, model_id=mid, messages=q, answer=answer, finish_reason="stop", sampling={},
+                                 prompt_tokens=9, completion_tokens=4, latency_s=0.1, source="test")
+        store.add_pair("chatcmpl-a", "chatcmpl-b")
+        store.add_correction("chatcmpl-b", "Lumora Home is a smart lamp.")
+        store.add_rating("chatcmpl-a", "up")
+        store.add_rating("chatcmpl-b", "down")
+    out_file = tmp_path / f"{kind}.jsonl"
+    code, _, err = run_cli("feedback", "export", "--as", kind, "--style", style, "--out", out_file,
+                           "--store", tmp_path / "s.db")
+    assert code == 0, err
+    code, out, err = run_cli("check", out_file, "--model", tiny_model, "--no-estimate")
+    assert code == 0 and f"2 rows, format {fmt}" in out and "0 errors, 0 warnings" in out, out + err
