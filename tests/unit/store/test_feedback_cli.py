@@ -41,11 +41,13 @@ def test_chat_keeps_every_exchange_and_its_feedback(chatted, tiny_model):
         assert [f["rating"] for f in fb] == ["up", None, "down"]
 
 
-def test_chat_with_no_log_keeps_nothing(tiny_model, tmp_path):
+def test_chat_with_no_log_keeps_nothing(tiny_model, tmp_path, run_cli, monkeypatch):
+    import io
+
     db = tmp_path / "none.db"
-    p = subprocess.run(CHATFORGE + ["chat", str(tiny_model), "--max-tokens", "2", "--store", str(db), "--no-log"],
-                       input="Hi\n/good\n", text=True, capture_output=True, timeout=120)
-    assert p.returncode == 0 and "--no-log" in p.stderr and not db.exists()
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi\n/good\n"))
+    code, _, err = run_cli("chat", tiny_model, "--max-tokens", "2", "--store", db, "--no-log")
+    assert code == 0 and "--no-log" in err and not db.exists()
 
 
 def test_feedback_list_stats_and_export_read_back_by_check(chatted, run_cli, tmp_path, tiny_model):
