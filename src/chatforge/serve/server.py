@@ -36,9 +36,10 @@ def _server(app):
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
             """On Ctrl-C, end the running generations first, so open streams finish and the shutdown is quick."""
-            scheduler = getattr(app.state, "scheduler", None)
-            if scheduler is not None:
-                scheduler.stop(wait=False)
+            for name in ("scheduler", "compare_scheduler"):  # the arena's second model has its own
+                scheduler = getattr(app.state, name, None)
+                if scheduler is not None:
+                    scheduler.stop(wait=False)
             super().handle_exit(sig, frame)
 
     # A short graceful shutdown: connections still open after 3 s are cut rather than holding Ctrl-C hostage.
