@@ -93,18 +93,24 @@ class Store:
     def _write(self, fn):
         """Run fn(db) in one IMMEDIATE transaction: all of it is committed (and fsynced) or none of it."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                out = fn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:  # a full disk, a read-only file, a lock held past the 30 s timeout
+                raise ChatforgeError(f"{self.path}: cannot write to the store ({e})", exit_code=1) from None
             return out
 
     def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+            try:
+                return self._db.execute(sql, tuple(args)).fetchall()
+            except sqlite3.Error as e:
+                raise ChatforgeError(f"{self.path}: cannot read the store ({e})", exit_code=1) from None
 
     def integrity(self) -> str:
         """PRAGMA integrity_check: "ok" for a sound database."""

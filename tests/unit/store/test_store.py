@@ -215,3 +215,11 @@ def test_write_jsonl_is_atomic_and_readable(tmp_path):
     out = ex.write_jsonl([{"a": "é"}], tmp_path / "x" / "out.jsonl")
     assert json.loads(out.read_text(encoding="utf-8")) == {"a": "é"}
     assert [p.name for p in out.parent.iterdir()] == ["out.jsonl"]
+
+
+def test_a_failed_write_is_a_clear_error_and_leaves_nothing(store):
+    log(store, "chatcmpl-a", "A smart lamp.")
+    with pytest.raises(ChatforgeError, match="cannot write to the store .*UNIQUE") as e:
+        log(store, "chatcmpl-a", "The same id again.")
+    assert e.value.exit_code == 1 and store.completion("chatcmpl-a")["answer"] == "A smart lamp."
+    assert store.counts()["completions"] == 1 and store.integrity() == "ok"
