@@ -211,6 +211,16 @@ def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
         assert s.version == len(MIGRATIONS) and s.integrity() == "ok"
 
 
+def test_chinese_feedback_is_exported_as_written(store, tmp_path):
+    q = [{"role": "user", "content": "露莫拉之家是什么？"}]
+    log(store, "chatcmpl-zh", "一个水壶。", messages=q)
+    store.add_correction("chatcmpl-zh", "露莫拉之家是一盏智能灯。")
+    out = ex.write_jsonl(ex.build(store, "dpo").rows, tmp_path / "zh.jsonl")
+    text = out.read_text(encoding="utf-8")
+    assert "露莫拉之家是一盏智能灯。" in text and "\\u" not in text  # UTF-8 as is, not \u escapes
+    assert json.loads(text)["input"]["messages"] == q
+
+
 def test_write_jsonl_is_atomic_and_readable(tmp_path):
     out = ex.write_jsonl([{"a": "é"}], tmp_path / "x" / "out.jsonl")
     assert json.loads(out.read_text(encoding="utf-8")) == {"a": "é"}
