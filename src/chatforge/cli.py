@@ -26,6 +26,7 @@ COMMANDS = {
     "serve": "Serve a model behind an OpenAI-compatible HTTP API, with a web chat page.",
     "export": "Export a model or run: merged safetensors, or GGUF for llama.cpp / Ollama.",
     "feedback": "List, summarise and export the feedback kept by serve and chat (DPO / KTO / SFT files).",
+    "improve": "Train a run on its users' feedback (DPO / KTO) and keep the result only if it is not worse.",
     "studio": "Open the studio: the whole pipeline in the browser (English / 中文).",
 }
 

@@ -1,0 +1,98 @@
+"""`chatforge improve RUN` end to end on the tiny model: feedback in the store -> DPO from RUN -> evaluated
+against RUN on held-out feedback -> kept as RUN-2; a deliberately worse run is refused (exit 1, not kept);
+too little feedback says how much more is needed."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatforge.errors import ChatforgeError
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "examples" / "data"
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model, tmp_path_factory):
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+
+    root = tmp_path_factory.mktemp("improve")
+    data = root / "chats.jsonl"
+    data.write_text("".join((EXAMPLES / "lumora_train.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]))
+    return train(TrainConfig(model=str(tiny_model), data=str(data), out=str(root / "runs" / "lumora"), max_steps=2,
+                             max_length=128, micro_batch_tokens=256, batch_tokens=512, precision="fp32",
+                             eval_split=0.0, lr=5e-3, tensorboard=False))
+
+
+@pytest.fixture
+def store(sft_run, tmp_path):
+    """24 prompts, each answered twice by the run (the right answer, a wrong-product one), the right one picked."""
+    from chatforge.models.resolve import resolve
+    from chatforge.store import Store
+
+    chats = [json.loads(x)["messages"] for x in (EXAMPLES / "lumora_train.jsonl").read_text().splitlines()[:80]]
+    chats = [m for m in chats if len(m) == 3][:24]
+    s = Store(tmp_path / "chatforge.db")
+    r = resolve(str(sft_run))
+    mid = s.register_model(str(sft_run), r.path, r.adapter)
+    for i, m in enumerate(chats):
+        wrong = f"Sorry, I can only help with Zentrix blenders (model Z{i}); please ask Zentrix support."
+        for tag, answer in (("good", m[2]["content"]), ("bad", wrong)):
+            s.log_completion(id=f"chatcmpl-{tag}-{i}", model_id=mid, messages=m[:2], answer=answer,
+                             finish_reason="stop", sampling={}, prompt_tokens=20, completion_tokens=20,
+                             latency_s=0.1, source="test")
+        s.add_pair(f"chatcmpl-good-{i}", f"chatcmpl-bad-{i}")
+    yield s
+    s.close()
+
+
+def _cfg(run, **kw):
+    from chatforge.improve import ImproveConfig
+
+    return ImproveConfig(run=str(run), max_steps=4, lr=5e-3, holdout=0.25, **kw)
+
+
+def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_run, store):
+    from chatforge.improve import improve
+
+    verdict = improve(_cfg(sft_run), store)
+    assert verdict.ok and verdict.method == "dpo" and verdict.out == sft_run.parent / "lumora-2"
+    assert verdict.counts["pairs"] == 24 and verdict.counts["heldout"] == 6 and verdict.counts["train"] == 18
+    assert {c["metric"] for c in verdict.checks} == {"preference_accuracy", "logprob_margin"}
+    margin = next(c for c in verdict.checks if c["metric"] == "logprob_margin")
+    assert margin["value"] > 0  # trained on the right answers: held-out right answers gain on wrong ones
+    out = verdict.out
+    assert (out / "final").is_dir() and (out / "feedback" / "heldout.jsonl").is_file()
+    assert len((out / "feedback" / "train.jsonl").read_text().splitlines()) == 18
+    assert not list(out.parent.glob(".lumora-2*"))  # no work directory left behind
+
+
+def test_a_deliberately_worse_run_is_refused_with_exit_1(sft_run, store, run_cli, monkeypatch):
+    import chatforge.improve as improve_module
+
+    real = improve_module.split
+
+    def swapped(rows, share, seed):  # train on the pairs reversed; judge on the right ones
+        train, held = real(rows, share, seed)
+        return [dict(r, chosen=r["rejected"], rejected=r["chosen"]) for r in train], held
+
+    monkeypatch.setattr(improve_module, "split", swapped)
+    out = sft_run.parent / "worse"
+    code, stdout, err = run_cli("improve", sft_run, "--store", store.path, "--out", out, "--max-steps", "4",
+                                "--lr", "5e-3", "--holdout", "0.25")
+    assert code == 1, stdout + err
+    assert "WORSE" in stdout and "it was not kept" in stdout and not out.exists()
+
+
+def test_too_little_feedback_says_how_much_more_is_needed(sft_run, store, tmp_path):
+    from chatforge.improve import improve
+
+    with pytest.raises(ChatforgeError, match=r"24 preference pairs \(DPO needs 30: 6 more\)") as e:
+        improve(_cfg(sft_run, min_pairs=30, out=str(tmp_path / "never")), store)
+    assert e.value.exit_code == 1 and not (tmp_path / "never").exists()
