@@ -58,6 +58,7 @@ def _cfg(run, **kw):
     return ImproveConfig(run=str(run), max_steps=4, lr=5e-3, holdout=0.25, **kw)
 
 
+@pytest.mark.slow
 def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_run, store):
     from chatforge.improve import improve
 
@@ -73,6 +74,7 @@ def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_ru
     assert not list(out.parent.glob(".lumora-2*"))  # no work directory left behind
 
 
+@pytest.mark.slow
 def test_a_deliberately_worse_run_is_refused_with_exit_1(sft_run, store, run_cli, monkeypatch):
     import chatforge.improve as improve_module
 
