@@ -98,3 +98,24 @@ def test_too_little_feedback_says_how_much_more_is_needed(sft_run, store, tmp_pa
     with pytest.raises(ChatforgeError, match=r"24 preference pairs \(DPO needs 30: 6 more\)") as e:
         improve(_cfg(sft_run, min_pairs=30, out=str(tmp_path / "never")), store)
     assert e.value.exit_code == 1 and not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_thumbs_only_feedback_trains_kto(sft_run, tmp_path):
+    from chatforge.improve import improve
+    from chatforge.models.resolve import resolve
+    from chatforge.store import Store
+
+    chats = [json.loads(x)["messages"] for x in (EXAMPLES / "lumora_train.jsonl").read_text().splitlines()[:60]]
+    chats = [m for m in chats if len(m) == 3][:20]
+    with Store(tmp_path / "thumbs.db") as s:
+        r = resolve(str(sft_run))
+        mid = s.register_model(str(sft_run), r.path, r.adapter)
+        for i, m in enumerate(chats):
+            answer = m[2]["content"] if i % 2 else f"Sorry, ask Zentrix support about blender Z{i}."
+            s.log_completion(id=f"chatcmpl-{i}", model_id=mid, messages=m[:2], answer=answer, finish_reason="stop",
+                             sampling={}, prompt_tokens=20, completion_tokens=20, latency_s=0.1, source="test")
+            s.add_rating(f"chatcmpl-{i}", "up" if i % 2 else "down")
+        verdict = improve(_cfg(sft_run, out=str(tmp_path / "kto-run")), s)
+    assert verdict.method == "kto" and verdict.counts["rated"] == 20 and verdict.ok
+    assert (tmp_path / "kto-run" / "final").is_dir() and "KTO on thumbs only" in verdict.notes[0]
