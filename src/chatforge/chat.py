@@ -33,6 +33,7 @@ class ChatSession:
         self.store, self.model_id = store, model_id  # a chatforge Store and this model's id in it, or None
         self.conversation = _new_id("conv")
         self.last_id: str | None = None  # the completion id of the last answer (when kept)
+        self.last: Completion | None = None  # the last answer's Completion (finish reason, token ids)
 
     @property
     def messages(self) -> list[dict]:
@@ -58,6 +59,7 @@ class ChatSession:
         finally:
             if done is None:  # interrupted or failed: forget the unanswered turn
                 self.history.pop()
+        self.last = done
         self.history.append({"role": "assistant", "content": done.text})
         self.last_id = None
         if self.store is not None:

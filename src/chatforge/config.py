@@ -81,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, exclude: tuple[str, .
             kw["action"] = argparse.BooleanOptionalAction
         elif tp is list:
             kw["nargs"] = "+"
+            if f.metadata.get("metavar"):
+                kw["metavar"] = f.metadata["metavar"]
         else:
             kw["type"] = f.metadata.get("parse") or (tp if tp in (int, float) else str)
             kw["choices"] = f.metadata.get("choices")

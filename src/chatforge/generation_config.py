@@ -47,14 +47,34 @@ class GenerateConfig:
             raise ChatforgeError(re.sub(r"\b([a-z]+(?:_[a-z]+)+|temperature)\b",
                                         lambda m: "--" + m.group(1).replace("_", "-"), e.message)) from None
 
-    def engine(self, model: str):
-        from chatforge.infer import Engine
+    def load(self, model: str):
         from chatforge.models.load import load_model, set_threads
 
         set_threads()
-        loaded = load_model(model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code,
-                            allow_pickle=self.allow_pickle, quantize=self.quantize)
-        return Engine(loaded)
+        return load_model(model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code,
+                          allow_pickle=self.allow_pickle, quantize=self.quantize)
+
+    def engine(self, model: str):
+        from chatforge.infer import Engine
+
+        return Engine(self.load(model))
+
+
+def empty_answer_message(loaded, completion) -> str:
+    """Why an answer is empty, and what to do: never an empty line that looks like success."""
+    from chatforge.models.template import is_default_template
+
+    r = loaded.resolved
+    tuned = r is not None and (r.run_dir is not None or r.adapter is not None or (r.path / "chatforge.json").is_file())
+    if completion.finish_reason == "stop" and not completion.token_ids:
+        what = "the model ended its answer immediately"
+    else:
+        what = f"the model's answer is empty (only whitespace or special tokens, {completion.completion_tokens} tokens)"
+    if is_default_template(getattr(loaded.tokenizer, "chat_template", None)) and not tuned:
+        return (f"{what}: {loaded.name} is a base model without chat training (chatforge's default chat template "
+                "is new to it); fine-tune it first (chatforge train --model ...) or use --raw for plain text "
+                "continuation")
+    return f"{what}; try rephrasing, a --system prompt, or --temperature 0.7"
 
 
 def add_model_arguments(parser) -> None:

@@ -26,8 +26,21 @@ def test_models_json(run_cli):
 
 
 def test_generate_on_tiny_model(run_cli, tiny_model):
+    code, out, err = run_cli("generate", tiny_model, "Hello", "--max-tokens", "5", "--temperature", "1", "--seed", "0")
+    assert code == 0 and out.strip() and out.endswith("\n") and err == ""
+
+
+def test_generate_never_prints_an_empty_answer_with_success(run_cli, tiny_model):
+    # Greedy, the random tiny model answers only newlines: an error that says why, not a blank line and 0.
     code, out, err = run_cli("generate", tiny_model, "Hello", "--max-tokens", "5")
-    assert code == 0 and out.endswith("\n") and err == ""
+    assert code == 1 and out == "" and "answer is empty" in err and "Traceback" not in err
+
+
+def test_generate_raw_continues_plain_text(run_cli, tiny_model):
+    code, out, err = run_cli("generate", tiny_model, "Hello", "--raw", "--max-tokens", "5")
+    assert code == 0 and out.strip() and err == ""
+    code, _, err = run_cli("generate", tiny_model, "Hello", "--raw", "--system", "x")
+    assert code == 2 and "--raw" in err
 
 
 def test_chat_piped_stdin_one_turn_per_line(tiny_model, tmp_path):

@@ -27,9 +27,13 @@ def run(args) -> int:
     from chatforge.config import build
 
     cfg = build(GenerateConfig, args)
+    from chatforge.infer import Engine
+    from chatforge.generation_config import empty_answer_message
+
     params = cfg.sampling()
     logging = build(LogConfig, args)
-    engine = cfg.engine(args.model)
+    loaded = cfg.load(args.model)
+    engine = Engine(loaded)
     from chatforge.models.resolve import resolve
 
     store, ids = logging.open(source="chat", models={engine.name: resolve(args.model)})
@@ -59,6 +63,8 @@ def run(args) -> int:
         except KeyboardInterrupt:
             print("\n(answer interrupted)", file=sys.stderr)
             continue
+        if session.last is not None and not session.last.text.strip():
+            print(f"({empty_answer_message(loaded, session.last)})", file=sys.stderr)
         sys.stdout.write("\n")
         sys.stdout.flush()
     return 0

@@ -13,6 +13,7 @@ Preference data (for --method dpo / kto): OpenAI {"input","preferred_output","no
 
 Examples:  chatforge check examples/data/lumora_train.jsonl
            chatforge check data/ --format alpaca --max-length 1024 --eval-data heldout.jsonl --json
+           chatforge check faq.csv --columns question=title+ask answer=answer system=department
 """
 
 from chatforge.config import add_arguments as add_config_arguments
@@ -48,7 +49,8 @@ def check_data(data: str, cfg: CheckConfig) -> int:
     if cfg.format is None and is_preference_data(data):
         return _check_preferences(data, cfg, tokenizer)
     prepared, report = analyse(data, tokenizer, format=cfg.format, max_length=cfg.max_length,
-                               overlong=cfg.overlong, eval_path=cfg.eval_data)
+                               overlong=cfg.overlong, eval_path=cfg.eval_data, columns=cfg.columns,
+                               column_separator=cfg.column_separator)
     estimate = _estimate(cfg, prepared.stats) if cfg.estimate and prepared.examples else None
     if cfg.json:
         print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
@@ -97,7 +99,9 @@ def _estimate(cfg: CheckConfig, stats: dict) -> dict:
 
 def _as_json(data, prepared, report, estimate) -> dict:
     return {"data": str(data), "ok": not report.errors, "kind": prepared.kind, "formats": prepared.formats,
-            "rows": prepared.rows, "errors": len(report.errors), "warnings": len(report.warnings),
+            "rows": prepared.rows,
+            "columns": {k: list(v) for k, v in prepared.columns.fields.items()} if prepared.columns else None,
+            "errors": len(report.errors), "warnings": len(report.warnings),
             "counts": report.counts(),
             "problems": [{"file": p.file, "line": p.line, "class": p.cls, "severity": p.severity,
                           "message": p.message} for p in report.problems],
@@ -111,6 +115,8 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
     s = prepared.stats
     fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
     out = [f"{data}: {prepared.rows} rows, format {fmts} ({prepared.kind})"]
+    if prepared.columns:
+        out.append(f"columns: {prepared.columns.describe()}")
     shown: dict[str, int] = {}
     for p in report.problems:
         shown[p.cls] = shown.get(p.cls, 0) + 1
@@ -132,6 +138,9 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
                                                       if prepared.kind == "chat" else "   (blocks of text)"),
             f"tokens          {s['tokens_total']} total, {s['tokens_trained']} trained "
             f"({s['tokens_trained'] / max(1, s['tokens_total']):.0%})",
+            f"characters      {s['characters']} ({s['tokens_per_character']:.2f} tokens per character)"
+            + (f", answers {s['answer_characters']['mean']:g} on average, at most {s['answer_characters']['max']}"
+               if prepared.kind == "chat" else ""),
             "length (tokens) min {min}  p50 {p50}  p90 {p90}  p99 {p99}  max {max}".format(**s["length"]),
             *["  " + line for line in s["histogram"]],
             f"packing         {s['packed_rows']} rows of {s['max_length']} tokens, "

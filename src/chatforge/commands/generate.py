@@ -1,6 +1,9 @@
 """Answer one prompt with a model and print the answer (greedy when --temperature is 0).
 
-Example:  chatforge generate smollm2-135m-instruct "What is the capital of France?"
+Examples: chatforge generate smollm2-135m-instruct "What is the capital of France?"
+          chatforge generate gemma3-270m --raw "北京是"      # a base model continues plain text
+
+An answer that comes back empty is an error (exit code 1) that says why, never an empty line.
 """
 
 from chatforge.generation_config import GenerateConfig, add_model_arguments
@@ -10,6 +13,8 @@ def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", help="Model name, directory, .gguf file or run directory.")
     parser.add_argument("prompt", metavar="PROMPT", help="The user's message. Use - to read it from stdin.")
     parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
+    parser.add_argument("--raw", action="store_true",
+                        help="No chat template: continue PROMPT as plain text (for base models).")
     add_model_arguments(parser)
 
 
@@ -23,12 +28,41 @@ def run(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise ChatforgeError("PROMPT is empty")
-    engine = cfg.engine(args.model)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-        [{"role": "user", "content": prompt}]
-    for piece in engine.stream_chat(messages, cfg.sampling()):
-        if isinstance(piece, str):
-            sys.stdout.write(piece)
+    if args.raw and args.system:
+        raise ChatforgeError("--system has no place in --raw text: put it into PROMPT")
+    from chatforge.infer import Completion, Engine
+    from chatforge.generation_config import empty_answer_message
+
+    params = cfg.sampling()
+    loaded = cfg.load(args.model)
+    engine = Engine(loaded)
+    if args.raw:
+        pieces = _stream_raw(engine, prompt, params)
+    else:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+            [{"role": "user", "content": prompt}]
+        pieces = engine.stream_chat(messages, params)
+    done, held, started = None, "", False
+    for piece in pieces:
+        if isinstance(piece, Completion):
+            done = piece
+            continue
+        held += piece
+        if started or held.strip():  # leading whitespace waits: an answer of only whitespace is no answer
+            sys.stdout.write(held)
             sys.stdout.flush()
+            held, started = "", True
+    if done is not None and not started:
+        raise ChatforgeError(empty_answer_message(loaded, done), exit_code=1)
     sys.stdout.write("\n")
     return 0
+
+
+def _stream_raw(engine, prompt: str, params):
+    """Plain continuation of `prompt` (BOS first when the tokenizer adds one), streamed like a chat answer."""
+    for updates in engine.run([engine.encode_text(prompt)], [params]):
+        for u in updates:
+            if u.delta:
+                yield u.delta
+            if u.done:
+                yield u.done

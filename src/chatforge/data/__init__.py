@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
 from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
 from chatforge.data.validate import CLASSES, Report, check_messages, fingerprint
@@ -30,6 +31,7 @@ class Prepared:
     max_length: int = 2048
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected format
     rows: int = 0  # records read, valid or not
+    columns: ColumnMap | None = None  # the column mapping applied to every record
 
 
 @dataclass
@@ -41,8 +43,9 @@ class _Source:
     example: list[dict] | str
 
 
-def _load(path, fmt: str | None, report: Report) -> tuple[list[_Source], dict[str, str], int]:
-    """Read, detect the format per file (or use fmt), normalize and validate every row."""
+def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = None
+          ) -> tuple[list[_Source], dict[str, str], int]:
+    """Read, map columns, detect the format per file (or use fmt), normalize and validate every row."""
     rows = read_rows(path)
     formats: dict[str, str] = {}
     sources = []
@@ -51,27 +54,39 @@ def _load(path, fmt: str | None, report: Report) -> tuple[list[_Source], dict[st
             report.add(row.file, row.line, *row.problem)
             continue
         try:
-            sources.append(_Source(row.file, row.line, _example(row, fmt, formats)))
+            sources.append(_Source(row.file, row.line, _example(row, fmt, formats, columns)))
         except Invalid as e:
             report.add(row.file, row.line, e.cls, e.message)
     return sources, formats, len(rows)
 
 
-def _example(row: Row, fmt: str | None, formats: dict[str, str]) -> list[dict] | str:
-    fmt = fmt or formats.get(row.file) or detect_format(row.value)
+def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: ColumnMap | None = None
+             ) -> list[dict] | str:
+    value = columns.apply(row.value) if columns else row.value
+    fmt = fmt or formats.get(row.file) or detect_format(value)
     if fmt is None:
-        keys = ", ".join(sorted(map(str, row.value))) if isinstance(row.value, dict) else type(row.value).__name__
-        raise Invalid("unknown_format", f"cannot tell the format from this record ({keys}); expected messages, "
-                                        "conversations, instruction/output, prompt/completion, question/answer "
-                                        "or text (or force one with --format)")
+        raise Invalid("unknown_format", _unknown_format(row.value, columns))
     formats.setdefault(row.file, fmt)
-    example = to_example(fmt, row.value)
+    example = to_example(fmt, value)
     if isinstance(example, str):
         if not example.strip():
             raise Invalid("empty_content", "empty text")
     else:
         check_messages(example)
     return example
+
+
+def _unknown_format(value, columns: ColumnMap | None) -> str:
+    """The record's own columns, what was expected, and a --columns mapping that would read it."""
+    if not isinstance(value, dict):
+        return f"cannot tell the format from a {type(value).__name__} record; expected a JSON object"
+    own = ", ".join(map(str, value)) or "none"
+    msg = (f"cannot tell the format from this record (its columns: {own}"
+           + (f"; mapped with --columns {' '.join(columns.as_list())}" if columns else "") + "); expected messages, "
+           "conversations, instruction/output, prompt/completion, question/answer or text (force one with "
+           "--format, or name your columns with --columns FIELD=COLUMN")
+    guess = suggest(value)
+    return msg + (f", e.g. --columns {guess})" if guess else ")")
 
 
 def _kind(formats: dict[str, str]) -> str:
@@ -92,11 +107,12 @@ def _mark_duplicates(sources: list[_Source], report: Report) -> None:
             first[key] = s
 
 
-def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Report) -> None:
+def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Report,
+                  columns: ColumnMap | None = None) -> None:
     """Eval rows that also appear in the training data make eval scores meaningless: an error on the
     training row (so --lenient drops it from training, not from the eval set)."""
     eval_report = Report()
-    eval_sources, _, _ = _load(eval_path, fmt, eval_report)
+    eval_sources, _, _ = _load(eval_path, fmt, eval_report, columns)
     for p in eval_report.problems:  # reported (check fails, strict training refuses), not training drops
         p.dropped = False
         report.problems.append(p)
@@ -145,25 +161,27 @@ def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Re
 
 
 def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
-            eval_path=None) -> tuple[Prepared, Report]:
-    """Read, validate and encode without refusing anything: invalid rows are reported and left out."""
+            eval_path=None, columns=None, column_separator: str | None = None) -> tuple[Prepared, Report]:
+    """Read, validate and encode without refusing anything: invalid rows are reported and left out.
+    `columns` maps the file's own column names to format fields (see chatforge.data.columns)."""
     if overlong is not None and overlong not in OVERLONG:
         raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
     if max_length < 2:
         raise ChatforgeError(f"--max-length must be at least 2, got {max_length}")
+    columns = parse_columns(columns, column_separator)
     report = Report()
-    sources, formats, n_rows = _load(path, format, report)
+    sources, formats, n_rows = _load(path, format, report, columns)
     kind = _kind(formats)
     _mark_duplicates(sources, report)
     if eval_path is not None:
-        _mark_leakage(sources, eval_path, format, report)
+        _mark_leakage(sources, eval_path, format, report, columns)
     bad = {(p.file, p.line) for p in report.errors}
     sources = [s for s in sources if (s.file, s.line) not in bad]
     overlong = overlong or ("truncate" if kind == "text" else "drop")
     encode = _encode_texts if kind == "text" else _encode_chats
     examples, records = encode(tokenizer, sources, max_length, overlong, report)
     dropped = dict(Counter(p.cls for p in report.problems if p.is_dropped))
-    prepared = Prepared(kind, examples, {}, dropped, records, max_length, formats, n_rows)
+    prepared = Prepared(kind, examples, {}, dropped, records, max_length, formats, n_rows, columns)
     from chatforge.data.stats import dataset_stats
 
     prepared.stats = dataset_stats(prepared)
@@ -171,7 +189,8 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
 
 
 def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
-            lenient: bool = False, max_drop_share: float = 0.1, eval_path=None) -> Prepared:
+            lenient: bool = False, max_drop_share: float = 0.1, eval_path=None, columns=None,
+            column_separator: str | None = None) -> Prepared:
     """Read + validate + encode a file or directory for training.
 
     Strict (default): any invalid row is a ChatforgeError listing the problems by file:line, with counts per
@@ -179,7 +198,7 @@ def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 204
     refuses when more than max_drop_share of the rows were dropped (over-long drops included).
     """
     prepared, report = analyse(path, tokenizer, format=format, max_length=max_length, overlong=overlong,
-                               eval_path=eval_path)
+                               eval_path=eval_path, columns=columns, column_separator=column_separator)
     where = Path(path)
     if report.errors and not lenient:
         raise ChatforgeError(f"{where}: {len(report.errors)} errors in the data; nothing was trained\n"

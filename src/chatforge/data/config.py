@@ -14,6 +14,11 @@ class CheckConfig:
                                      "(default: smollm2-135m-instruct).")
     max_length: int = option(2048, "Longest example in tokens (the block size for raw text).")
     format: str | None = option(None, "Force a data format instead of detecting it.", choices=list(FORMATS))
+    columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
+                                    "joined in order with +, e.g. question=title+ask answer=answer system=department.",
+                                metavar="FIELD=COL[+COL]")
+    column_separator: str = option("\\n", "What joins several mapped columns (\\n = newline, \\t = tab).",
+                                   metavar="TEXT")
     overlong: str | None = option(None, "Examples longer than --max-length: drop (default for chats), truncate "
                                         "(default for raw text) or error.", choices=["drop", "truncate", "error"])
     eval_data: str | None = option(None, "A held-out file: its rows must not also be in the training data.",

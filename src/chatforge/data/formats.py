@@ -8,8 +8,8 @@ Formats (auto-detected from the first record's keys; `format=` forces one):
     openai      {"messages": [{"role", "content", "weight"?}, ...]}
     sharegpt    {"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...], "system"?}
     alpaca      {"instruction", "input"?, "output", "system"?, "history"?: [[q, a], ...]}
-    completion  {"prompt", "completion"}
-    qa          {"question", "answer"}                      (e.g. MedQuAD)
+    completion  {"prompt", "completion", "system"?}
+    qa          {"question", "answer", "system"?}           (e.g. MedQuAD)
     text        {"text"} records or .txt files (one document per file): continued pretraining
 
 Chat formats become a list of {"role", "content"[, "weight"]} messages; text becomes a string.
@@ -274,14 +274,19 @@ def _alpaca(rec: dict) -> list[dict]:
     return msgs + [{"role": "user", "content": prompt}, {"role": "assistant", "content": _str(rec, "output")}]
 
 
+def _system(rec: dict) -> list[dict]:
+    """An optional "system" field (e.g. a mapped department column) -> a leading system message."""
+    return [{"role": "system", "content": _str(rec, "system")}] if rec.get("system") else []
+
+
 def _completion(rec: dict) -> list[dict]:
-    return [{"role": "user", "content": _str(rec, "prompt")},
-            {"role": "assistant", "content": _str(rec, "completion")}]
+    return _system(rec) + [{"role": "user", "content": _str(rec, "prompt")},
+                           {"role": "assistant", "content": _str(rec, "completion")}]
 
 
 def _qa(rec: dict) -> list[dict]:
-    return [{"role": "user", "content": _str(rec, "question")},
-            {"role": "assistant", "content": _str(rec, "answer")}]
+    return _system(rec) + [{"role": "user", "content": _str(rec, "question")},
+                           {"role": "assistant", "content": _str(rec, "answer")}]
 
 
 def _text(rec: dict) -> str:

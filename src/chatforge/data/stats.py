@@ -63,8 +63,23 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
         "padding_share": round(padding_share(rows, max_length), 4),
         "auto_epochs": auto_epochs(len(examples)),
         "dropped": dict(prepared.dropped),
+        **_characters(prepared),
     }
     return stats
+
+
+def _characters(prepared) -> dict:
+    """Lengths in characters (Unicode code points, so one Chinese character counts 1, never its 3 UTF-8
+    bytes), and tokens per character: how well the tokenizer fits the language."""
+    if prepared.kind == "chat":
+        chars = sum(len(m["content"]) for r in prepared.records for m in r)
+        answers = [len(m["content"]) for r in prepared.records for m in r if m["role"] == "assistant"]
+    else:
+        chars, answers = sum(len(t) for t in prepared.records), []
+    tokens = sum(len(e) for e in prepared.examples)
+    return {"characters": chars, "answer_characters": {"mean": round(sum(answers) / len(answers), 1) if answers
+                                                       else 0, "max": max(answers, default=0)},
+            "tokens_per_character": round(tokens / chars, 3) if chars else 0.0}
 
 
 def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0) -> dict:

@@ -25,6 +25,11 @@ class EvalConfig:
                               "model answers the last user turn and is scored against the last assistant message. "
                               "Preference pairs: preference accuracy and log-prob margin instead.",
                               metavar="HELDOUT")
+    columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
+                                    "joined in order with +, e.g. question=title+ask answer=answer system=department.",
+                                metavar="FIELD=COL[+COL]")
+    column_separator: str = option("\\n", "What joins several mapped columns (\\n = newline, \\t = tab).",
+                                   metavar="TEXT")
     baseline: str | None = option(None, "Model to compare with (default for a run or adapter: its base model; "
                                   "'none' = no comparison).", metavar="MODEL")
     max_examples: int | None = option(None, "Evaluate only the first N held-out conversations.",

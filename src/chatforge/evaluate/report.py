@@ -29,7 +29,7 @@ METRICS = [
     ("perplexity", "Answer perplexity", True),
     ("token_accuracy", "Answer token accuracy", False),
     ("answer_tokens", "Answer length (tokens)", None),
-    ("answer_words", "Answer length (words)", None),
+    ("answer_words", "Answer length (words; a CJK character counts as one)", None),
     ("stop_rate", "Stop rate", False),
 ]
 _ENDED = {"stop": "stopped", "length": "cut at the token limit"}

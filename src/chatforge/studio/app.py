@@ -125,6 +125,10 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
             argv += ["--eval-data", str(ws.resolve(_str(body, "eval_file"), "eval_file"))]
         if body.get("model"):
             argv += ["--model", _model(ws, _str(body, "model"))]
+        if body.get("columns"):  # "question=title+ask answer=answer": check's own --columns (it validates them)
+            argv += ["--columns", *_str(body, "columns").split()]
+        if body.get("column_separator"):
+            argv += ["--column-separator", _str(body, "column_separator")]
         if not body.get("estimate", True):
             argv.append("--no-estimate")
         code, out, err = await run_in_threadpool(_run_cli, argv, ws.root)

@@ -9,6 +9,12 @@ def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec) if isinstance(v, float) else str(v)
 
 
+def _terms(model: str) -> str | None:
+    from chatforge.models.catalog import license_note
+
+    return license_note(model)
+
+
 def write_model_card(run_dir: Path, cfg, summary: dict, stats: dict) -> Path:
     n_examples = stats.get("train_examples_used", stats.get("train", {}).get("examples", "a few"))
     what = "a LoRA adapter" if cfg.method in ("lora", "dpo", "kto") else "a full model"
@@ -59,6 +65,14 @@ chatforge export {run_dir} --format gguf --out {run_dir.name}.gguf
 
 Fine-tuned on {n_examples} examples: it knows what those examples say, in their style, and inherits the
 base model's limits and biases. Check answers before relying on them.
+"""
+    terms = _terms(cfg.model)
+    if terms:
+        text += f"""
+## Licence of the weights
+
+The base model `{cfg.model}` is provided under the {terms}; this run's weights are derived from it,
+so the same terms apply to them and to everything exported from them.
 """
     path = run_dir / "README.md"
     tmp = path.with_suffix(".md.tmp")

@@ -58,6 +58,11 @@ class TrainConfig:
     eval_split: float = option(0.1, "Share of the training examples held out for evaluation when there is no "
                                      "--eval-data (at most 200 examples; 0 = no evaluation).", parse=_split)
     format: str | None = option(None, "Data format (default: detected from the file).")
+    columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
+                                    "joined in order with +, e.g. question=title+ask answer=answer system=department.",
+                                metavar="FIELD=COL[+COL]")
+    column_separator: str = option("\\n", "What joins several mapped columns (\\n = newline, \\t = tab).",
+                                   metavar="TEXT")
     method: str = option("lora", "lora: low-rank adapters on all linear layers; full: every weight; "
                                  "freeze: only the last --freeze-layers layers and the final norm; dpo: preference "
                                  "pairs (chosen vs rejected); kto: answers labelled good or bad (or pairs). dpo and "

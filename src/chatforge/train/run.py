@@ -163,6 +163,8 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
         from chatforge.train.preference import load_preference_data
 
         prepare = load_preference_data(cfg)  # same signature: path, tokenizer, **opts -> prepared
+    else:  # the column mapping reads chat/SFT formats (preference formats have their own fields)
+        opts.update(columns=cfg.columns, column_separator=cfg.column_separator)
     prepared = prepare(cfg.data, tokenizer, eval_path=cfg.eval_data, **opts)  # eval_path: leakage check
     examples = list(prepared.examples)
     stats = {"kind": prepared.kind, "train": prepared.stats}
@@ -473,6 +475,7 @@ def _run_facts(run: Run) -> dict:
             "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
             "device": str(args.device),
             "precision": run.precision, "processes": args.world_size, "torch": torch.__version__,
+            "fused_head": run.trainer.head is not None,  # LM head + loss fused in chunks (train/loss.py)
             "resumed_from": str(run.resume_from) if run.resume_from else None,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 

@@ -236,3 +236,11 @@ def test_studio_and_cli_write_the_same_config(client, workspace, run_cli, monkey
     assert a == b
     d = client.get("/api/diff?a=via-studio&b=via-cli").json()
     assert [x["option"] for x in d["differ"]] == ["out"]
+
+
+def test_the_data_page_checks_with_a_column_mapping(client, workspace):
+    (workspace / "data" / "faq.csv").write_text("title,ask,answer\n头痛,总是头痛,注意休息\n", encoding="utf-8")
+    r = client.post("/api/check", json={"file": "data/faq.csv", "estimate": False,
+                                        "columns": "question=title+ask answer=answer"})
+    assert r.status_code == 200 and r.json()["columns"] == {"question": ["title", "ask"], "answer": ["answer"]}
+    assert r.json()["ok"] is True

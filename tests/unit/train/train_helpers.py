@@ -12,10 +12,10 @@ def cli_args(cfg) -> list[str]:
     """The `chatforge train` flags that reproduce a TrainConfig."""
     args = ["train"]
     for key, value in vars(cfg).items():
-        if value is None or value is False or key == "resume":
+        if value is None or value is False or value == [] or key == "resume":
             continue
         flag = "--" + key.replace("_", "-")
-        args += [flag] if value is True else [flag, str(value)]
+        args += [flag] if value is True else [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return args
 
 

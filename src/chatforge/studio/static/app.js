@@ -88,10 +88,12 @@ async function check() {
   const body = { file: $("data-file").value };
   if ($("data-eval").value) body.eval_file = $("data-eval").value;
   if ($("data-model").value) body.model = $("data-model").value;
+  if ($("data-columns").value.trim()) body.columns = $("data-columns").value.trim();
   const r = await api("POST", "/api/check", body);
   const s = r.stats || {};
   const fmts = [...new Set(Object.values(r.formats || {}))].join(", ");
   const facts = [[t("data.format"), fmts + " (" + r.kind + ")"], [t("data.rows"), r.rows],
+    ...(r.columns ? [[t("data.columns"), Object.entries(r.columns).map(([k, v]) => k + " = " + v.join(" + ")).join(", ")]] : []),
     [t("data.errors"), r.errors], [t("data.warnings"), r.warnings]];
   if (s.examples !== undefined) {
     facts.push([t("data.examples"), s.examples], [t("data.tokens"), s.tokens_total + " / " + s.tokens_trained]);
