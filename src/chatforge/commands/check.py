@@ -100,7 +100,8 @@ def _estimate(cfg: CheckConfig, stats: dict) -> dict:
 def _as_json(data, prepared, report, estimate) -> dict:
     return {"data": str(data), "ok": not report.errors, "kind": prepared.kind, "formats": prepared.formats,
             "rows": prepared.rows,
-            "columns": {k: list(v) for k, v in prepared.columns.fields.items()} if prepared.columns else None,
+            "columns": {k: list(v) for k, v in columns.fields.items()} if (columns := getattr(prepared, "columns", None))
+            else None,
             "errors": len(report.errors), "warnings": len(report.warnings),
             "counts": report.counts(),
             "problems": [{"file": p.file, "line": p.line, "class": p.cls, "severity": p.severity,
@@ -115,7 +116,7 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
     s = prepared.stats
     fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
     out = [f"{data}: {prepared.rows} rows, format {fmts} ({prepared.kind})"]
-    if prepared.columns:
+    if getattr(prepared, "columns", None):  # preference data has no column mapping
         out.append(f"columns: {prepared.columns.describe()}")
     shown: dict[str, int] = {}
     for p in report.problems:
