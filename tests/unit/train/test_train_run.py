@@ -54,7 +54,11 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     info = json.loads((run.dir / "run.json").read_text())
     assert info["status"] == "complete" and info["method"] == "lora" and info["kind"] == "chat"
     assert info["base_model"] == str(tiny_model)
-    assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec"}
+    assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec", "mfu"}
+    # MFU: tokens/s x model FLOPs per token (~4N for LoRA) / the matmul peak measured at the start
+    assert all(0 < r["mfu"] < 1 for r in rows if "loss" in r)
+    assert info["mfu"] == pytest.approx(info["tokens_per_sec"] * run.flops_per_token / run.peak_flops, rel=1e-3)
+    assert info["attention"] == "packed"
     eval_row = next(r for r in rows if "eval_loss" in r)
     assert set(eval_row) == {"step", "epoch", "tokens_seen", "eval_loss", "eval_token_accuracy"}
     assert [r["tokens_seen"] for r in rows if "loss" in r] == sorted({r["tokens_seen"] for r in rows if "loss" in r})
