@@ -64,6 +64,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="optimizer steps profiled (after 2 warm-up steps)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="TrainConfig overrides, e.g. --set max_length=2048 --set method=full")
+    p.add_argument("--attention", choices=["packed", "sdpa"], default="packed",
+                   help="sdpa: transformers' masked sdpa over the whole row (before chatforge.train.attention)")
     p.add_argument("--top", type=int, default=15, help="also print the N most expensive ops")
     args = p.parse_args()
 
@@ -93,6 +95,9 @@ def main() -> None:
     cfg = TrainConfig(data=str(data), out=str(work / "run"), eval_split=0.0, max_steps=2 + args.steps,
                       save_every=1000, **overrides)
     run = setup(cfg)
+    if args.attention == "sdpa":
+        model = run.trainer.model
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation("sdpa")
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
     tokens = {}
 
@@ -118,7 +123,7 @@ def main() -> None:
     b = run.stats["batching"]
     print(f"\nprofile: {cfg.model}, {cfg.method}, rows of {cfg.max_length}, {b['micro_batch_rows']} rows per forward, "
           f"{b['tokens_per_step']} tokens/step, precision {run.precision}, compile {cfg.compile}, "
-          f"{torch.get_num_threads()} threads; {args.steps} steps, {n_tokens} real tokens, "
+          f"attention {args.attention}, {torch.get_num_threads()} threads; {args.steps} steps, {n_tokens} real tokens, "
           f"{total / 1e6:.1f} s profiled ({n_tokens / (total / 1e6):.0f} tokens/s under the profiler)\n")
     print("| part | share of step time |\n|---|---|")
     for name in ("attention", "matmuls", "LM head", "casts", "optimizer", "compiled graphs", "other"):
