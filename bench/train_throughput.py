@@ -48,6 +48,10 @@ def main() -> None:
     p.add_argument("--sdpa", action="store_true", help="also run chatforge with transformers' sdpa attention over "
                                                        "whole rows (a block-diagonal mask) instead of packed attention")
     p.add_argument("--no-trl", action="store_true", help="chatforge only")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="chatforge's model (TRL always trains the "
+                                                                     "default one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="chatforge TrainConfig overrides, e.g. --set method=full")
     p.add_argument("--worker", choices=["chatforge", "chatforge-compile", "chatforge-sdpa", "trl"],
                    help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -70,7 +74,8 @@ def main() -> None:
     for name, steps in runs:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(steps),
-               "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length)]
+               "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length), "--model", args.model]
+        cmd += [a for kv in args.set for a in ("--set", kv)]
         subprocess.run(cmd, check=True, env={**os.environ, "BENCH_TRL_ACCUM": str(accum)})
         results[name] = json.loads((workdir / f"{name}.json").read_text())
     report(results, args)
@@ -157,13 +162,24 @@ def chatforge_worker(args, workdir: Path) -> dict:
     from chatforge.train.config import TrainConfig
     from chatforge.train.run import fit, save, setup
 
-    cfg = TrainConfig(data=str(workdir / "train.jsonl"), eval_split=0.0, max_length=args.max_length,
-                      batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR, lora_rank=16,
-                      save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
-                      compile=args.worker == "chatforge-compile")
+    overrides = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        overrides[k] = {"true": True, "false": False}.get(v.lower(), v)
+        for kind in (int, float):
+            try:
+                overrides[k] = kind(v)
+                break
+            except ValueError:
+                pass
+    cfg = TrainConfig(model=args.model, data=str(workdir / "train.jsonl"), eval_split=0.0,
+                      max_length=args.max_length, batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR,
+                      lora_rank=16, save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
+                      compile=args.worker == "chatforge-compile", **overrides)
     run = setup(cfg)
     if args.worker == "chatforge-sdpa":
-        run.trainer.model.get_base_model().set_attn_implementation("sdpa")
+        model = run.trainer.model
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation("sdpa")
     timer = StepTimer()
     run.trainer.add_callback(timer)
     fit(run)
@@ -215,7 +231,7 @@ def report(results: dict, args) -> None:
             ("optimizer steps", "steps", "{}"), ("tokens per step", "tokens_per_step", "{:.0f}"),
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
             ("eval loss (assistant tokens)", "eval_loss", "{:.4f}")]
-    print(f"\ntrain throughput: smollm2-135m-instruct, LoRA r=16 all linear, max length {args.max_length}, "
+    print(f"\ntrain throughput: {args.model} {' '.join(args.set)}, LoRA r=16 all linear, max length {args.max_length}, "
           f"{args.batch_tokens} tokens/step, lr {LR:g}, {os.cpu_count()} CPU threads\n")
     print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}" * bool(trl))
     for label, key, fmt in rows:
