@@ -1,6 +1,6 @@
 """`chatforge train` as a function: setup -> fit -> save.
 
-    from chatforge.train.config import TrainConfig
+    from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
     from chatforge.train.run import train
     run_dir = train(TrainConfig(data="examples/data/lumora_train.jsonl"))
 
@@ -29,7 +29,7 @@ from typing import Any
 from chatforge.config import save_yaml
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
-from chatforge.train.config import TrainConfig
+from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
 
 MAX_EVAL_EXAMPLES = 200
 
@@ -88,7 +88,7 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
                         allow_pickle=cfg.allow_pickle)
     tokenizer = loaded.tokenizer
     kind, train_examples, eval_examples, stats = _load_data(cfg, tokenizer)
-    cfg = _resolve(cfg, n_examples=len(train_examples))
+    cfg = _resolve(cfg, n_examples=len(train_examples), n_tokens=sum(len(e) for e in train_examples))
     from transformers import set_seed
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the seed: the same config gives the same run
@@ -203,17 +203,34 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     return prepared.kind, examples, eval_examples, stats
 
 
-def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
+def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainConfig:
     """Fill in the automatic values, so config.yaml records exactly what ran."""
     from chatforge.data.stats import auto_epochs
 
     epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
     if cfg.method in ("dpo", "kto") and cfg.epochs == "auto":
         epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
+    if cfg.compile is None:  # automatic only for the supervised methods (the preference ones run other passes)
+        planned = cfg.max_steps * cfg.batch_tokens if cfg.max_steps else n_tokens * int(epochs)
+        cfg = dataclasses.replace(cfg, compile=cfg.method in ("lora", "full", "freeze")
+                                  and planned >= AUTO_COMPILE_TOKENS and can_compile(cfg.device))
     out = cfg.out or str(Path("runs") / f"{Path(cfg.data).stem}-{cfg.method}-"
                                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
     return dataclasses.replace(cfg, epochs=int(epochs), lr=cfg.learning_rate, out=out, lora_alpha=alpha)
+
+
+def can_compile(device: str | None) -> bool:
+    """torch.compile (inductor) works here: a CUDA device (Triton comes with torch), or a CPU with a C++
+    compiler for its generated kernels."""
+    if device and not device.startswith(("cpu", "cuda")):
+        return False
+    if device is None or device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    return any(shutil.which(c) for c in (os.environ.get("CXX") or "", "g++", "c++", "clang++") if c)
 
 
 def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):

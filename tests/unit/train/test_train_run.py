@@ -187,3 +187,18 @@ def test_compiled_layers_train_like_eager_ones(make_cfg, tmp_path):
     la = [r["loss"] for r in read_metrics(eager)]
     lb = [r["loss"] for r in read_metrics(compiled)]
     assert la == pytest.approx(lb, abs=1e-4)
+
+
+def test_compile_defaults_to_on_for_long_runs_only():
+    """--compile's default: on from AUTO_COMPILE_TOKENS planned tokens (where its minute of compiling pays back)."""
+    import dataclasses
+
+    from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
+    from chatforge.train.run import _resolve, can_compile
+
+    cfg = TrainConfig(data="d.jsonl", out="o", device="cpu")
+    assert _resolve(cfg, n_examples=100, n_tokens=5_000).compile is False  # 25 epochs x 5k tokens < 250k
+    assert _resolve(cfg, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 3 + 1).compile is can_compile("cpu")
+    assert _resolve(dataclasses.replace(cfg, max_steps=2), n_examples=1000, n_tokens=10**7).compile is False
+    assert _resolve(dataclasses.replace(cfg, compile=False), n_examples=1000, n_tokens=10**7).compile is False
+    assert _resolve(dataclasses.replace(cfg, compile=True), n_examples=10, n_tokens=10).compile is True
