@@ -44,53 +44,94 @@ def _window(n: int, sliding_window: int, dtype, device) -> torch.Tensor:
     return torch.zeros((n, n), dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
 
 
-def _each_example(position_ids: torch.Tensor, sliding_window: int, dtype):
-    """(b, s, e, mask or None) for every example of every row."""
-    for b, segments in enumerate(_segments(position_ids)):
-        for s, e in segments:
-            long = sliding_window > 0 and e - s > sliding_window
-            yield b, s, e, _window(e - s, sliding_window, dtype, position_ids.device) if long else None
+def _buckets(position_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Group the examples of all rows by length, for one kernel call per group (a call costs a fixed ~1-2 ms on a
+    CPU, more when the machine is busy: one per example would eat the gain). Each group is padded to its longest
+    example, and an example joins a group while its length is at least 1/sqrt(2) of the longest (the padded work
+    stays under 2x its own; examples of <= 64 tokens all share one group).
+    Returns per group (index (n, L) into the flattened (B*T) tokens, valid (n, L) bool: not padding)."""
+    t = position_ids.shape[1]
+    examples = sorted(((e - s, b * t + s) for b, row in enumerate(_segments(position_ids)) for s, e in row),
+                      reverse=True)
+    groups: list[list[tuple[int, int]]] = []
+    for length, start in examples:
+        if groups and (2 * length * length >= groups[-1][0][0] ** 2 or groups[-1][0][0] <= 64):
+            groups[-1].append((length, start))
+        else:
+            groups.append([(length, start)])
+    out = []
+    for group in groups:
+        lengths = torch.tensor([n for n, _ in group], device=position_ids.device)
+        starts = torch.tensor([s for _, s in group], device=position_ids.device)
+        offsets = torch.arange(group[0][0], device=position_ids.device)  # (L,)
+        valid = offsets[None, :] < lengths[:, None]  # (n, L)
+        out.append((torch.where(valid, starts[:, None] + offsets[None, :], 0), valid))
+    return out
 
 
-# One opaque op for the whole row (a custom op: torch.compile keeps it in the layer's graph, no graph break),
-# built from PyTorch's CPU flash-attention kernels, the ones F.scaled_dot_product_attention dispatches to.
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B*T, H, ...) tokens -> (n, H, L, ...) padded examples, the kernels' layout."""
+    return x[index].transpose(1, 2)
+
+
+# One opaque op for all rows (a custom op: torch.compile keeps it in the layer's graph, no graph break), built
+# from PyTorch's CPU flash-attention kernels, the ones F.scaled_dot_product_attention dispatches to. Padding at
+# the end of an example is exact under a causal kernel: no real query looks at a later (padded) key, and the
+# padded queries' gradients are zeroed before the backward kernel.
 @torch.library.custom_op("chatforge::packed_attention", mutates_args=())
 def _packed_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, position_ids: torch.Tensor,
                scale: float, sliding_window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """query/key/value (B, H, T, D) -> output (B, H, T, D), log-sum-exp (B, H, T) fp32 (for the backward)."""
-    out = torch.empty_like(query)
-    lse = query.new_empty(query.shape[:3], dtype=torch.float32)
-    for b, s, e, mask in _each_example(position_ids, sliding_window, query.dtype):
+    b, h, t, d = query.shape
+    q, k, v = (x.transpose(1, 2).reshape(b * t, h, d) for x in (query, key, value))  # (B*T, H, D)
+    out = torch.empty_like(q)
+    lse = q.new_empty((b * t, h), dtype=torch.float32)
+    for index, valid in _buckets(position_ids):
+        mask = _window(index.shape[1], sliding_window, q.dtype, q.device) if 0 < sliding_window < index.shape[1] \
+            else None
         o, l = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], 0.0, mask is None,
-            attn_mask=mask, scale=scale)
-        out[b:b + 1, :, s:e] = o
-        lse[b:b + 1, :, s:e] = l
-    return out, lse
+            _gather(q, index), _gather(k, index), _gather(v, index), 0.0, mask is None, attn_mask=mask, scale=scale)
+        real = index[valid]  # (N,) the tokens, each once
+        out[real] = o.transpose(1, 2)[valid]
+        lse[real] = l.transpose(1, 2)[valid]
+    return out.view(b, t, h, d).transpose(1, 2), lse.view(b, t, h).transpose(1, 2)
+
+
+def _like_out(x: torch.Tensor, dtype=None) -> torch.Tensor:
+    """The ops' output layout: (B, H, T, D) with T-major strides (the (B, T, H, D) that o_proj reads next)."""
+    b, h, t = x.shape[:3]
+    return x.new_empty((b, t, h, *x.shape[3:]), dtype=dtype or x.dtype).transpose(1, 2)
 
 
 @_packed_op.register_fake
 def _(query, key, value, position_ids, scale, sliding_window):
-    return torch.empty_like(query), query.new_empty(query.shape[:3], dtype=torch.float32)
+    return _like_out(query), _like_out(query[..., 0], torch.float32)
 
 
 @torch.library.custom_op("chatforge::packed_attention_backward", mutates_args=())
 def _packed_backward_op(grad: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                         out: torch.Tensor, lse: torch.Tensor, position_ids: torch.Tensor, scale: float,
                         sliding_window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gq, gk, gv = torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
-    for b, s, e, mask in _each_example(position_ids, sliding_window, query.dtype):
-        seg = (slice(b, b + 1), slice(None), slice(s, e))
+    b, h, t, d = query.shape
+    flat = [x.transpose(1, 2).reshape(b * t, h, d) for x in (grad, query, key, value, out)]  # (B*T, H, D)
+    lse = lse.transpose(1, 2).reshape(b * t, h)
+    grads = [torch.empty_like(flat[1]) for _ in range(3)]
+    for index, valid in _buckets(position_ids):
+        mask = _window(index.shape[1], sliding_window, query.dtype, query.device) \
+            if 0 < sliding_window < index.shape[1] else None
+        g, q, k, v, o = (_gather(x, index) for x in flat)  # (n, H, L, D)
+        g = g.masked_fill(~valid[:, None, :, None], 0)  # padded queries: no gradient to the real keys
         dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            grad[seg].contiguous(), query[seg], key[seg], value[seg], out[seg], lse[seg], 0.0, mask is None,
-            attn_mask=mask, scale=scale)
-        gq[seg], gk[seg], gv[seg] = dq, dk, dv
-    return gq, gk, gv
+            g, q, k, v, o, lse[index].transpose(1, 2).contiguous(), 0.0, mask is None, attn_mask=mask, scale=scale)
+        real = index[valid]
+        for full, part in zip(grads, (dq, dk, dv)):
+            full[real] = part.transpose(1, 2)[valid]
+    return tuple(x.view(b, t, h, d).transpose(1, 2) for x in grads)
 
 
 @_packed_backward_op.register_fake
 def _(grad, query, key, value, out, lse, position_ids, scale, sliding_window):
-    return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+    return _like_out(query), _like_out(key), _like_out(value)
 
 
 def _setup_context(ctx, inputs, output):
