@@ -76,7 +76,8 @@ class TrainConfig:
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
                             choices=["cosine", "linear", "constant_with_warmup"])
     weight_decay: float = option(0.0, "AdamW weight decay.")
-    batch_tokens: int = option(8192, "Tokens per optimizer step (gradient accumulation is derived from it).",
+    batch_tokens: int = option(2048, "Tokens per optimizer step (gradient accumulation is derived from it; small "
+                                     "steps learn more per minute on small data).",
                                parse=positive_int)
     micro_batch_tokens: int = option(2048, "Tokens per forward pass (lower it to save memory; the optimizer "
                                            "step stays --batch-tokens).", parse=positive_int)
