@@ -94,18 +94,18 @@ def _packed_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, posi
         real = index[valid]  # (N,) the tokens, each once
         out[real] = o.transpose(1, 2)[valid]
         lse[real] = l.transpose(1, 2)[valid]
-    return out.view(b, t, h, d).transpose(1, 2), lse.view(b, t, h).transpose(1, 2)
+    return out.view(b, t, h, d).transpose(1, 2), lse.view(b, t, h).transpose(1, 2).contiguous()
 
 
-def _like_out(x: torch.Tensor, dtype=None) -> torch.Tensor:
+def _like_out(x: torch.Tensor) -> torch.Tensor:
     """The ops' output layout: (B, H, T, D) with T-major strides (the (B, T, H, D) that o_proj reads next)."""
-    b, h, t = x.shape[:3]
-    return x.new_empty((b, t, h, *x.shape[3:]), dtype=dtype or x.dtype).transpose(1, 2)
+    b, h, t, d = x.shape
+    return x.new_empty((b, t, h, d)).transpose(1, 2)
 
 
 @_packed_op.register_fake
 def _(query, key, value, position_ids, scale, sliding_window):
-    return _like_out(query), _like_out(query[..., 0], torch.float32)
+    return _like_out(query), query.new_empty(query.shape[:3], dtype=torch.float32)
 
 
 @torch.library.custom_op("chatforge::packed_attention_backward", mutates_args=())
@@ -126,12 +126,14 @@ def _packed_backward_op(grad: torch.Tensor, query: torch.Tensor, key: torch.Tens
         real = index[valid]
         for full, part in zip(grads, (dq, dk, dv)):
             full[real] = part.transpose(1, 2)[valid]
-    return tuple(x.view(b, t, h, d).transpose(1, 2) for x in grads)
+    return tuple(x.view(b, t, h, d).transpose(1, 2).contiguous() for x in grads)  # (compile wants them dense)
 
 
 @_packed_backward_op.register_fake
 def _(grad, query, key, value, out, lse, position_ids, scale, sliding_window):
-    return _like_out(query), _like_out(key), _like_out(value)
+    return torch.empty_like(query, memory_format=torch.contiguous_format), \
+        torch.empty_like(key, memory_format=torch.contiguous_format), \
+        torch.empty_like(value, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
