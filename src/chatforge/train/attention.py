@@ -78,7 +78,7 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 # from PyTorch's CPU flash-attention kernels, the ones F.scaled_dot_product_attention dispatches to. Padding at
 # the end of an example is exact under a causal kernel: no real query looks at a later (padded) key, and the
 # padded queries' gradients are zeroed before the backward kernel.
-@torch.library.custom_op("chatforge::packed_attention", mutates_args=())
+@torch.library.custom_op("chatforge::packed_attn", mutates_args=())
 def _packed_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, position_ids: torch.Tensor,
                scale: float, sliding_window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """query/key/value (B, H, T, D) -> output (B, H, T, D), log-sum-exp (B, H, T) fp32 (for the backward)."""
@@ -108,7 +108,7 @@ def _(query, key, value, position_ids, scale, sliding_window):
     return _like_out(query), query.new_empty(query.shape[:3], dtype=torch.float32)
 
 
-@torch.library.custom_op("chatforge::packed_attention_backward", mutates_args=())
+@torch.library.custom_op("chatforge::packed_attn_backward", mutates_args=())
 def _packed_backward_op(grad: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                         out: torch.Tensor, lse: torch.Tensor, position_ids: torch.Tensor, scale: float,
                         sliding_window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
