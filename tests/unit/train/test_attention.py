@@ -110,3 +110,21 @@ def test_the_custom_op_passes_opcheck():
     for window in (0, 4):
         torch.library.opcheck(_packed_op, (q, k, v, pos, 0.35, window))
 
+
+
+def test_gemma3_sliding_and_full_layers_match():
+    """Gemma 3 (the multilingual model): sliding-window and full layers, one KV head, its own scaling."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=8, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"], attn_implementation="sdpa")
+    model = Gemma3ForCausalLM(config)
+    ids, pos = _packed_batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, pos)
+    assert use_packed_attention(model)
+    logits, grads = _loss_and_grads(model, ids, pos)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
