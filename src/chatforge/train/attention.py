@@ -174,6 +174,12 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
                                       position_ids=position_ids, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # sdpa runs in autocast's dtype (under bf16 autocast q and k can come out of rotary in fp32 while v is
+    # bf16, e.g. full fine-tuning with fp32 weights); a custom op is not autocast, so cast as sdpa would
+    device = query.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else \
+        torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
+    query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     return _packed(query, key, value, position_ids, scaling, sliding_window), None
 
 

@@ -128,3 +128,16 @@ def test_gemma3_sliding_and_full_layers_match():
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     for name, g in ref_grads.items():
         torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fp32_weights_under_bf16_autocast_match_sdpa():
+    """Full fine-tuning in bf16 autocast: fp32 weights, so rotary hands fp32 q/k next to a bf16 v."""
+    model = _random_llama()
+    ids, pos = _packed_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = model(input_ids=ids, position_ids=pos, use_cache=False).logits.float()
+        use_packed_attention(model)
+        out = model(input_ids=ids, position_ids=pos, use_cache=False).logits.float()
+        out.logsumexp(-1).mean().backward()
+    torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
