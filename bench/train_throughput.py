@@ -14,6 +14,8 @@ Each runs in its own child process, one after the other; each reports
     .venv/bin/python bench/train_throughput.py            # ~5-10 minutes on 2 CPU cores
     .venv/bin/python bench/train_throughput.py --steps 4  # quicker, noisier
     .venv/bin/python bench/train_throughput.py --compile  # also chatforge train --compile
+    .venv/bin/python bench/train_throughput.py --max-length 2048 --batch-tokens 8192 --no-trl --sdpa
+                                                    # long packed rows; --sdpa: also transformers' masked sdpa
 """
 
 from __future__ import annotations
@@ -43,7 +45,15 @@ def main() -> None:
     p.add_argument("--eval-examples", type=int, default=48)
     p.add_argument("--data", default=str(MEDQUAD))
     p.add_argument("--compile", action="store_true", help="also run chatforge with --compile")
-    p.add_argument("--worker", choices=["chatforge", "chatforge-compile", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--sdpa", action="store_true", help="also run chatforge with transformers' sdpa attention over "
+                                                       "whole rows (a block-diagonal mask) instead of packed attention")
+    p.add_argument("--no-trl", action="store_true", help="chatforge only")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="chatforge's model (TRL always trains the "
+                                                                     "default one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="chatforge TrainConfig overrides, e.g. --set method=full")
+    p.add_argument("--worker", choices=["chatforge", "chatforge-compile", "chatforge-sdpa", "trl"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -59,11 +69,13 @@ def main() -> None:
     accum = max(1, round(cf_tokens / (TRL_BATCH * mean_len)))
     trl_steps = max(1, round(args.steps * cf_tokens / (TRL_BATCH * accum * mean_len)))
     results = {}
-    runs = [("chatforge", args.steps)] + [("chatforge-compile", args.steps)] * args.compile + [("trl", trl_steps)]
+    runs = ([("chatforge", args.steps)] + [("chatforge-sdpa", args.steps)] * args.sdpa
+            + [("chatforge-compile", args.steps)] * args.compile + [("trl", trl_steps)] * (not args.no_trl))
     for name, steps in runs:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(steps),
-               "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length)]
+               "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length), "--model", args.model]
+        cmd += [a for kv in args.set for a in ("--set", kv)]
         subprocess.run(cmd, check=True, env={**os.environ, "BENCH_TRL_ACCUM": str(accum)})
         results[name] = json.loads((workdir / f"{name}.json").read_text())
     report(results, args)
@@ -150,17 +162,31 @@ def chatforge_worker(args, workdir: Path) -> dict:
     from chatforge.train.config import TrainConfig
     from chatforge.train.run import fit, save, setup
 
-    cfg = TrainConfig(data=str(workdir / "train.jsonl"), eval_split=0.0, max_length=args.max_length,
-                      batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR, lora_rank=16,
-                      save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
-                      compile=args.worker == "chatforge-compile")
+    overrides = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        overrides[k] = {"true": True, "false": False}.get(v.lower(), v)
+        for kind in (int, float):
+            try:
+                overrides[k] = kind(v)
+                break
+            except ValueError:
+                pass
+    cfg = TrainConfig(model=args.model, data=str(workdir / "train.jsonl"), eval_split=0.0,
+                      max_length=args.max_length, batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR,
+                      lora_rank=16, save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
+                      compile=args.worker == "chatforge-compile", **overrides)
     run = setup(cfg)
+    if args.worker == "chatforge-sdpa":
+        model = run.trainer.model
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation("sdpa")
     timer = StepTimer()
     run.trainer.add_callback(timer)
     fit(run)
     save(run)
     result = timer.summary()
     result["precision"] = run.precision
+    result["mfu"] = result["tokens_per_s"] * run.flops_per_token / run.peak_flops
     loaded = load_model(str(run.dir), dtype="float32")
     result["eval_loss"] = assistant_eval_loss(loaded.model, loaded.tokenizer, workdir / "eval.jsonl")
     return result
@@ -197,21 +223,25 @@ def trl_worker(args, workdir: Path) -> dict:
 
 
 def report(results: dict, args) -> None:
-    trl = results["trl"]
-    ours = [name for name in results if name != "trl"]  # chatforge [, chatforge-compile]
+    trl = results.get("trl")
+    ours = [name for name in results if name != "trl"]  # chatforge [, chatforge-sdpa, chatforge-compile]
     rows = [("tokens/s (steady)", "tokens_per_s", "{:.0f}"), ("tokens/s (all steps)", "tokens_per_s_all_steps",
                                                               "{:.0f}"),
             ("first step (s)", "first_step_s", "{:.1f}"), ("tokens trained", "tokens", "{:,}"),
             ("optimizer steps", "steps", "{}"), ("tokens per step", "tokens_per_step", "{:.0f}"),
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
             ("eval loss (assistant tokens)", "eval_loss", "{:.4f}")]
-    print(f"\ntrain throughput: smollm2-135m-instruct, LoRA r=16 all linear, max length {args.max_length}, "
+    print(f"\ntrain throughput: {args.model} {' '.join(args.set)}, LoRA r=16 all linear, max length {args.max_length}, "
           f"{args.batch_tokens} tokens/step, lr {LR:g}, {os.cpu_count()} CPU threads\n")
-    print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}")
+    print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}" * bool(trl))
     for label, key, fmt in rows:
         print(f"{label:30}" + "".join(f" {fmt.format(results[n][key]):>18}" for n in ours)
-              + f" {fmt.format(trl[key]):>15}")
-    for name in ours:
+              + (f" {fmt.format(trl[key]):>15}" if trl else ""))
+    print(f"{'MFU (steady)':30}" + "".join(f" {100 * results[n]['mfu']:>17.1f}%" for n in ours))
+    for name in ours[1:]:
+        print(f"\n{name} vs chatforge: {results[name]['tokens_per_s'] / results['chatforge']['tokens_per_s']:.2f}x "
+              "steady tokens/s")
+    for name in ours * bool(trl):
         cf = results[name]
         print(f"\n{name} vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
               f"RSS ratio {cf['peak_rss_mb'] / trl['peak_rss_mb']:.2f}   "

@@ -86,14 +86,21 @@ def _check_preferences(data: str, cfg: CheckConfig, tokenizer) -> int:
 
 
 def _estimate(cfg: CheckConfig, stats: dict) -> dict:
-    """Seconds per epoch from a measured forward+backward micro-benchmark of the model (fp32, this machine)."""
+    """Seconds per epoch from measured steps of the default training recipe (chatforge.train.speed: LoRA,
+    bf16 where the CPU has it, packed rows of this data's mean example length) on this machine."""
     from chatforge.data.stats import estimate_epoch_seconds
     from chatforge.models.load import load_model, set_threads
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.speed import DefaultStep
 
     set_threads()
     loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
-    out = estimate_epoch_seconds(loaded.model, stats)
-    out["device"] = str(loaded.device)
+    train = TrainConfig()
+    row = min(train.max_length, stats["max_length"])  # the rows `chatforge train` packs by default
+    step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
+    out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
+                                 step=step, budget_s=6.0)
+    out.update(device=str(loaded.device), method=step.method, precision=step.precision)
     return out
 
 
@@ -149,5 +156,6 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
             f"epochs (auto)   {s['auto_epochs']}"]
     if estimate:
         out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
-                   f"(measured {estimate['tokens_per_second']:.0f} tokens/s, full fine-tuning, fp32)")
+                   f"(measured {estimate['tokens_per_second']:.0f} tokens/s, {estimate['method']}, "
+                   f"{estimate['precision']})")
     return "\n".join(out)

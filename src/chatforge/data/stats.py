@@ -82,10 +82,12 @@ def _characters(prepared) -> dict:
             "tokens_per_character": round(tokens / chars, 3) if chars else 0.0}
 
 
-def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0) -> dict:
-    """Time one epoch on this machine: real forward+backward steps of `model` on random tokens, measured, then
-    scaled to the tokens of one packed epoch (padding included). A short warm-up step comes first (kernel
-    selection, allocator). A full backward pass is timed, so LoRA (fewer gradients) is usually a bit faster."""
+def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0, rows: int = 1,
+                           step=None) -> dict:
+    """Time one epoch on this machine: real training steps of `model` on random (rows, seq_len) tokens, measured,
+    then scaled to the tokens of one packed epoch (padding included). A warm-up step comes first (kernel
+    selection, allocator). `step(model, ids)` is the training step to time (default: a plain forward + backward
+    with the model's own loss; `chatforge check` passes chatforge.train.speed.DefaultStep, the default recipe)."""
     import torch
 
     seq_len = max(16, min(seq_len, stats["max_length"]))
@@ -94,21 +96,25 @@ def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: 
     was_training = model.training
     model.train()
     start, steps, measured = time.perf_counter(), 0, 0.0
+    ids = torch.randint(0, vocab, (rows, seq_len), device=device)
     try:
-        _train_step(model, torch.randint(0, vocab, (1, 16), device=device))  # warm-up, not measured
-        ids = torch.randint(0, vocab, (1, seq_len), device=device)
+        if step is None:
+            step = _train_step
+            _train_step(model, torch.randint(0, vocab, (1, 16), device=device))  # warm-up, not measured
+        else:
+            step(model, ids)  # warm-up at the real shape (the allocator's buffers), not measured
         while steps < 3 and (steps == 0 or measured < budget_s):
             t0 = time.perf_counter()
-            _train_step(model, ids)
+            step(model, ids)
             measured += time.perf_counter() - t0
             steps += 1
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    tokens_per_s = seq_len * steps / measured
+    tokens_per_s = rows * seq_len * steps / measured
     epoch_tokens = stats["packed_rows"] * stats["max_length"]
     return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 3),
-            "benchmark_tokens": seq_len, "benchmark_steps": steps,
+            "benchmark_tokens": rows * seq_len, "benchmark_steps": steps,
             "benchmark_seconds": round(time.perf_counter() - start, 2)}
 
 

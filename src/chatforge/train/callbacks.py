@@ -23,6 +23,7 @@ class MetricsLog(TrainerCallback):
         self.path = path
         self.last = None  # (time, tokens_seen) at the previous train line, for tokens/s over the interval
         self.history: list[dict] = []
+        self.mfu_scale: float | None = None  # MFU per (token/s): model FLOPs per token / peak FLOP/s (mfu.py)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.last = (time.perf_counter(), state.num_input_tokens_seen)
@@ -37,6 +38,8 @@ class MetricsLog(TrainerCallback):
             then, tokens = self.last
             row.update({k: logs[k] for k in TRAIN_KEYS if k in logs})
             row["tokens_per_sec"] = round((state.num_input_tokens_seen - tokens) / max(now - then, 1e-9), 1)
+            if self.mfu_scale is not None:
+                row["mfu"] = round(row["tokens_per_sec"] * self.mfu_scale, 4)
             self.last = (now, state.num_input_tokens_seen)
         elif "eval_loss" in logs:
             row.update({k: logs[k] for k in EVAL_KEYS if k in logs})

@@ -14,6 +14,7 @@ from chatforge.config import option, positive_int
 from chatforge.models.catalog import DEFAULT_MODEL
 
 METHODS = ("lora", "full", "freeze", "dpo", "kto")
+AUTO_COMPILE_TOKENS = 250_000  # --compile's default: on from this many planned training tokens (lora/full/freeze)
 # Learning rates that work for each method on small chat models (LoRA adapters start at zero and
 # need a larger step; full fine-tuning of pretrained weights needs a small one).
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "freeze": 5e-5, "dpo": 5e-5, "kto": 5e-5}
@@ -80,7 +81,8 @@ class TrainConfig:
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
                             choices=["cosine", "linear", "constant_with_warmup"])
     weight_decay: float = option(0.0, "AdamW weight decay.")
-    batch_tokens: int = option(8192, "Tokens per optimizer step (gradient accumulation is derived from it).",
+    batch_tokens: int = option(2048, "Tokens per optimizer step (gradient accumulation is derived from it; small "
+                                     "steps learn more per minute on small data).",
                                parse=positive_int)
     micro_batch_tokens: int = option(2048, "Tokens per forward pass (lower it to save memory; the optimizer "
                                            "step stays --batch-tokens).", parse=positive_int)
@@ -104,9 +106,11 @@ class TrainConfig:
                             choices=["auto", "bf16", "fp32"])
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, "
                                                  "~30% slower).")
-    compile: bool = option(False, "torch.compile each transformer layer: later steps run ~20% faster on a CPU, the "
-                                  "first ones take about a minute longer (on a CPU it needs a C++ compiler; if "
-                                  "compiling fails, training goes on uncompiled).")
+    compile: bool | None = option(None, "torch.compile each transformer layer: later steps run faster (it fuses the "
+                                        "element-wise work), the first ones take about a minute longer. Default: on "
+                                        "for runs of at least 250,000 training tokens (where it pays back) when a "
+                                        "C++ compiler is present on a CPU; if compiling fails, training goes on "
+                                        "uncompiled.")
     eval_every: int | None = option(None, "Evaluate every N steps (default: 5 times per run, and at the end).",
                                     parse=positive_int)
     save_every: int | None = option(None, "Checkpoint every N steps (default: 10 times per run).",

@@ -97,7 +97,8 @@ def linear_cross_entropy(hidden, weight, bias, targets, dtype: torch.dtype | Non
     dtype: of the matmuls (the mixed-precision dtype; default: that of hidden and weight), softmax in fp32."""
     if hidden.shape[0] == 0:
         return (hidden.sum() * 0).float()  # keeps the graph (DDP expects every trained weight to get a grad)
-    return _LinearCrossEntropy.apply(hidden, weight, bias, targets, dtype or _common_dtype(hidden, weight))
+    with torch.profiler.record_function("chatforge::lm_head"):  # a named range for bench/train_profile.py
+        return _LinearCrossEntropy.apply(hidden, weight, bias, targets, dtype or _common_dtype(hidden, weight))
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """`chatforge train` as a function: setup -> fit -> save.
 
-    from chatforge.train.config import TrainConfig
+    from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
     from chatforge.train.run import train
     run_dir = train(TrainConfig(data="examples/data/lumora_train.jsonl"))
 
@@ -29,7 +29,7 @@ from typing import Any
 from chatforge.config import save_yaml
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
-from chatforge.train.config import TrainConfig
+from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
 
 MAX_EVAL_EXAMPLES = 200
 
@@ -46,6 +46,9 @@ class Run:
     precision: str
     started: float
     emit: Any = None  # chatforge.events listener: RUN/events.jsonl (process 0) + the caller's on_event
+    attention: str = "model default"  # "packed": chatforge.train.attention
+    flops_per_token: float = 0.0  # model FLOPs of one trained token (chatforge.train.mfu)
+    peak_flops: float = 0.0  # measured matmul peak of the machine, FLOP/s
 
 
 def train(cfg: TrainConfig, on_event=None) -> Path:
@@ -85,13 +88,16 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
                         allow_pickle=cfg.allow_pickle)
     tokenizer = loaded.tokenizer
     kind, train_examples, eval_examples, stats = _load_data(cfg, tokenizer)
-    cfg = _resolve(cfg, n_examples=len(train_examples))
+    cfg = _resolve(cfg, n_examples=len(train_examples), n_tokens=sum(len(e) for e in train_examples))
     from transformers import set_seed
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the seed: the same config gives the same run
     device = pick_device(device)
     bf16 = use_bf16(cfg.precision, device)
     model = apply_method(loaded.model, cfg, bf16=bf16)
+    from chatforge.train.attention import use_packed_attention
+
+    packed_attention = use_packed_attention(model)  # attention per example of a packed row: sum(len^2), not T^2
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.out)
     resume_from = _prepare_run_dir(run_dir, cfg, is_main=rank == 0)
@@ -103,11 +109,25 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
     if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
         compile_layers(model)
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
-              "bf16" if bf16 else "fp32", time.time(), emit)
+              "bf16" if bf16 else "fp32", time.time(), emit, "packed" if packed_attention else "model default")
+    _measure_mfu_scale(run, model, bf16)
     if run.is_main:
         _write_json(run_dir / "data_stats.json", stats)
         _update_run_json(run, status="running", **_run_facts(run))
     return run
+
+
+def _measure_mfu_scale(run: Run, model, bf16: bool) -> None:
+    """MFU = tokens/s x model FLOPs per token / peak FLOP/s (chatforge.train.mfu): tell the metrics log."""
+    import torch
+
+    from chatforge.train import mfu
+
+    args = run.trainer.args
+    run.flops_per_token = mfu.flops_per_token(model)
+    run.peak_flops = mfu.measure_peak(torch.bfloat16 if bf16 else torch.float32, str(args.device)) * args.world_size
+    metrics = next(cb for cb in run.trainer.callback_handler.callbacks if type(cb).__name__ == "MetricsLog")
+    metrics.mfu_scale = run.flops_per_token / run.peak_flops
 
 
 def one_gpu(device: str | None) -> str | None:
@@ -185,17 +205,34 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     return prepared.kind, examples, eval_examples, stats
 
 
-def _resolve(cfg: TrainConfig, *, n_examples: int) -> TrainConfig:
+def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainConfig:
     """Fill in the automatic values, so config.yaml records exactly what ran."""
     from chatforge.data.stats import auto_epochs
 
     epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
     if cfg.method in ("dpo", "kto") and cfg.epochs == "auto":
         epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
+    if cfg.compile is None:  # automatic only for the supervised methods (the preference ones run other passes)
+        planned = cfg.max_steps * cfg.batch_tokens if cfg.max_steps else n_tokens * int(epochs)
+        cfg = dataclasses.replace(cfg, compile=cfg.method in ("lora", "full", "freeze")
+                                  and planned >= AUTO_COMPILE_TOKENS and can_compile(cfg.device))
     out = cfg.out or str(Path("runs") / f"{Path(cfg.data).stem}-{cfg.method}-"
                                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
     return dataclasses.replace(cfg, epochs=int(epochs), lr=cfg.learning_rate, out=out, lora_alpha=alpha)
+
+
+def can_compile(device: str | None) -> bool:
+    """torch.compile (inductor) works here: a CUDA device (Triton comes with torch), or a CPU with a C++
+    compiler for its generated kernels."""
+    if device and not device.startswith(("cpu", "cuda")):
+        return False
+    if device is None or device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    return any(shutil.which(c) for c in (os.environ.get("CXX") or "", "g++", "c++", "clang++") if c)
 
 
 def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
@@ -438,6 +475,9 @@ def _summary(run: Run) -> dict:
            "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
            "first_train_loss": train_rows[0]["loss"] if train_rows else None,
            "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1)}
+    if out["tokens_per_sec"] and run.peak_flops:
+        out["mfu"] = round(out["tokens_per_sec"] * run.flops_per_token / run.peak_flops, 4)
+        out["peak_tflops"] = round(run.peak_flops / 1e12, 3)
     if evals:
         out.update(eval_loss=evals[-1]["eval_loss"], first_eval_loss=evals[0]["eval_loss"],
                    **{k: evals[-1][k] for k in ("eval_token_accuracy", "eval_reward_accuracy") if k in evals[-1]})
@@ -460,7 +500,11 @@ def print_summary(run_dir: Path, summary: dict) -> None:
         lines += [("eval loss", f"{summary['first_eval_loss']:.4f} -> {summary['eval_loss']:.4f}")]
         lines += [(k.replace("_", " "), f"{summary[k]:.3f}") for k in ("eval_token_accuracy", "eval_reward_accuracy")
                   if k in summary]
-    lines += [("tokens/s", summary["tokens_per_sec"]), ("time", f"{summary['wall_seconds']:.0f} s"),
+    lines += [("tokens/s", summary["tokens_per_sec"])]
+    if summary.get("mfu") is not None:
+        lines += [("MFU", f"{100 * summary['mfu']:.1f} % of a {summary['peak_tflops']:.2f} TFLOP/s matmul peak "
+                          f"(measured)")]
+    lines += [("time", f"{summary['wall_seconds']:.0f} s"),
               ("model", str(run_dir / "final"))]
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
@@ -473,8 +517,8 @@ def _run_facts(run: Run) -> dict:
     args = run.trainer.args
     return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
             "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
-            "device": str(args.device),
-            "precision": run.precision, "processes": args.world_size, "torch": torch.__version__,
+            "device": str(args.device), "precision": run.precision, "attention": run.attention,
+            "processes": args.world_size, "torch": torch.__version__,
             "fused_head": run.trainer.head is not None,  # LM head + loss fused in chunks (train/loss.py)
             "resumed_from": str(run.resume_from) if run.resume_from else None,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}

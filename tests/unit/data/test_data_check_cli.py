@@ -49,6 +49,7 @@ def test_estimate_and_nothing_written(run_cli, tiny_model, data_dir):
     code, out, _ = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--json", "--max-length", "64")
     est = json.loads(out)["estimate"]
     assert code == 0 and est["tokens_per_second"] > 0 and est["epoch_seconds"] > 0
+    assert est["method"] == "lora" and est["benchmark_steps"] >= 1  # the default recipe's step is what is timed
     assert sorted(p.name for p in data_dir.iterdir()) == before
 
 

@@ -54,7 +54,11 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     info = json.loads((run.dir / "run.json").read_text())
     assert info["status"] == "complete" and info["method"] == "lora" and info["kind"] == "chat"
     assert info["base_model"] == str(tiny_model)
-    assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec"}
+    assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec", "mfu"}
+    # MFU: tokens/s x model FLOPs per token (~4N for LoRA) / the matmul peak measured at the start
+    assert all(0 < r["mfu"] < 1 for r in rows if "loss" in r)
+    assert info["mfu"] == pytest.approx(info["tokens_per_sec"] * run.flops_per_token / run.peak_flops, rel=1e-3)
+    assert info["attention"] == "packed"
     eval_row = next(r for r in rows if "eval_loss" in r)
     assert set(eval_row) == {"step", "epoch", "tokens_seen", "eval_loss", "eval_token_accuracy"}
     assert [r["tokens_seen"] for r in rows if "loss" in r] == sorted({r["tokens_seen"] for r in rows if "loss" in r})
@@ -183,3 +187,18 @@ def test_compiled_layers_train_like_eager_ones(make_cfg, tmp_path):
     la = [r["loss"] for r in read_metrics(eager)]
     lb = [r["loss"] for r in read_metrics(compiled)]
     assert la == pytest.approx(lb, abs=1e-4)
+
+
+def test_compile_defaults_to_on_for_long_runs_only():
+    """--compile's default: on from AUTO_COMPILE_TOKENS planned tokens (where its minute of compiling pays back)."""
+    import dataclasses
+
+    from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
+    from chatforge.train.run import _resolve, can_compile
+
+    cfg = TrainConfig(data="d.jsonl", out="o", device="cpu")
+    assert _resolve(cfg, n_examples=100, n_tokens=5_000).compile is False  # 25 epochs x 5k tokens < 250k
+    assert _resolve(cfg, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 3 + 1).compile is can_compile("cpu")
+    assert _resolve(dataclasses.replace(cfg, max_steps=2), n_examples=1000, n_tokens=10**7).compile is False
+    assert _resolve(dataclasses.replace(cfg, compile=False), n_examples=1000, n_tokens=10**7).compile is False
+    assert _resolve(dataclasses.replace(cfg, compile=True), n_examples=10, n_tokens=10).compile is True

@@ -1,0 +1,59 @@
+"""A measured training step, as `chatforge train` runs it by default, for `chatforge check`'s time estimate.
+
+The estimate is only as good as its likeness to the real step: the default method (LoRA on every linear layer),
+the default precision (bf16 autocast where the CPU has AMX / AVX-512 bf16), packed attention over rows of
+several examples, the fused LM head + loss on the trained positions, and the AdamW step over the adapters.
+data.stats.estimate_epoch_seconds times it on random tokens and scales it to one packed epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+
+class DefaultStep:
+    """step(model, ids (B, T)): one forward + backward + optimizer step of the default recipe on `ids`, cut
+    into examples of `example_length` tokens (position ids restarting at 0, the prompt's first half untrained)."""
+
+    def __init__(self, model, *, example_length: int):
+        from chatforge.train.attention import use_packed_attention
+        from chatforge.train.config import TrainConfig
+        from chatforge.train.loss import HeadBypass
+        from chatforge.train.run import apply_method, use_bf16
+
+        cfg = TrainConfig()
+        device = str(next(model.parameters()).device)
+        self.bf16 = use_bf16(cfg.precision, device)
+        self.model = apply_method(model, _resolved(cfg), bf16=self.bf16)
+        use_packed_attention(self.model)
+        self.head = HeadBypass(self.model)
+        self.example_length = max(2, example_length)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=1e-12)  # a step that changes (next to) nothing
+        self.method = cfg.method
+        self.precision = "bf16" if self.bf16 else "fp32"
+
+    def __call__(self, model, ids: torch.Tensor) -> None:
+        from chatforge.train.loss import linear_cross_entropy
+        from chatforge.train.trainer import selective_outputs
+
+        t = ids.shape[1]
+        pos = (torch.arange(t, device=ids.device) % self.example_length).expand_as(ids)  # (B, T)
+        labels = ids.clone()
+        labels[(pos < self.example_length // 2)] = IGNORE  # the prompt half of each example
+        batch = {"input_ids": ids, "position_ids": pos, "labels": labels}
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            hidden, targets = selective_outputs(self.model, batch, self.head)
+        loss = linear_cross_entropy(hidden, self.head.weight, self.head.bias, targets,
+                                    torch.bfloat16 if self.bf16 else None) / max(targets.numel(), 1)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _resolved(cfg):
+    import dataclasses
+
+    return dataclasses.replace(cfg, lr=cfg.learning_rate, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank)

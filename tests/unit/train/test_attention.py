@@ -1,0 +1,143 @@
+"""Packed attention (one causal kernel per example of a packed row) = transformers' masked sdpa on the row."""
+
+import pytest
+import torch
+
+from chatforge.train.attention import NAME, _segments, use_packed_attention
+
+
+def _random_llama(**overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    values = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128, attn_implementation="sdpa")
+    values.update(overrides)
+    return LlamaForCausalLM(LlamaConfig(**values))
+
+
+def _packed_batch():
+    # row 0: examples of 5, 9 and 2 tokens; row 1: 11 tokens then 5 of padding (its own block, restarting at 0)
+    pos = torch.tensor([list(range(5)) + list(range(9)) + list(range(2)), list(range(11)) + list(range(5))])
+    ids = torch.randint(1, 64, pos.shape, generator=torch.Generator().manual_seed(1))
+    return ids, pos
+
+
+def test_segments_cut_where_positions_restart():
+    _, pos = _packed_batch()
+    assert _segments(pos) == [[(0, 5), (5, 14), (14, 16)], [(0, 11), (11, 16)]]
+
+
+def _loss_and_grads(model, ids, pos):
+    model.zero_grad()
+    logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+    loss = logits.float().logsumexp(-1).mean()
+    loss.backward()
+    return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_packed_attention_equals_masked_sdpa_forward_and_backward():
+    model = _random_llama()
+    ids, pos = _packed_batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, pos)
+    assert use_packed_attention(model)
+    assert model.config._attn_implementation == NAME
+    logits, grads = _loss_and_grads(model, ids, pos)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_examples_do_not_see_each_other():
+    """Changing one example's tokens changes no other example's logits."""
+    model = _random_llama()
+    use_packed_attention(model)
+    ids, pos = _packed_batch()
+    with torch.no_grad():
+        before = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+        changed = ids.clone()
+        changed[0, 5:14] = (changed[0, 5:14] + 7) % 64  # the second example of row 0
+        after = model(input_ids=changed, position_ids=pos, use_cache=False).logits
+    torch.testing.assert_close(after[0, :5], before[0, :5])
+    torch.testing.assert_close(after[0, 14:], before[0, 14:])
+    assert not torch.allclose(after[0, 5:14], before[0, 5:14])
+
+
+def test_sliding_window_layers_match():
+    """Gemma-style sliding-window attention: an example longer than the window keeps its window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, sliding_window=4,
+                                             attn_implementation="sdpa"))
+    ids, pos = _packed_batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, pos)
+    assert use_packed_attention(model)
+    logits, grads = _loss_and_grads(model, ids, pos)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_padding_mask_or_a_cache_goes_to_plain_sdpa():
+    """Generation (attention_mask + KV cache) gives the same tokens with packed attention switched on."""
+    model = _random_llama()
+    ids = torch.randint(1, 64, (2, 6), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding
+    ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    use_packed_attention(model)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("impl", ["flex_attention"])
+def test_other_implementations_are_left_alone(impl):
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    model = _random_llama(attn_implementation="eager")
+    model.config._attn_implementation = impl  # as if loaded with it
+    assert not use_packed_attention(model)
+    assert model.config._attn_implementation == impl
+
+
+def test_the_custom_op_passes_opcheck():
+    """Fake (meta) kernel, autograd registration and schema of the op agree with its CPU kernel."""
+    from chatforge.train.attention import _packed_op
+
+    _, pos = _packed_batch()
+    q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
+    for window in (0, 4):
+        torch.library.opcheck(_packed_op, (q, k, v, pos, 0.35, window))
+
+
+
+def test_gemma3_sliding_and_full_layers_match():
+    """Gemma 3 (the multilingual model): sliding-window and full layers, one KV head, its own scaling."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=8, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"], attn_implementation="sdpa")
+    model = Gemma3ForCausalLM(config)
+    ids, pos = _packed_batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, pos)
+    assert use_packed_attention(model)
+    logits, grads = _loss_and_grads(model, ids, pos)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fp32_weights_under_bf16_autocast_match_sdpa():
+    """Full fine-tuning in bf16 autocast: fp32 weights, so rotary hands fp32 q/k next to a bf16 v."""
+    model = _random_llama()
+    ids, pos = _packed_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = model(input_ids=ids, position_ids=pos, use_cache=False).logits.float()
+        use_packed_attention(model)
+        out = model(input_ids=ids, position_ids=pos, use_cache=False).logits.float()
+        out.logsumexp(-1).mean().backward()
+    torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
