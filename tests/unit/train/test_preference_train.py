@@ -177,7 +177,7 @@ def test_dpo_on_top_of_a_lora_run_folds_both_adapters(make_cfg, dpo_cfg, tmp_pat
     dpo = train(dpo_cfg(model=str(sft), out=str(tmp_path / "dpo"), max_steps=2, eval_split=0.0, lora_rank=8))
     assert json.loads((dpo / "run.json").read_text())["base_model"] == str(sft)  # eval compares with the SFT run
     ids = torch.arange(3, 40)[None]
-    folded = load_model(str(dpo)).model
+    folded = load_model(str(dpo), dtype="float32").model  # (auto is bf16 on AMX CPUs)
     base_dir = json.loads((sft / "final" / "chatforge.json").read_text())["base_model"]
     step = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(sft / "final"))
     step = PeftModel.from_pretrained(step.merge_and_unload(), str(dpo / "checkpoints" / checkpoints.last(
