@@ -39,10 +39,7 @@ def load(out: Path, fmt: str, quant: str, ids):
     if fmt == "hf":
         dtype = torch.bfloat16 if quant == "bf16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(out, dtype=dtype)
-    else:
-        from chatforge.models.resolve import enable_gguf
-
-        enable_gguf()
+    else:  # plain transformers: the environment has the gguf distribution (scripts/setup_venv.sh)
         model = AutoModelForCausalLM.from_pretrained(out, gguf_file=next(out.glob("*.gguf")).name)
     with torch.inference_mode():
         model.eval()(input_ids=ids)

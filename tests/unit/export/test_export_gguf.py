@@ -76,3 +76,17 @@ def test_gpt2_base_model_exports_with_the_default_template(tiny_gpt2_1024, tmp_p
     assert meta["eos_token_id"] == 0
     assert manifest(out)["verification"]["nrmse"] <= 0.005  # read back by transformers, f16 tolerance
     assert 'PARAMETER stop "<|endoftext|>"' in (out / "Modelfile").read_text()
+
+
+def test_plain_transformers_reads_the_export_without_chatforge(f16_pair, tokenizer, plain_transformers):
+    """A user's own script: AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) in a process that never
+    imports chatforge (chatforge patches nothing) gives the logits of the f16 weights."""
+    import torch
+
+    from chatforge.models.load import load_model
+
+    hf16, gguf_file = f16_pair
+    got = plain_transformers(gguf_file)[gguf_file.name]
+    assert got["class"] == "LlamaForCausalLM" and got["chat_template"] == tokenizer.chat_template
+    assert got["ids"] == tokenizer("Where is my order?", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(torch.tensor(got["logits"]), logits(load_model(str(hf16)).model, got["ids"]), atol=1e-4)
