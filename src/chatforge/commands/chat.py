@@ -10,7 +10,8 @@ from chatforge.generation_config import GenerateConfig, add_model_arguments
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", nargs="?", default=None,
                         help="Model name, directory, .gguf file or run directory (default: smollm2-135m-instruct).")
-    parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
+    parser.add_argument("--system", "-s", metavar="TEXT",
+                        help="A system prompt (default: the one the run was trained with, if any; '' for none).")
     add_model_arguments(parser)
 
 
@@ -20,13 +21,19 @@ def run(args) -> int:
     from chatforge.chat import ChatSession
     from chatforge.config import build
 
+    from chatforge.models.resolve import resolve
+
     cfg = build(GenerateConfig, args)
     params = cfg.sampling()
-    engine = cfg.engine(args.model)
-    session = ChatSession(engine, params, system=args.system)
+    resolved = resolve(args.model)
+    engine = cfg.engine(resolved)
+    system = args.system if args.system is not None else resolved.system_prompt
+    session = ChatSession(engine, params, system=system or None)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {engine.name}. /help for commands, /exit to leave.", file=sys.stderr)
+        if args.system is None and system:
+            print(f"(system prompt, as trained: {system}  -- /system TEXT changes it)", file=sys.stderr)
     while True:
         try:
             line = input(">>> " if interactive else "")

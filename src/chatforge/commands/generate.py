@@ -9,7 +9,8 @@ from chatforge.generation_config import GenerateConfig, add_model_arguments
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", help="Model name, directory, .gguf file or run directory.")
     parser.add_argument("prompt", metavar="PROMPT", help="The user's message. Use - to read it from stdin.")
-    parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
+    parser.add_argument("--system", "-s", metavar="TEXT",
+                        help="A system prompt (default: the one the run was trained with, if any; '' for none).")
     add_model_arguments(parser)
 
 
@@ -23,9 +24,13 @@ def run(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise ChatforgeError("PROMPT is empty")
-    engine = cfg.engine(args.model)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-        [{"role": "user", "content": prompt}]
+    from chatforge.models.resolve import resolve
+    from chatforge.models.template import with_system
+
+    resolved = resolve(args.model)
+    engine = cfg.engine(resolved)
+    system = args.system if args.system is not None else resolved.system_prompt
+    messages = with_system([{"role": "user", "content": prompt}], system)
     for piece in engine.stream_chat(messages, cfg.sampling()):
         if isinstance(piece, str):
             sys.stdout.write(piece)

@@ -36,7 +36,12 @@ def run(args) -> int:
     cfg = build(ServeConfig, args)
     sock = bind(cfg.host, cfg.port)  # before loading the model: a busy port fails in a second, not after it
     print(f"chatforge serve: loading {args.model or 'the default model'} ...", file=sys.stderr, flush=True)
-    engine = build(GenerateConfig, args).engine(args.model)
+    from chatforge.models.resolve import resolve
+
+    resolved = resolve(args.model)
+    engine = build(GenerateConfig, args).engine(resolved)
+    if cfg.system is None:  # what the run was trained with (when its data shared one system prompt)
+        cfg.system = resolved.system_prompt
     return serve(engine, cfg, sock)
 
 
@@ -65,6 +70,7 @@ def _banner(model_id: str, cfg: ServeConfig, url: str, keyed: bool) -> str:
         f"chatforge serve: {model_id} at {url}  (chat page: {url}/, Ctrl-C to stop)",
         f"  model id: {model_id}",
         f"  API key:  {'required (Authorization: Bearer ...)' if keyed else 'none'}",
+        *([f"  system prompt for requests without one: {cfg.system}"] if cfg.system else []),
         "",
         f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\",
         "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'",

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatforge.errors import ChatforgeError
 from chatforge.generation import Completion, SamplingParams
+from chatforge.models.template import with_system
 from chatforge.serve import schemas as s
 from chatforge.serve.batching import LiveBatch
 from chatforge.serve.config import ServeConfig
@@ -94,13 +95,14 @@ class _Service:
         self.scheduler = Scheduler(engine, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
                                    batch_window=config.batch_window_ms / 1000, batcher=batcher)
         self.created = s.now()
-        self.html = _page(self.model_id)
+        self.html = _page(self.model_id, config.system)
 
     # ---- routes --------------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request):
         req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
         self.check_model(req.model)
-        prompt = _encode_chat(self.engine, [m.as_template_message() for m in req.messages])
+        messages = with_system([m.as_template_message() for m in req.messages], self.config.system)
+        prompt = _encode_chat(self.engine, messages)
         job = self.submit(prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages"))
         cid = s.new_id("chatcmpl")
 
@@ -304,11 +306,12 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _page(model_id: str) -> str:
-    """The chat page with the model id filled in (HTML-escaped)."""
+def _page(model_id: str, system: str | None = None) -> str:
+    """The chat page with the model id and the default system prompt filled in (HTML-escaped)."""
     import html
 
     text = resources.files("chatforge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    text = text.replace("__SYSTEM_PROMPT__", html.escape(system or "", quote=True))
     return text.replace("__MODEL_ID__", html.escape(model_id, quote=True))
 
 

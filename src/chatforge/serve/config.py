@@ -23,3 +23,5 @@ class ServeConfig:
     batch_window_ms: float = option(10.0, "When idle, how long the first request waits for others to start "
                                           "with it (milliseconds).")
     model_id: str | None = option(None, "The model id clients use (default: the MODEL argument as given).")
+    system: str | None = option(None, "System prompt for chat requests that have no system message (default: the "
+                                      "one the run was trained with, if any; '' for none).", metavar="TEXT")

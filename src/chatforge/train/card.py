@@ -28,6 +28,9 @@ def write_model_card(run_dir: Path, cfg, summary: dict, stats: dict) -> Path:
     if "eval_loss" in summary:
         rows += [("Eval loss (first -> final)", f"{_fmt(summary['first_eval_loss'])} -> {_fmt(summary['eval_loss'])}"),
                  ("Eval token accuracy", _fmt(summary["eval_token_accuracy"], ".3f"))]
+    system = (stats.get("train", {}).get("system_prompts") or {}).get("dominant")
+    if system:
+        rows.append(("System prompt (applied when a conversation has none)", f"`{system}`"))
     rows += [("Throughput", f"{_fmt(summary.get('tokens_per_sec'), '')} tokens/s"), ("Seed", str(cfg.seed))]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     text = f"""# {run_dir.name}

@@ -385,11 +385,19 @@ def save(run: Run) -> Path:
 
 def _finish_final(run: Run, staging: Path, final: Path) -> None:
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody needs to load
+    record = {"system_prompt": system_prompt(run.stats)} if run.kind == "chat" else {}
     if run.cfg.method == "lora":
-        _write_json(staging / "chatforge.json", {"base_model": _portable_spec(run.cfg.model)})
+        record = {"base_model": _portable_spec(run.cfg.model), **record}
+    if record:  # what chat, serve, eval and export read back (chatforge.models.resolve.recorded_system_prompt)
+        _write_json(staging / "chatforge.json", record)
     if final.exists():  # re-finishing a resumed run that had already completed
         shutil.rmtree(final)
     staging.rename(final)
+
+
+def system_prompt(stats: dict) -> str | None:
+    """The training data's dominant system prompt (on more than half of the conversations), or None."""
+    return (stats.get("train", {}).get("system_prompts") or {}).get("dominant")
 
 
 def _portable_spec(spec: str) -> str:
@@ -442,6 +450,7 @@ def _run_facts(run: Run) -> dict:
 
     args = run.trainer.args
     return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
+            "system_prompt": system_prompt(run.stats) if run.kind == "chat" else None,
             "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
             "device": str(args.device),
             "precision": run.precision, "processes": args.world_size, "torch": torch.__version__,
