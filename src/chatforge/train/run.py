@@ -416,7 +416,8 @@ def _summary(run: Run) -> dict:
            "tokens_seen": state.num_input_tokens_seen,
            "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
            "first_train_loss": train_rows[0]["loss"] if train_rows else None,
-           "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1)}
+           "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1),
+           "system_prompt": system_prompt(run.stats) if run.kind == "chat" else None}
     if evals:
         out.update(eval_loss=evals[-1]["eval_loss"], eval_token_accuracy=evals[-1]["eval_token_accuracy"],
                    first_eval_loss=evals[0]["eval_loss"])
@@ -440,6 +441,8 @@ def print_summary(run_dir: Path, summary: dict) -> None:
                   ("eval token accuracy", f"{summary['eval_token_accuracy']:.3f}")]
     lines += [("tokens/s", summary["tokens_per_sec"]), ("time", f"{summary['wall_seconds']:.0f} s"),
               ("model", str(run_dir / "final"))]
+    if summary.get("system_prompt"):
+        lines.append(("system prompt", f"{summary['system_prompt']}  (the data's; applied when a request has none)"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
     print(f"\nnext: chatforge chat {run_dir}    chatforge eval {run_dir} --data HELDOUT")
