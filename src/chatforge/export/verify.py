@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from chatforge.errors import ChatforgeError
 
-TOLERANCE = {"f32": 1e-4, "f16": 0.005, "bf16": 0.03, "q8_0": 0.1}  # on nrmse
+TOLERANCE = {"f32": 1e-4, "f16": 0.005, "bf16": 0.03, "q8_0": 0.1, "q5_k_m": 0.3, "q4_k_m": 0.5}  # on nrmse
 PROBE = [{"role": "user", "content": "What can you help me with? Answer in two sentences."}]
 
 
