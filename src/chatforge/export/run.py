@@ -4,9 +4,11 @@
 
 Everything is written into `.OUT.partial-XXXX` next to OUT and renamed to OUT only after the written model
 has been reloaded and checked, so an interrupted or failed export never leaves a directory at OUT that
-looks valid. A GGUF export may also go to a file (`--out lumora.gguf`, as llama.cpp's converter's
-`--outfile`): then the GGUF file (and with --ollama the `Modelfile` beside it) are renamed into place. An existing OUT is refused unless `force`; with `force` an earlier export (a directory with
+looks valid. An existing OUT is refused unless `force`; with `force` an earlier export (a directory with
 export.json) is replaced only after success, and any other existing path is never replaced.
+A GGUF export may also go to a file (`--out lumora.gguf`, like llama.cpp's converter's `--outfile`): the
+verified GGUF file (and with --ollama the `Modelfile` beside it) is then renamed into place, and --force
+replaces an existing file of that name.
 A process killed mid-export can leave a hidden `.OUT.partial-*` directory behind: it is safe to delete.
 """
 
@@ -204,10 +206,8 @@ def _write_hf(plan: _Plan, loaded, stage: Path, log) -> Path:
 
 
 def _write_gguf(plan: _Plan, loaded, stage: Path, log) -> Path:
-    from chatforge.export.gguf import convert
+    from chatforge.export.gguf import K_QUANTS, convert, quantize
     from chatforge.export.hf import save_hf
-
-    from chatforge.export.gguf import K_QUANTS, quantize
 
     merged = _inside(stage, ".merged-f32")  # the converter's input; removed before the rename
     save_hf(loaded, merged, "f32")

@@ -192,3 +192,18 @@ def test_converter_failure_is_one_clear_error(tiny_model, tmp_path):
     assert e.value.exit_code == 1 and "the GGUF converter failed" in e.value.message
     assert "Traceback" not in e.value.message and len(e.value.message.splitlines()) == 1
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_quantizer_failure_is_one_clear_error_and_leaves_nothing(lora_run, tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `quantize`")
+    import chatforge.export.gguf as gguf
+
+    def junk(hf_dir, out_file, quant, *, name):  # the converter "wrote" a file llama.cpp cannot read
+        out_file.write_bytes(b"not a gguf file")
+        return out_file
+
+    monkeypatch.setattr(gguf, "convert", junk)
+    with pytest.raises(ChatforgeError) as e:
+        export(ExportConfig(model=str(lora_run), format="gguf", quant="q4_k_m", out=str(tmp_path / "m.gguf")))
+    assert "llama.cpp's quantizer failed" in e.value.message and e.value.exit_code == 1
+    assert _leftovers(tmp_path) == []
