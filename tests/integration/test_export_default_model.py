@@ -102,3 +102,22 @@ def test_hf_export_answers_the_same_with_plain_transformers(reference, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # generation_config.json's eos ids make plain `generate` stop at <|im_end|>, like chatforge.
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [c.text for c in answers]
+
+
+def test_gguf_q4_k_m_by_llama_cpps_quantizer_to_a_file(reference, tmp_path):
+    """--quant q4_k_m (llama.cpp's own quantizer, the optional extra) to --out NAME.gguf, verified on read-back."""
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `quantize`")
+    from chatforge.export.gguf import read_metadata
+    from chatforge.export.run import export_with_manifest
+
+    loaded, answers = reference
+    target = tmp_path / "smollm2-q4_k_m.gguf"
+    out, info = export_with_manifest(ExportConfig(model=MODEL, format="gguf", quant="q4_k_m", out=str(target),
+                                                  ollama=True))
+    assert out == target and sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "smollm2-q4_k_m.gguf"]
+    assert {"Q4_K", "Q6_K"} <= set(read_metadata(target)["tensor_types"])
+    check = info["verification"]  # read back by transformers and compared with the source's logits
+    assert check["nrmse"] <= check["tolerance"] and check["top1_agreement"] >= 0.6
+    assert target.stat().st_size < 0.45 * 2 * 134_515_008  # under 45 % of the f16 file (2 bytes a weight)
+    got = _greedy(_read_back(target, loaded.tokenizer))
+    assert all(c.text.strip() for c in got)  # still answers

@@ -13,7 +13,8 @@ from chatforge.store.config import LogConfig
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", nargs="?", default=None,
                         help="Model name, directory, .gguf file or run directory (default: smollm2-135m-instruct).")
-    parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
+    parser.add_argument("--system", "-s", metavar="TEXT",
+                        help="A system prompt (default: the one the run was trained with, if any; '' for none).")
     add_model_arguments(parser)
     from chatforge.config import add_arguments
 
@@ -26,23 +27,29 @@ def run(args) -> int:
     from chatforge.chat import ChatSession
     from chatforge.config import build
 
+    from chatforge.models.resolve import resolve
+
     cfg = build(GenerateConfig, args)
     from chatforge.infer import Engine
     from chatforge.generation_config import empty_answer_message
 
     params = cfg.sampling()
     logging = build(LogConfig, args)
-    loaded = cfg.load(args.model)
-    engine = Engine(loaded)
     from chatforge.models.resolve import resolve
 
-    store, ids = logging.open(source="chat", models={engine.name: resolve(args.model)})
-    session = ChatSession(engine, params, system=args.system, store=store, model_id=ids.get(engine.name))
+    resolved = resolve(args.model)
+    loaded = cfg.load(resolved)
+    engine = Engine(loaded)
+    system = args.system if args.system is not None else resolved.system_prompt
+    store, ids = logging.open(source="chat", models={engine.name: resolved})
+    session = ChatSession(engine, params, system=system or None, store=store, model_id=ids.get(engine.name))
     interactive = sys.stdin.isatty()
     if interactive:
         kept = f"kept in {store.path} (/good, /bad, /fix TEXT rate answers)" if store else "not kept (--no-log)"
         print(f"Chatting with {engine.name}; the conversation is {kept}. /help for commands, /exit to leave.",
               file=sys.stderr)
+        if args.system is None and system:
+            print(f"(system prompt, as trained: {system}  -- /system TEXT changes it)", file=sys.stderr)
     while True:
         try:
             line = input(">>> " if interactive else "")

@@ -116,6 +116,21 @@ def _as_json(data, prepared, report, estimate) -> dict:
             "stats": prepared.stats, "estimate": estimate}
 
 
+def _system_prompt_lines(sp: dict) -> list[str]:
+    """How many conversations carry which system prompt, and which one a run trained on this data applies."""
+    import json
+
+    n = sp["conversations"]
+    lines = [f"system prompts  {sp['distinct']} distinct; {n - sp['without']} of {n} conversations have one"]
+    for row in sp["top"]:
+        text = row["text"] if len(row["text"]) <= 90 else row["text"][:87] + "..."
+        lines.append(f"  {row['count']:>6} ({row['count'] / max(1, n):.0%})  {json.dumps(text, ensure_ascii=False)}")
+    if sp["dominant"] is not None:
+        lines.append("  the most common one is the default: a run trained on this data applies it when a request "
+                     "has no system message")
+    return lines
+
+
 def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> str:
     from chatforge.data.stats import format_duration
     from chatforge.data.validate import CLASSES
@@ -154,6 +169,8 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
             f"packing         {s['packed_rows']} rows of {s['max_length']} tokens, "
             f"{s['padding_share']:.1%} padding",
             f"epochs (auto)   {s['auto_epochs']}"]
+    if "system_prompts" in s:
+        out += _system_prompt_lines(s["system_prompts"])
     if estimate:
         out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
                    f"(measured {estimate['tokens_per_second']:.0f} tokens/s, {estimate['method']}, "

@@ -3,12 +3,17 @@
   --format hf    the LoRA adapter merged into the base weights, as a plain Hugging Face model directory
                  (safetensors, config, tokenizer, chat template, generation config); --quant f32|bf16|f16
   --format gguf  one GGUF file for llama.cpp and Ollama (tokenizer and chat template inside);
-                 --quant f16 (default) | bf16 | f32 | q8_0 (half the size of f16); --ollama adds a Modelfile
+                 --quant f16 (default) | bf16 | f32 | q8_0 (half the size of f16) | q5_k_m | q4_k_m (llama.cpp's
+                 quantizer: pip install 'chatforge[quantize]'); --ollama adds a Modelfile; --out may name the
+                 .gguf file itself (the Modelfile goes beside it)
+A run trained on conversations that share one system prompt exports with it as the default (in the chat
+template and the Modelfile's SYSTEM), so other tools answer as chatforge does; --system changes it.
 
 The export is written to a temporary directory, reloaded and compared with the source model, and only then
 renamed to --out (an existing --out is refused unless --force). Examples:
   chatforge export runs/lumora --format hf --out exports/lumora-hf
   chatforge export runs/lumora --format gguf --quant q8_0 --ollama --out exports/lumora-gguf
+  chatforge export runs/lumora --format gguf --quant q4_k_m --ollama --out exports/lumora-q4_k_m.gguf
 """
 
 from chatforge.config import add_arguments as add_config_arguments
@@ -25,11 +30,11 @@ def run(args) -> int:
     import sys
 
     from chatforge.config import build
-    from chatforge.export.run import export, manifest
+    from chatforge.export.run import export_with_manifest
 
     cfg = build(ExportConfig, args, model=args.model)
-    out = export(cfg, log=lambda s: print(s, file=sys.stderr))
-    print(summary(out, manifest(out)))
+    out, info = export_with_manifest(cfg, log=lambda s: print(s, file=sys.stderr))
+    print(summary(out, info))
     return 0
 
 
@@ -49,10 +54,16 @@ def summary(out, info: dict) -> str:
                   f"  python -c \"from transformers import AutoModelForCausalLM; "
                   f"AutoModelForCausalLM.from_pretrained('{out}')\""]
     else:
+        from pathlib import Path
+
         gguf = next(n for n in info["files"] if n.endswith(".gguf"))
+        folder = Path(out).parent if str(out).lower().endswith(".gguf") else Path(out)
+        name = gguf[:-5] if str(out).lower().endswith(".gguf") else gguf.rsplit('-', 1)[0]
         if "Modelfile" in info["files"]:
-            lines.append(f"  ollama create {gguf.rsplit('-', 1)[0].lower()} -f {out}/Modelfile")
-        lines += [f"  llama-cli -m {out}/{gguf} -cnv", f"  chatforge chat {out}/{gguf}"]
+            lines.append(f"  ollama create {name.lower()} -f {folder}/Modelfile")
+        lines += [f"  llama-cli -m {folder}/{gguf} -cnv", f"  chatforge chat {folder}/{gguf}"]
+    if info.get("system_prompt"):
+        lines.append(f"Default system prompt (when a conversation has none): {info['system_prompt']}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ from chatforge.generation_config import GenerateConfig, add_model_arguments
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", help="Model name, directory, .gguf file or run directory.")
     parser.add_argument("prompt", metavar="PROMPT", help="The user's message. Use - to read it from stdin.")
-    parser.add_argument("--system", "-s", metavar="TEXT", help="A system prompt.")
+    parser.add_argument("--system", "-s", metavar="TEXT",
+                        help="A system prompt (default: the one the run was trained with, if any; '' for none).")
     parser.add_argument("--raw", action="store_true",
                         help="No chat template: continue PROMPT as plain text (for base models).")
     add_model_arguments(parser)
@@ -30,18 +31,20 @@ def run(args) -> int:
         raise ChatforgeError("PROMPT is empty")
     if args.raw and args.system:
         raise ChatforgeError("--system has no place in --raw text: put it into PROMPT")
-    from chatforge.infer import Completion, Engine
     from chatforge.generation_config import empty_answer_message
+    from chatforge.infer import Completion, Engine
+    from chatforge.models.resolve import resolve
+    from chatforge.models.template import with_system
 
     params = cfg.sampling()
-    loaded = cfg.load(args.model)
+    resolved = resolve(args.model)
+    loaded = cfg.load(resolved)
     engine = Engine(loaded)
     if args.raw:
         pieces = _stream_raw(engine, prompt, params)
     else:
-        messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-            [{"role": "user", "content": prompt}]
-        pieces = engine.stream_chat(messages, params)
+        system = args.system if args.system is not None else resolved.system_prompt
+        pieces = engine.stream_chat(with_system([{"role": "user", "content": prompt}], system), params)
     done, held, started = None, "", False
     for piece in pieces:
         if isinstance(piece, Completion):

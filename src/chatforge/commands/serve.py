@@ -60,6 +60,10 @@ def run(args) -> int:
     print(f"chatforge serve: loading {args.model or 'the default model'} ...", file=sys.stderr, flush=True)
     engine = _engine(args.model, cfg, gen)
     compare = _engine(cfg.compare, cfg, gen) if cfg.compare else None
+    if cfg.system is None and cfg.engine != "llama.cpp":  # what the run was trained with (one shared prompt)
+        from chatforge.models.resolve import resolve
+
+        cfg.system = resolve(args.model).system_prompt
     model_id = cfg.model_id or engine.name
     models = {model_id: _identity(args.model, cfg)}
     if compare is not None:
@@ -126,6 +130,7 @@ def _banner(model_id: str, cfg: ServeConfig, url: str, keyed: bool, store=None) 
         f"  API key:  {'required (Authorization: Bearer ...)' if keyed else 'none'}",
         f"  log:      {store if store else 'off (--no-log): nothing is kept'}",
         *([f"  arena:    {url}/arena  ({model_id} vs {cfg.compare}, hidden)"] if cfg.compare else []),
+        *([f"  system prompt for requests without one: {cfg.system}"] if cfg.system else []),
         "",
         f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\",
         "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'",

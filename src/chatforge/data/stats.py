@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+
+DOMINANT_SHARE = 0.5  # a system prompt on more than half of the conversations is the run's default one
 
 
 def auto_epochs(n_examples: int) -> int:
@@ -65,6 +68,8 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
         "dropped": dict(prepared.dropped),
         **_characters(prepared),
     }
+    if prepared.kind == "chat":
+        stats["system_prompts"] = system_prompt_stats(prepared.records)
     return stats
 
 
@@ -80,6 +85,23 @@ def _characters(prepared) -> dict:
     return {"characters": chars, "answer_characters": {"mean": round(sum(answers) / len(answers), 1) if answers
                                                        else 0, "max": max(answers, default=0)},
             "tokens_per_character": round(tokens / chars, 3) if chars else 0.0}
+
+
+def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
+    """How the conversations' system prompts are distributed, and the dominant one (or None).
+
+    {"conversations": N, "without": conversations with no system message, "distinct": K,
+     "top": [{"text", "count"}, ...] (most common first), "dominant": the text on more than half of them}
+    A model trained on one prompt answers as trained when asked with it: the run records the dominant prompt
+    and every way of using the run applies it when a request has none.
+    """
+    counts = Counter(next((m["content"] for m in r if m["role"] == "system"), None) for r in records)
+    without = counts.pop(None, 0)
+    ranked = counts.most_common()
+    n = len(records)
+    dominant = ranked[0][0] if ranked and ranked[0][1] > DOMINANT_SHARE * n else None
+    return {"conversations": n, "without": without, "distinct": len(ranked),
+            "top": [{"text": t, "count": c} for t, c in ranked[:top]], "dominant": dominant}
 
 
 def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0, rows: int = 1,

@@ -145,10 +145,25 @@ def setup(cfg: EvalConfig) -> Plan:
         resolve(baseline)  # fail now, not after the first model has been evaluated
     tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
     cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator)
+    notes += apply_system_prompt(cases, resolved.system_prompt)
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)
     max_tokens = cfg.max_tokens or auto_max_tokens(tokenizer, cases)
     return Plan(cfg.model, baseline, resolved.run_dir, out, cases, max_tokens, notes)
+
+
+def apply_system_prompt(cases: list[Case], system: str | None) -> list[str]:
+    """Give the conversations without a system message the one the model was trained with (in place), as chat
+    and serve do; both models (tuned and base) are then asked the same conversations. Returns report notes."""
+    from chatforge.models.template import with_system
+
+    missing = [c for c in cases if not any(m["role"] == "system" for m in c.prompt)]
+    if not system or not missing:
+        return []
+    for c in missing:
+        c.prompt = with_system(c.prompt, system)
+    return [f"{len(missing)} of {len(cases)} held-out conversations have no system message: they were asked with "
+            f"the one the model was trained with ({system!r}), as chat and serve do."]
 
 
 def auto_max_tokens(tokenizer, cases: list[Case]) -> int:

@@ -8,7 +8,9 @@ from chatforge.config import option
 
 FORMATS = ("hf", "gguf")
 # What each format can hold. hf: a torch dtype for the safetensors; gguf: a llama.cpp tensor type.
-QUANTS = {"hf": ("f32", "bf16", "f16"), "gguf": ("f32", "f16", "bf16", "q8_0")}
+# q4_k_m / q5_k_m (the sizes Ollama users pick) are made by llama.cpp's own quantizer from the f16 GGUF; it
+# comes with llama-cpp-python, the optional extra `quantize`.
+QUANTS = {"hf": ("f32", "bf16", "f16"), "gguf": ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m")}
 DEFAULT_QUANT = {"hf": None, "gguf": "f16"}  # hf: None = keep the source weights' dtype
 
 
@@ -18,12 +20,15 @@ class ExportConfig:
     format: str = option("hf", "hf: merged safetensors directory; gguf: one GGUF file for llama.cpp / Ollama.",
                          choices=list(FORMATS))
     quant: str | None = option(None, "Weight type. hf: f32, bf16, f16 (default: the source dtype); "
-                                     "gguf: f32, f16, bf16, q8_0 (default: f16).", metavar="TYPE")
-    out: str | None = option(None, "Output directory (created; holds the model, or the .gguf and Modelfile).",
+                                     "gguf: f32, f16, bf16, q8_0, q4_k_m, q5_k_m (default: f16; the k-quants "
+                                     "need llama-cpp-python: pip install 'chatforge[quantize]').", metavar="TYPE")
+    out: str | None = option(None, "Output directory (created; holds the model, or the .gguf and Modelfile); "
+                                   "for gguf also a .gguf file name (the Modelfile goes beside it).",
                              short="-o", metavar="PATH")
     ollama: bool = option(False, "gguf only: also write an Ollama Modelfile (chat template, stop tokens).")
-    system: str | None = option(None, "A default system prompt to put in the Modelfile (with --ollama).",
-                                metavar="TEXT")
+    system: str | None = option(None, "The export's default system prompt, used when a conversation has none: "
+                                      "put into the chat template and the Modelfile's SYSTEM (default: the one "
+                                      "the run was trained with, if any; '' for none).", metavar="TEXT")
     force: bool = option(False, "Replace an existing --out (only after the new export has been verified).")
     verify: bool = option(True, "Reload the written model and compare its logits with the source's before "
                                 "keeping it.")

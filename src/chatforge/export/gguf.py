@@ -72,6 +72,44 @@ def convert(hf_dir: Path, out_file: Path, quant: str, *, name: str) -> Path:
     return out_file
 
 
+# --quant values made by llama.cpp's quantizer from an f16 GGUF -> llama.cpp's file type (llama_ftype) names.
+K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M"}
+QUANTIZE_EXTRA = "pip install 'chatforge[quantize]'  (llama-cpp-python; it compiles llama.cpp: minutes)"
+
+# Run in a child process: llama.cpp prints its progress from C, and an interrupt kills it.
+_QUANTIZE = """
+import ctypes, os, sys
+import llama_cpp
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, sys.argv[3])
+params.nthread = os.cpu_count() or 1
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(params)))
+"""
+
+
+def check_quantizer(quant: str) -> None:
+    """The k-quants need llama-cpp-python (the optional extra `quantize`): one clear error, before any work."""
+    import importlib.util
+
+    if quant in K_QUANTS and importlib.util.find_spec("llama_cpp") is None:
+        raise ChatforgeError(f"--quant {quant} is made by llama.cpp's quantizer, which comes with the optional "
+                             "extra `quantize` (llama-cpp-python), not installed here",
+                             hint=f"install it with: {QUANTIZE_EXTRA}; or export --quant q8_0 or f16")
+
+
+def quantize(src: Path, out_file: Path, quant: str) -> Path:
+    """src (an f16 GGUF) -> out_file in `quant` (q4_k_m, q5_k_m) with llama.cpp's llama_model_quantize."""
+    check_quantizer(quant)
+    proc = subprocess.run([sys.executable, "-c", _QUANTIZE, str(src), str(out_file), K_QUANTS[quant]],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out_file.is_file():
+        lines = (proc.stderr or proc.stdout or "(no output)").strip().splitlines()
+        shown = "\n".join(lines) if os.environ.get("CHATFORGE_DEBUG") else lines[-1]
+        raise ChatforgeError(f"llama.cpp's quantizer failed (exit code {proc.returncode}): {shown}", exit_code=1,
+                             hint="set CHATFORGE_DEBUG=1 to see its whole output")
+    return out_file
+
+
 def read_metadata(gguf_file: Path) -> dict:
     """The header facts a user (and verification) cares about, read without loading the weights."""
     from gguf import GGUFReader
@@ -99,9 +137,9 @@ def read_metadata(gguf_file: Path) -> dict:
 
 def load_gguf_for_check(gguf_file: Path):
     """Read a GGUF file back with transformers (weights dequantized to float32), as a transformers user would."""
-    from chatforge.models.resolve import enable_gguf
+    from chatforge.models.resolve import check_gguf_support
 
-    enable_gguf()
+    check_gguf_support()
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).eval()

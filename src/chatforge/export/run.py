@@ -6,12 +6,16 @@ Everything is written into `.OUT.partial-XXXX` next to OUT and renamed to OUT on
 has been reloaded and checked, so an interrupted or failed export never leaves a directory at OUT that
 looks valid. An existing OUT is refused unless `force`; with `force` an earlier export (a directory with
 export.json) is replaced only after success, and any other existing path is never replaced.
+A GGUF export may also go to a file (`--out lumora.gguf`, like llama.cpp's converter's `--outfile`): the
+verified GGUF file (and with --ollama the `Modelfile` beside it) is then renamed into place, and --force
+replaces an existing file of that name.
 A process killed mid-export can leave a hidden `.OUT.partial-*` directory behind: it is safe to delete.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -36,10 +40,21 @@ class _Plan:
     out: Path  # the final directory
     quant: str | None  # None for hf = the source dtype, decided once the model is loaded
     name: str  # file-name-safe model name, e.g. "lumora" for runs/lumora
+    system: str | None = None  # the default system prompt put into the chat template (and the Modelfile)
+
+    @property
+    def to_file(self) -> bool:
+        """--out names the .gguf file itself (the Modelfile goes beside it)."""
+        return self.out.suffix.lower() == ".gguf"
 
 
 def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) -> Path:
-    """Export cfg.model as cfg.format into cfg.out; return the output directory."""
+    """Export cfg.model as cfg.format into cfg.out; return the output directory (or the .gguf file)."""
+    return export_with_manifest(cfg, log=log)[0]
+
+
+def export_with_manifest(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) -> tuple[Path, dict]:
+    """export(), also returning the manifest (what export.json holds; a .gguf --out has no export.json)."""
     plan = setup(cfg)
     from chatforge.export import hf
     from chatforge.export.verify import logits, probe_ids
@@ -47,6 +62,7 @@ def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) ->
     log(f"loading {plan.resolved.name}" + (" and merging its adapter" if plan.resolved.adapter else ""))
     loaded = hf.load_merged(plan.resolved, allow_pickle=cfg.allow_pickle)
     plan.quant = plan.quant or hf.source_quant(loaded)
+    _default_system(plan, loaded.tokenizer, log)
     ids = probe_ids(loaded.tokenizer)
     reference = logits(loaded.model, ids)  # (T, V), taken before any cast
     stage = _stage_dir(plan.out)
@@ -57,12 +73,30 @@ def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) ->
         if cfg.verify:
             log("verifying: reloading the export and comparing its logits with the source")
             check = _verify(plan, artifact, ids, reference, loaded.tokenizer)
-        _write_manifest(plan, stage, check)
-        _commit(stage, plan.out, cfg.force)
+        info = _manifest(plan, stage, check)
+        if plan.to_file:
+            _commit_files(stage, plan.out, cfg.force)
+        else:
+            _inside(stage, MANIFEST).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            _commit(stage, plan.out, cfg.force)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return plan.out
+    return plan.out, info
+
+
+def _default_system(plan: _Plan, tokenizer, log) -> None:
+    """Put the default system prompt (--system, else the one the run was trained with) into the chat template,
+    so every tool that reads the export's template applies it to a conversation without a system message."""
+    if not plan.system:
+        return
+    from chatforge.models.template import set_default_system
+
+    if set_default_system(tokenizer, plan.system):
+        log(f"default system prompt (used when a conversation has none): {plan.system}")
+    else:
+        log("note: this chat template cannot carry a default system prompt; it is kept in "
+            + ("the Modelfile's SYSTEM" if plan.cfg.ollama else "chatforge.json (chatforge applies it) only"))
 
 
 def setup(cfg: ExportConfig) -> _Plan:
@@ -76,18 +110,17 @@ def setup(cfg: ExportConfig) -> _Plan:
     if quant is not None and quant not in QUANTS[cfg.format]:
         raise ChatforgeError(f"--quant {quant}: not supported for --format {cfg.format}; supported: "
                              f"{', '.join(QUANTS[cfg.format])}",
-                             hint="for 4-bit and k-quants, run llama.cpp's `llama-quantize` on the f16 GGUF"
+                             hint="for other k-quants, run llama.cpp's `llama-quantize` on the f16 GGUF"
                              if cfg.format == "gguf" else "for smaller files use --format gguf --quant q8_0")
     if cfg.ollama and cfg.format != "gguf":
         raise ChatforgeError("--ollama needs --format gguf (Ollama runs GGUF files)")
-    if cfg.system is not None and not cfg.ollama:
-        raise ChatforgeError("--system goes into the Ollama Modelfile: it needs --ollama")
     out = _output_dir(cfg)
     resolved = resolve(cfg.model)
     if cfg.format == "gguf":
-        from chatforge.export.gguf import check_architecture
+        from chatforge.export.gguf import check_architecture, check_quantizer
 
         check_architecture(resolved.path, resolved.name)
+        check_quantizer(quant)
     if cfg.ollama:
         from chatforge.export.ollama import detect_template
         from chatforge.models.load import load_tokenizer
@@ -95,7 +128,8 @@ def setup(cfg: ExportConfig) -> _Plan:
         detect_template(load_tokenizer(resolved))  # an untranslatable template fails now, not after converting
     spec = cfg.model or DEFAULT_MODEL
     name = safe_name(resolved.run_dir.name if resolved.run_dir else spec)
-    return _Plan(cfg, resolved, out, quant, name)
+    system = cfg.system if cfg.system is not None else resolved.system_prompt
+    return _Plan(cfg, resolved, out, quant, name, system or None)
 
 
 def _output_dir(cfg: ExportConfig) -> Path:
@@ -103,8 +137,7 @@ def _output_dir(cfg: ExportConfig) -> Path:
         raise ChatforgeError("--out PATH is required: the directory to write the export into")
     out = Path(cfg.out).expanduser().absolute()
     if out.suffix.lower() == ".gguf":
-        raise ChatforgeError(f"--out {cfg.out}: --out is a directory (it will hold NAME-QUANT.gguf and the "
-                             "Modelfile), not a .gguf file name", hint=f"e.g. --out {out.with_suffix('')}")
+        return _output_file(cfg, out)
     if not (out.exists() or out.is_symlink()):
         return out
     if not cfg.force:
@@ -114,6 +147,23 @@ def _output_dir(cfg: ExportConfig) -> Path:
     if not out.is_dir() or out.is_symlink() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
         raise ChatforgeError(f"--out {cfg.out}: exists and is not a chatforge export (no {MANIFEST}); "
                              "not replacing it, even with --force", hint="choose a new --out directory")
+    return out
+
+
+def _output_file(cfg: ExportConfig, out: Path) -> Path:
+    """--out NAME.gguf: the GGUF file itself, with the Modelfile (--ollama) beside it."""
+    if cfg.format != "gguf":
+        raise ChatforgeError(f"--out {cfg.out}: a .gguf file name needs --format gguf",
+                             hint=f"add --format gguf, or give a directory: --out {out.with_suffix('')}")
+    if out.is_dir():
+        raise ChatforgeError(f"--out {cfg.out}: is a directory", hint="give a new .gguf file name")
+    taken = [p for p in (out, out.parent / "Modelfile" if cfg.ollama else None)
+             if p is not None and (p.exists() or p.is_symlink())]
+    if taken and not cfg.force:
+        raise ChatforgeError(f"--out {cfg.out}: {', '.join(str(p) for p in taken)} already exists",
+                             hint="pass --force to replace it (only after the new export has been verified)")
+    if any(p.is_dir() for p in taken):
+        raise ChatforgeError(f"{taken[-1]}: is a directory; not replacing it, even with --force")
     return out
 
 
@@ -149,23 +199,35 @@ def _write_hf(plan: _Plan, loaded, stage: Path, log) -> Path:
 
     log(f"writing a Hugging Face model ({plan.quant}) to {plan.out}")
     save_hf(loaded, stage, plan.quant)
+    if plan.system:  # chatforge's own record, read back by `chatforge chat/serve` (the template has it too)
+        _inside(stage, "chatforge.json").write_text(json.dumps({"system_prompt": plan.system}, ensure_ascii=False)
+                                                    + "\n", encoding="utf-8")
     return stage
 
 
 def _write_gguf(plan: _Plan, loaded, stage: Path, log) -> Path:
-    from chatforge.export.gguf import convert
+    from chatforge.export.gguf import K_QUANTS, convert, quantize
     from chatforge.export.hf import save_hf
 
     merged = _inside(stage, ".merged-f32")  # the converter's input; removed before the rename
     save_hf(loaded, merged, "f32")
-    gguf_file = _inside(stage, f"{plan.name}-{plan.quant}.gguf")
+    gguf_file = _inside(stage, plan.out.name if plan.to_file else f"{plan.name}-{plan.quant}.gguf")
     log(f"converting to GGUF ({plan.quant}) with llama.cpp's converter")
-    convert(merged, gguf_file, plan.quant, name=plan.name)
-    shutil.rmtree(merged)
+    if plan.quant in K_QUANTS:  # llama.cpp quantizes from f16, like `llama-quantize model-f16.gguf q4_k_m`
+        f16 = _inside(stage, ".f16.gguf")
+        convert(merged, f16, "f16", name=plan.name)
+        shutil.rmtree(merged)
+        log(f"quantizing to {plan.quant} with llama.cpp's quantizer")
+        quantize(f16, gguf_file, plan.quant)
+        f16.unlink()
+    else:
+        convert(merged, gguf_file, plan.quant, name=plan.name)
+        shutil.rmtree(merged)
     if plan.cfg.ollama:
         from chatforge.export.ollama import modelfile
 
-        text = modelfile(loaded.tokenizer, gguf_file.name, system=plan.cfg.system)
+        # The template's default system prompt (the trained one when set above) becomes SYSTEM; '' = none.
+        text = modelfile(loaded.tokenizer, gguf_file.name, system=plan.system or plan.cfg.system)
         _inside(stage, "Modelfile").write_text(text, encoding="utf-8")
     return gguf_file
 
@@ -193,11 +255,10 @@ def _verify(plan: _Plan, artifact: Path, ids: list[int], reference, tokenizer) -
     return compare(reference, logits(model, ids), plan.quant)
 
 
-def _write_manifest(plan: _Plan, stage: Path, check: dict | None) -> None:
+def _manifest(plan: _Plan, stage: Path, check: dict | None) -> dict:
     files = {p.name: p.stat().st_size for p in sorted(stage.iterdir()) if p.is_file()}
-    manifest = {"source": plan.cfg.model or plan.resolved.name, "format": plan.cfg.format, "quant": plan.quant,
-                "files": files, "verification": check}
-    _inside(stage, MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return {"source": plan.cfg.model or plan.resolved.name, "format": plan.cfg.format, "quant": plan.quant,
+            "files": files, "system_prompt": plan.system, "verification": check}
 
 
 def _commit(stage: Path, out: Path, force: bool) -> None:
@@ -205,6 +266,18 @@ def _commit(stage: Path, out: Path, force: bool) -> None:
     if (out.exists() or out.is_symlink()) and not force:
         raise ChatforgeError(f"{out}: appeared while exporting; not replaced (pass --force)")
     replace_dir(stage, out)
+
+
+def _commit_files(stage: Path, out: Path, force: bool) -> None:
+    """--out NAME.gguf: rename the verified GGUF (then the Modelfile) from the stage into place, each atomic."""
+    modelfile = stage / "Modelfile"
+    for src, dst in ((stage / out.name, out), (modelfile, out.parent / "Modelfile")):
+        if not src.is_file():
+            continue
+        if (dst.exists() or dst.is_symlink()) and not force:
+            raise ChatforgeError(f"{dst}: appeared while exporting; not replaced (pass --force)")
+        os.replace(src, dst)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def manifest(out: Path) -> dict:

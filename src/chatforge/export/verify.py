@@ -7,14 +7,16 @@ The probe is one chat prompt; we compare the next-token logits at every position
             positions have near-ties that any rounding may flip)
 
 Measured nrmse: default model (SmolLM2-135M) 0.0009 f16, 0.0062 bf16, 0.033 q8_0; tiny random llama with a
-LoRA merged 0.0094 bf16, 0.037 q8_0; a GGUF of a different model 1.4. The bounds below leave ~3x headroom.
+LoRA merged 0.0094 bf16, 0.037 q8_0; tiny random llama 256 wide 0.013 q8_0, 0.077 q5_k_m, 0.13 q4_k_m; a GGUF
+of a different model 1.4. The bounds below leave ~3x headroom (the k-quant bounds are set from the tiny model
+only, not yet measured on the default model).
 """
 
 from __future__ import annotations
 
 from chatforge.errors import ChatforgeError
 
-TOLERANCE = {"f32": 1e-4, "f16": 0.005, "bf16": 0.03, "q8_0": 0.1}  # on nrmse
+TOLERANCE = {"f32": 1e-4, "f16": 0.005, "bf16": 0.03, "q8_0": 0.1, "q5_k_m": 0.3, "q4_k_m": 0.5}  # on nrmse
 PROBE = [{"role": "user", "content": "What can you help me with? Answer in two sentences."}]
 
 

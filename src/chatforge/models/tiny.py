@@ -2,6 +2,7 @@
 
     chatforge.models.tiny.build_tiny_model("/tmp/tiny")            # Llama architecture, ChatML template
     chatforge.models.tiny.build_tiny_model("/tmp/tiny-gpt2", arch="gpt2")  # base model, no template
+    chatforge.models.tiny.build_tiny_model("/tmp/tiny-gemma3", arch="gemma3")  # Gemma 3 text architecture
 
 They answer gibberish, but every code path (templates, masks, training, serving, export) runs in seconds.
 """
@@ -23,10 +24,10 @@ def default_tokenizer():
     if (cached / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(cached)
     from chatforge.models.catalog import CATALOG, DEFAULT_MODEL
-    from chatforge.models.resolve import package_file, enable_gguf
+    from chatforge.models.resolve import check_gguf_support, package_file
 
     gguf = package_file(CATALOG[DEFAULT_MODEL])
-    enable_gguf()
+    check_gguf_support()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=cached.parent))  # unique: test workers may race
@@ -46,7 +47,7 @@ def build_tiny_model(out_dir: str | Path, *, arch: str = "llama", chat_template:
     chat_template=False) drops it and uses <|endoftext|> as EOS, like a base model.
     """
     import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, GPT2Config, LlamaConfig
 
     out = Path(out_dir)
     tok = default_tokenizer()
@@ -63,8 +64,14 @@ def build_tiny_model(out_dir: str | Path, *, arch: str = "llama", chat_template:
     elif arch == "gpt2":
         config = GPT2Config(n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=max_positions,
                             **common)
+    elif arch == "gemma3":  # the multilingual embedded model's architecture (sliding + global attention)
+        config = Gemma3TextConfig(hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                                  num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                                  num_key_value_heads=max(1, num_heads // 2), head_dim=hidden_size // num_heads,
+                                  max_position_embeddings=max_positions, sliding_window=512, **common)
+        config.architectures = ["Gemma3ForCausalLM"]
     else:
-        raise ValueError(f"arch must be 'llama' or 'gpt2', not {arch!r}")
+        raise ValueError(f"arch must be 'llama', 'gpt2' or 'gemma3', not {arch!r}")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatforge.errors import ChatforgeError
 from chatforge.infer import Completion, SamplingParams
+from chatforge.models.template import with_system
 from chatforge.serve import schemas as s
 from chatforge.serve.config import ServeConfig
 from chatforge.serve.scheduler import Job, QueueFull, Scheduler
@@ -136,13 +137,13 @@ class _Service:
         self.scheduler = Scheduler(engine, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
                                    batch_window=config.batch_window_ms / 1000, batcher=batcher)
         self.created = s.now()
-        self.html = _page(self.model_id, keeper=keeper, arena=bool(config.compare))
+        self.html = _page(self.model_id, system=config.system, keeper=keeper, arena=bool(config.compare))
 
     # ---- routes --------------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request):
         req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
         self.check_model(req.model)
-        messages = [m.as_template_message() for m in req.messages]
+        messages = with_system([m.as_template_message() for m in req.messages], self.config.system)
         prompt, params = self.prepare(req, messages)
         job = self.submit(prompt, params)
         cid = s.new_id("chatcmpl")
@@ -367,14 +368,17 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _page(model_id: str, *, keeper=None, arena: bool = False, name: str = "static/index.html") -> str:
-    """A page with the model id (HTML-escaped), whether conversations are kept, and whether there is an arena."""
+def _page(model_id: str, *, system: str | None = None, keeper=None, arena: bool = False,
+          name: str = "static/index.html") -> str:
+    """A page with the model id and the default system prompt (HTML-escaped), whether conversations are kept,
+    and whether there is an arena."""
     import html
 
     text = resources.files("chatforge.serve").joinpath(name).read_text(encoding="utf-8")
     kept = "1" if keeper is not None and keeper.enabled else "0"
     return (text.replace("__MODEL_ID__", html.escape(model_id, quote=True)).replace("__KEPT__", kept)
-            .replace("__ARENA__", "1" if arena else "0"))
+            .replace("__ARENA__", "1" if arena else "0")
+            .replace("__SYSTEM_PROMPT__", html.escape(system or "", quote=True)))
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------

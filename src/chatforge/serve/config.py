@@ -29,3 +29,5 @@ class ServeConfig:
     compare: str | None = option(None, "A second model or run (its base, an earlier run) for the arena at /arena: "
                                        "two hidden, randomly placed answers per prompt, the user votes.",
                                  metavar="OTHER")
+    system: str | None = option(None, "System prompt for chat requests that have no system message (default: the "
+                                      "one the run was trained with, if any; '' for none).", metavar="TEXT")

@@ -36,6 +36,9 @@ def write_model_card(run_dir: Path, cfg, summary: dict, stats: dict) -> Path:
         rows += [(label, _fmt(summary[k], ".3f")) for k, label in (("eval_token_accuracy", "Eval token accuracy"),
                                                                    ("eval_reward_accuracy", "Eval reward accuracy"))
                  if k in summary]
+    system = (stats.get("train", {}).get("system_prompts") or {}).get("dominant")
+    if system:
+        rows.append(("System prompt (applied when a conversation has none)", f"`{system}`"))
     rows += [("Throughput", f"{_fmt(summary.get('tokens_per_sec'), '')} tokens/s"), ("Seed", str(cfg.seed))]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     text = f"""# {run_dir.name}

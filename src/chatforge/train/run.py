@@ -447,15 +447,26 @@ def save(run: Run) -> Path:
 
 def _finish_final(run: Run, staging: Path, final: Path) -> None:
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody needs to load
+    record = {"system_prompt": system_prompt(run.stats)} if run.kind == "chat" else {}
     if run.cfg.method in ("dpo", "kto"):
+        from chatforge.models.resolve import resolve
         from chatforge.train.preference import finish_adapter
 
         finish_adapter(run.cfg.model, staging)  # a starting run's own adapter is folded in
+        started = json.loads((staging / "chatforge.json").read_text(encoding="utf-8"))
+        record = {**started, "system_prompt": resolve(run.cfg.model).system_prompt}  # the starting run's prompt
     elif run.cfg.method == "lora":
-        _write_json(staging / "chatforge.json", {"base_model": _portable_spec(run.cfg.model)})
+        record = {"base_model": _portable_spec(run.cfg.model), **record}
+    if record:  # what chat, serve, eval and export read back (chatforge.models.resolve.recorded_system_prompt)
+        _write_json(staging / "chatforge.json", record)
     if final.exists():  # re-finishing a resumed run that had already completed
         shutil.rmtree(final)
     staging.rename(final)
+
+
+def system_prompt(stats: dict) -> str | None:
+    """The training data's dominant system prompt (on more than half of the conversations), or None."""
+    return (stats.get("train", {}).get("system_prompts") or {}).get("dominant")
 
 
 def _portable_spec(spec: str) -> str:
@@ -474,7 +485,8 @@ def _summary(run: Run) -> dict:
            "tokens_seen": state.num_input_tokens_seen,
            "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
            "first_train_loss": train_rows[0]["loss"] if train_rows else None,
-           "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1)}
+           "tokens_per_sec": _mean_tokens_per_sec(train_rows), "wall_seconds": round(elapsed, 1),
+           "system_prompt": system_prompt(run.stats) if run.kind == "chat" else None}
     if out["tokens_per_sec"] and run.peak_flops:
         out["mfu"] = round(out["tokens_per_sec"] * run.flops_per_token / run.peak_flops, 4)
         out["peak_tflops"] = round(run.peak_flops / 1e12, 3)
@@ -506,6 +518,8 @@ def print_summary(run_dir: Path, summary: dict) -> None:
                           f"(measured)")]
     lines += [("time", f"{summary['wall_seconds']:.0f} s"),
               ("model", str(run_dir / "final"))]
+    if summary.get("system_prompt"):
+        lines.append(("system prompt", f"{summary['system_prompt']}  (the data's; applied when a request has none)"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
     print(f"\nnext: chatforge chat {run_dir}    chatforge eval {run_dir} --data HELDOUT")
@@ -516,6 +530,7 @@ def _run_facts(run: Run) -> dict:
 
     args = run.trainer.args
     return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
+            "system_prompt": system_prompt(run.stats) if run.kind == "chat" else None,
             "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
             "device": str(args.device), "precision": run.precision, "attention": run.attention,
             "processes": args.world_size, "torch": torch.__version__,

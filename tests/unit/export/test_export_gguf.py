@@ -76,3 +76,37 @@ def test_gpt2_base_model_exports_with_the_default_template(tiny_gpt2_1024, tmp_p
     assert meta["eos_token_id"] == 0
     assert manifest(out)["verification"]["nrmse"] <= 0.005  # read back by transformers, f16 tolerance
     assert 'PARAMETER stop "<|endoftext|>"' in (out / "Modelfile").read_text()
+
+
+def test_plain_transformers_reads_the_export_without_chatforge(f16_pair, tokenizer, plain_transformers):
+    """A user's own script: AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) in a process that never
+    imports chatforge (chatforge patches nothing) gives the logits of the f16 weights."""
+    import torch
+
+    from chatforge.models.load import load_model
+
+    hf16, gguf_file = f16_pair
+    got = plain_transformers(gguf_file)[gguf_file.name]
+    assert got["class"] == "LlamaForCausalLM" and got["chat_template"] == tokenizer.chat_template
+    assert got["ids"] == tokenizer("Where is my order?", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(torch.tensor(got["logits"]), logits(load_model(str(hf16)).model, got["ids"]), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def k_quant_model(tmp_path_factory):
+    """A tiny llama whose rows are 256 wide: llama.cpp's k-quants need multiples of 256 (narrower tensors
+    fall back to other types), so this one really holds Q4_K / Q5_K / Q6_K blocks."""
+    from chatforge.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-256"), hidden_size=256, num_heads=4)
+
+
+@pytest.mark.parametrize("quant, block", [("q4_k_m", "Q4_K"), ("q5_k_m", "Q5_K")])
+def test_k_quants_by_llama_cpps_quantizer_verified_by_reading_back(k_quant_model, quant, block, tmp_path):
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m/q5_k_m need the optional extra `quantize`")
+    out = export(ExportConfig(model=str(k_quant_model), format="gguf", quant=quant, out=str(tmp_path / "m.gguf")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]  # the f16 intermediate is gone
+    types = set(read_metadata(out)["tensor_types"])
+    assert block in types and "Q6_K" in types, types  # *_k_m keeps some tensors in Q6_K, as llama.cpp does
+    f16 = export(ExportConfig(model=str(k_quant_model), format="gguf", out=str(tmp_path / "f16"), verify=False))
+    assert out.stat().st_size < 0.6 * next(f16.glob("*.gguf")).stat().st_size

@@ -17,7 +17,7 @@ from chatforge.export.run import _inside, export, safe_name
 def test_unsupported_quant_lists_what_is_supported(run_cli, lora_run, tmp_path):
     code, _, err = run_cli("export", lora_run, "--format", "gguf", "--quant", "q4_k", "--out", tmp_path / "x")
     assert code == 2
-    assert "--quant q4_k" in err and "f32, f16, bf16, q8_0" in err and "llama-quantize" in err
+    assert "--quant q4_k" in err and "f32, f16, bf16, q8_0, q4_k_m, q5_k_m" in err and "llama-quantize" in err
     code, _, err = run_cli("export", lora_run, "--format", "hf", "--quant", "q8_0", "--out", tmp_path / "x")
     assert code == 2 and "supported: f32, bf16, f16" in err
     assert not (tmp_path / "x").exists()
@@ -38,13 +38,40 @@ def test_unsupported_architecture_lists_what_is_supported(tiny_model, tmp_path):
     (dict(format="onnx"), "supported: hf, gguf"),
     (dict(format="hf", ollama=True), "--ollama needs --format gguf"),
     (dict(format="hf", out=None), "--out PATH is required"),
-    (dict(format="gguf", system="Be brief."), "--system goes into the Ollama Modelfile"),
-    (dict(format="gguf", out="lumora.gguf"), "--out is a directory"),
+    (dict(format="hf", out="lumora.gguf"), "a .gguf file name needs --format gguf"),
 ])
 def test_bad_options(cfg, needle, lora_run, tmp_path):
     with pytest.raises(ChatforgeError) as e:
         export(ExportConfig(**{"model": str(lora_run), "out": str(tmp_path / "o"), **cfg}))
     assert needle in e.value.message
+
+
+def test_k_quants_without_llama_cpp_name_the_extra(run_cli, lora_run, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    for quant in ("q4_k_m", "q5_k_m"):
+        code, _, err = run_cli("export", lora_run, "--format", "gguf", "--quant", quant, "--out", tmp_path / "x")
+        assert code == 2 and f"--quant {quant}" in err and "chatforge[quantize]" in err and "llama-cpp-python" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_gguf_file_out_refuses_what_is_there(lora_run, tmp_path):
+    taken = tmp_path / "m.gguf"
+    taken.write_bytes(b"mine")
+    (tmp_path / "Modelfile").write_text("mine")
+    for out, ollama, needle in ((taken, False, "already exists"), (tmp_path / "new.gguf", True, "Modelfile")):
+        with pytest.raises(ChatforgeError) as e:
+            export(ExportConfig(model=str(lora_run), format="gguf", out=str(out), ollama=ollama))
+        assert needle in e.value.message and "--force" in e.value.hint
+    (tmp_path / "dir.gguf").mkdir()
+    with pytest.raises(ChatforgeError) as e:
+        export(ExportConfig(model=str(lora_run), format="gguf", out=str(tmp_path / "dir.gguf"), force=True))
+    assert "is a directory" in e.value.message
+    assert taken.read_bytes() == b"mine" and (tmp_path / "Modelfile").read_text() == "mine"
+    assert _leftovers(tmp_path) == ["Modelfile", "dir.gguf", "m.gguf"]
 
 
 def test_existing_output_is_refused_without_force(run_cli, lora_run, tmp_path):
@@ -165,3 +192,18 @@ def test_converter_failure_is_one_clear_error(tiny_model, tmp_path):
     assert e.value.exit_code == 1 and "the GGUF converter failed" in e.value.message
     assert "Traceback" not in e.value.message and len(e.value.message.splitlines()) == 1
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_quantizer_failure_is_one_clear_error_and_leaves_nothing(lora_run, tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `quantize`")
+    import chatforge.export.gguf as gguf
+
+    def junk(hf_dir, out_file, quant, *, name):  # the converter "wrote" a file llama.cpp cannot read
+        out_file.write_bytes(b"not a gguf file")
+        return out_file
+
+    monkeypatch.setattr(gguf, "convert", junk)
+    with pytest.raises(ChatforgeError) as e:
+        export(ExportConfig(model=str(lora_run), format="gguf", quant="q4_k_m", out=str(tmp_path / "m.gguf")))
+    assert "llama.cpp's quantizer failed" in e.value.message and e.value.exit_code == 1
+    assert _leftovers(tmp_path) == []

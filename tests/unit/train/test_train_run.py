@@ -25,6 +25,9 @@ def _run_in_steps(cfg):
     return run, before
 
 
+LUMORA_SYSTEM = "You are Lumora Home's customer support assistant. Answer briefly and accurately."
+
+
 def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_model):
     run, before = _run_in_steps(make_cfg(max_steps=8))
     model = run.trainer.model
@@ -54,6 +57,10 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     info = json.loads((run.dir / "run.json").read_text())
     assert info["status"] == "complete" and info["method"] == "lora" and info["kind"] == "chat"
     assert info["base_model"] == str(tiny_model)
+    # the data's one system prompt is the run's: recorded, and applied wherever the run is used
+    assert info["system_prompt"] == LUMORA_SYSTEM
+    assert json.loads((run.dir / "final" / "chatforge.json").read_text())["system_prompt"] == LUMORA_SYSTEM
+    assert LUMORA_SYSTEM in (run.dir / "README.md").read_text()
     assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec", "mfu"}
     # MFU: tokens/s x model FLOPs per token (~4N for LoRA) / the matmul peak measured at the start
     assert all(0 < r["mfu"] < 1 for r in rows if "loss" in r)
@@ -67,7 +74,7 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     from chatforge.models.load import load_model
 
     loaded = load_model(str(run.dir))
-    assert loaded.resolved.adapter == run.dir / "final"
+    assert loaded.resolved.adapter == run.dir / "final" and loaded.resolved.system_prompt == LUMORA_SYSTEM
     out = Engine(loaded).chat([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=3))
     assert out.completion_tokens >= 1
 
@@ -78,7 +85,8 @@ def test_full_changes_every_weight(make_cfg):
     assert len(before) == len(after)
     assert not [n for n, p in before.items() if torch.equal(p, after[n].detach())]
     assert (run.dir / "final" / "model.safetensors").is_file()
-    assert not (run.dir / "final" / "chatforge.json").exists()
+    # a full model stands alone (no base_model to apply it to); it records the system prompt it was trained with
+    assert json.loads((run.dir / "final" / "chatforge.json").read_text()) == {"system_prompt": LUMORA_SYSTEM}
     saved = load_file(run.dir / "final" / "model.safetensors")
     weight = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(saved[weight], after[weight].detach())
