@@ -26,7 +26,7 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tiny_gpt2, tmp_path_factory):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.models.resolve import resolve
     from chatforge.serve.app import create_app

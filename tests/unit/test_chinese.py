@@ -33,7 +33,7 @@ def _forced(engine, ids):
 
 def test_chat_streams_whole_chinese_characters(tiny_model, monkeypatch):
     from chatforge.chat import ChatSession
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
 
     engine = Engine(load_model(str(tiny_model)))
@@ -107,7 +107,7 @@ def test_a_missing_embedded_package_says_how_to_install_it(monkeypatch):
 
 
 def test_empty_answer_message_tells_base_from_tuned(tmp_path):
-    from chatforge.generation import Completion
+    from chatforge.infer import Completion
     from chatforge.generation_config import empty_answer_message
     from chatforge.models.resolve import ResolvedModel
 

@@ -156,7 +156,7 @@ def test_chat_applies_it_and_system_alone_clears_it(run_cli, trained_run, sensit
 def test_serve_applies_the_default_to_requests_without_a_system_message(sensitive_model):
     import httpx
 
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.config import ServeConfig

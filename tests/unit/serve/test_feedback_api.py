@@ -14,7 +14,7 @@ HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tiny_gpt2, tmp_path_factory):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.models.resolve import resolve
     from chatforge.serve.app import create_app
@@ -153,7 +153,7 @@ def test_the_page_says_whether_the_conversation_is_kept(http):
 
 
 def test_without_a_store_nothing_is_kept_and_feedback_says_why(tiny_model):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.server import background
