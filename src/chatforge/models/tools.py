@@ -16,7 +16,11 @@ Any other template gets chatforge's DEFAULT TOOL FORMAT, rendered through the te
     system turn     {system prompt, or the template's own default one}
 
                     # Tools
-                    ...instructions...
+
+                    To call a function, answer <tool_call>
+                    {"name": ..., "arguments": {...}}
+                    </tool_call>
+
                     <tools>
                     {"type": "function", "function": {...}}      one JSON line per tool
                     </tools>
@@ -34,9 +38,8 @@ import uuid
 from dataclasses import dataclass
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-TOOLS_HEADER = ("# Tools\n\nYou can call the functions below. To call one, answer with\n"
-                "<tool_call>\n{\"name\": <function name>, \"arguments\": <arguments as a JSON object>}\n"
-                "</tool_call>\n(one block per call); the results come back in the next turn.\n\n<tools>\n")
+TOOLS_HEADER = ("# Tools\n\nTo call a function, answer <tool_call>\n{\"name\": ..., \"arguments\": {...}}\n"
+                "</tool_call>\n\n<tools>\n")
 TOOLS_FOOTER = "\n</tools>"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -133,9 +133,8 @@ def _parsed(messages):
 CONVERSATION = [USER, dict(call(), content="Let me check."), TOOL_RESULT,
                 {"role": "assistant", "content": "It has shipped."}]
 CALL_JSON = '{"name": "get_order_status", "arguments": {"order_id": "LM-1042"}}'
-TOOLS_TEXT = ("# Tools\n\nYou can call the functions below. To call one, answer with\n<tool_call>\n"
-              '{"name": <function name>, "arguments": <arguments as a JSON object>}\n</tool_call>\n'
-              "(one block per call); the results come back in the next turn.\n\n<tools>\n"
+TOOLS_TEXT = ('# Tools\n\nTo call a function, answer <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>\n\n'
+              "<tools>\n"
               + "\n".join(json.dumps(t) for t in TOOLS) + "\n</tools>")
 
 
