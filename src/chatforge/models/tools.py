@@ -172,13 +172,17 @@ class ToolFormat:
 
 
 DEFAULT_FORMAT = ToolFormat(native=False)
-_CACHE: dict[tuple[int, str], ToolFormat] = {}
+_CACHE: dict[tuple, object] = {}  # per tokenizer and template: its format, its default system prompt
+
+
+def _key(tokenizer, what: str) -> tuple:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return (what, id(tokenizer), template if isinstance(template, str) else json.dumps(template, sort_keys=True))
 
 
 def tool_format(tokenizer) -> ToolFormat:
     """The model's tool-call format: read off its chat template by rendering a probe call, or the default."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    key = (id(tokenizer), template if isinstance(template, str) else json.dumps(template, sort_keys=True))
+    key = _key(tokenizer, "format")
     if key not in _CACHE:
         _CACHE[key] = _probe(tokenizer) or DEFAULT_FORMAT
     return _CACHE[key]
@@ -232,6 +236,13 @@ def _probe(tokenizer) -> ToolFormat | None:
 # ---- rendering -----------------------------------------------------------------------------------------------
 def default_system_prompt(tokenizer) -> str | None:
     """The system prompt a template adds by itself when a conversation has none (SmolLM2's does), or None."""
+    key = _key(tokenizer, "system")
+    if key not in _CACHE:
+        _CACHE[key] = _default_system(tokenizer)
+    return _CACHE[key]
+
+
+def _default_system(tokenizer) -> str | None:
     from chatforge.models.template import render_raw
 
     probe = [{"role": "user", "content": "cf probe question"}]
