@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
-STEPS, LR, HELDOUT = 24, 2e-3, 64
+STEPS, LR, HELDOUT = 24, 2e-3, 32
 
 
 def test_brief_tool_fine_tuning_calls_the_right_tool_more_often(tmp_path):
