@@ -44,9 +44,14 @@ class Encoded:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
+_TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
+
+
 def _plain(messages: list[dict]) -> list[dict]:
-    """Only role and content reach the template (chatforge keys such as "weight" must not change the text)."""
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    """Only role, content and the tool-call keys reach the template (chatforge keys such as "weight" must not
+    change the text)."""
+    return [{"role": m["role"], "content": m["content"]} | {k: m[k] for k in _TOOL_KEYS if m.get(k)}
+            for m in messages]
 
 
 def _eot_strings(tokenizer) -> list[str]:
@@ -54,11 +59,13 @@ def _eot_strings(tokenizer) -> list[str]:
     return [tokenizer.convert_ids_to_tokens(i) for i in end_of_turn_ids(tokenizer)]
 
 
-def trained_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+def trained_spans(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The full rendered text and the character spans [start, end) to train: each trained assistant answer
-    together with the end-of-turn token that closes it."""
+    (its text and its tool calls) together with the end-of-turn token that closes it. Tool results, tool
+    definitions, system and user turns are never trained: they are in the prefixes."""
     msgs = _plain(messages)
-    full = _render(tokenizer, msgs, False)
+    tools = tools if tools is not None else getattr(messages, "tools", None)
+    full = _render(tokenizer, msgs, False, tools)
     eots = _eot_strings(tokenizer)
     spans = []
     for k, m in enumerate(messages):
@@ -66,8 +73,8 @@ def trained_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int,
             continue
         if k == 0:  # an answer with no prompt before it: no prefix to render, find it instead
             return full, _spans_by_search(full, messages, eots)
-        prefix = _render(tokenizer, msgs[:k], True)
-        upto = _render(tokenizer, msgs[:k + 1], False)
+        prefix = _render(tokenizer, msgs[:k], True, tools)
+        upto = _render(tokenizer, msgs[:k + 1], False, tools)
         if not (full.startswith(upto) and upto.startswith(prefix)):
             return full, _spans_by_search(full, messages, eots)
         ends = [upto.rfind(e, len(prefix)) + len(e) for e in eots if upto.rfind(e, len(prefix)) >= 0]
@@ -78,9 +85,9 @@ def trained_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int,
     return full, spans
 
 
-def _render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
+def _render(tokenizer, messages: list[dict], add_generation_prompt: bool, tools: list[dict] | None = None) -> str:
     try:
-        return render(tokenizer, messages, add_generation_prompt=add_generation_prompt)
+        return render(tokenizer, messages, add_generation_prompt=add_generation_prompt, tools=tools)
     except Exception as e:  # jinja2 errors, raise_exception() inside templates: the template refuses this chat
         raise TemplateError(f"the chat template refused this conversation ({type(e).__name__}: {e})") from None
 
@@ -91,7 +98,7 @@ def _spans_by_search(full: str, messages: list[dict], eots: list[str]) -> list[t
     runs from an answer's first character to the end of the first end-of-turn token after it."""
     spans, cursor = [], 0
     for m in messages:
-        content = m["content"].strip()
+        content = m["content"].strip() or next((c["function"]["name"] for c in m.get("tool_calls") or []), "")
         pos = full.find(content, cursor)
         if pos < 0:
             raise TemplateError(f"the chat template changes the text of a {m['role']} message, so chatforge "
@@ -114,8 +121,9 @@ def _labels_from_spans(ids: list[int], offsets: list[tuple[int, int]], spans: li
 
 
 def encode_chat(tokenizer, messages: list[dict], *, max_length: int | None = None,
-                overlong: str = "drop") -> Encoded | None:
-    """One conversation -> Encoded with labels on assistant answers + their end-of-turn token.
+                overlong: str = "drop", tools: list[dict] | None = None) -> Encoded | None:
+    """One conversation -> Encoded with labels on assistant answers + their end-of-turn token. `tools` (default:
+    the conversation's own, see data.toolcalls.Chat) are rendered as chatforge.models.tools describes.
 
     overlong (when longer than max_length): "drop" -> None, "error" -> ChatforgeError, "truncate" -> cut the
     end off; an example whose cut leaves no trained token is dropped (None) rather than kept with nothing to learn.
@@ -123,7 +131,7 @@ def encode_chat(tokenizer, messages: list[dict], *, max_length: int | None = Non
     if not getattr(tokenizer, "is_fast", False):
         raise ChatforgeError("chatforge needs a fast (Rust) tokenizer to compute loss masks",
                              hint="use a model that ships a tokenizer.json")
-    text, spans = trained_spans(tokenizer, messages)
+    text, spans = trained_spans(tokenizer, messages, tools)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     full = Encoded(ids, _labels_from_spans(ids, enc["offset_mapping"], spans))

@@ -5,8 +5,9 @@ Files: .jsonl, .json (an array of records, or JSON Lines), .csv, .parquet, .txt,
 
 Formats (auto-detected from the first record's keys; `format=` forces one):
 
-    openai      {"messages": [{"role", "content", "weight"?}, ...]}
-    sharegpt    {"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...], "system"?}
+    openai      {"messages": [{"role", "content", "weight"?}, ...], "tools"?}   (tool calls: data/toolcalls.py)
+    sharegpt    {"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation", "value"}, ...],
+                 "system"?, "tools"?}
     alpaca      {"instruction", "input"?, "output", "system"?, "history"?: [[q, a], ...]}
     completion  {"prompt", "completion", "system"?}
     qa          {"question", "answer", "system"?}           (e.g. MedQuAD)
@@ -33,6 +34,7 @@ SIGNATURES = {"openai": ("messages",), "sharegpt": ("conversations",), "alpaca":
               "completion": ("prompt", "completion"), "qa": ("question", "answer"), "text": ("text",)}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
+SHAREGPT_TOOL_ROLES = ("function_call", "observation")
 
 
 @dataclass
@@ -239,10 +241,14 @@ def _openai(rec: dict) -> list[dict]:
     msgs = rec["messages"]
     if not isinstance(msgs, list):
         raise Invalid("wrong_type", f"'messages' must be a list, not {type(msgs).__name__}")
-    return msgs
+    from chatforge.data.toolcalls import openai_chat  # tools, tool_calls, tool messages
+
+    return openai_chat(rec, msgs)
 
 
 def _sharegpt(rec: dict) -> list[dict]:
+    from chatforge.data import toolcalls
+
     turns = rec["conversations"]
     if not isinstance(turns, list):
         raise Invalid("wrong_type", f"'conversations' must be a list, not {type(turns).__name__}")
@@ -254,12 +260,17 @@ def _sharegpt(rec: dict) -> list[dict]:
         if unknown:
             raise Invalid("unknown_key", f"conversations[{i}] has unknown key(s) {', '.join(unknown)}")
         role = t.get("from")
+        if role in SHAREGPT_TOOL_ROLES:  # LLaMA-Factory's tool turns
+            msgs.append(toolcalls.sharegpt_turn(role, t.get("value"), i))
+            continue
         if role not in SHAREGPT_ROLES:
             raise Invalid("unknown_role", f"conversations[{i}]: role {role!r} is not supported (ShareGPT roles: "
-                                          "human, gpt, system); tool calls are not supported yet")
+                                          "human, gpt, system, function_call, observation)")
         msgs.append({"role": SHAREGPT_ROLES[role], "content": t.get("value"),
                      **({"weight": t["weight"]} if "weight" in t else {})})
-    return msgs
+    tools = toolcalls.sharegpt_tools(rec)
+    return toolcalls.Chat(msgs, tools) if tools or any(m["role"] == "tool" or "tool_calls" in m for m in msgs) \
+        else msgs
 
 
 def _alpaca(rec: dict) -> list[dict]:

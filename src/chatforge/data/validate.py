@@ -24,6 +24,11 @@ CLASSES: dict[str, tuple[str, str]] = {
     "no_assistant": ("no assistant turn", "error"),
     "non_alternating": ("non-alternating turns", "error"),
     "unknown_format": ("unknown format", "error"),
+    "invalid_tools": ("invalid tool definitions", "error"),
+    "unknown_tool": ("call to a function not in tools", "error"),
+    "invalid_arguments": ("invalid tool-call arguments", "error"),
+    "orphan_tool_result": ("tool result answering no call", "error"),
+    "unanswered_call": ("tool call not answered", "error"),
     "template_error": ("chat template error", "error"),
     "leakage": ("eval row also in training data", "error"),
     "identical_answers": ("chosen and rejected identical", "error"),  # preference data (data/preference.py)
@@ -33,8 +38,8 @@ CLASSES: dict[str, tuple[str, str]] = {
     "too_long": ("longer than max length", "warning"),  # handled by the over-long policy (drop/truncate)
     "duplicate": ("exact duplicate", "warning"),
 }
-ROLES = ("system", "user", "assistant")
-MESSAGE_KEYS = {"role", "content", "weight", "name"}
+ROLES = ("system", "user", "assistant", "tool")
+MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
 
 
 @dataclass
@@ -98,6 +103,10 @@ def check_messages(messages: list) -> None:
         _check_message(i, m)
     roles = [m["role"] for m in messages]
     body = roles[1:] if roles[0] == "system" else roles
+    tools = getattr(messages, "tools", None)
+    if tools or "tool" in roles or any(m.get("tool_calls") for m in messages):
+        _check_tool_conversation(messages, roles, body, tools)
+        return
     if "system" in body:
         raise Invalid("non_alternating", f"messages[{roles.index('system', 1)}]: a system message is only "
                                          "allowed first")
@@ -115,12 +124,25 @@ def check_messages(messages: list) -> None:
         raise Invalid("non_alternating", "the conversation ends with a user message that nothing answers")
 
 
+def _check_tool_conversation(messages: list, roles: list[str], body: list[str], tools) -> None:
+    from chatforge.data.toolcalls import check_turns
+
+    if "system" in body:
+        raise Invalid("non_alternating", f"messages[{roles.index('system', 1)}]: a system message is only "
+                                         "allowed first")
+    if "assistant" not in body:
+        raise Invalid("no_assistant", "the conversation has no assistant message to learn from")
+    if not any(m.get("weight", 1) for m in messages if m["role"] == "assistant"):
+        raise Invalid("no_assistant", "every assistant message has weight 0: nothing to learn from")
+    check_turns(messages, tools, len(roles) - len(body))
+
+
 def _check_message(i: int, m) -> None:
     if not isinstance(m, dict):
         raise Invalid("wrong_type", f"messages[{i}] must be an object, not {type(m).__name__}")
     unknown = sorted(set(m) - MESSAGE_KEYS)
     if unknown:
-        hint = " (tool calls are not supported yet)" if {"tool_calls", "function_call"} & set(unknown) else ""
+        hint = " (OpenAI's old function_call: use tool_calls)" if "function_call" in unknown else ""
         raise Invalid("unknown_key", f"messages[{i}] has unknown key(s) {', '.join(unknown)}{hint}")
     if "role" not in m or "content" not in m:
         raise Invalid("missing_messages", f"messages[{i}] needs both 'role' and 'content'")
@@ -129,10 +151,12 @@ def _check_message(i: int, m) -> None:
         raise Invalid("wrong_type", f"messages[{i}].role must be a string, not {type(role).__name__}")
     if role not in ROLES:
         raise Invalid("unknown_role", f"messages[{i}]: role {role!r} is not supported (use system, user, "
-                                      "assistant)")
+                                      "assistant, tool)")
     if not isinstance(content, str):
         raise Invalid("wrong_type", f"messages[{i}].content must be a string, not {type(content).__name__}")
-    if not content.strip():
+    if "tool_calls" in m and role != "assistant":
+        raise Invalid("wrong_type", f"messages[{i}]: only assistant messages can have tool_calls")
+    if not content.strip() and not m.get("tool_calls"):
         raise Invalid("empty_content", f"messages[{i}] ({role}) has empty content")
     if "weight" in m and (m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
         raise Invalid("wrong_type", f"messages[{i}].weight must be 0 or 1, not {m['weight']!r}")
@@ -144,4 +168,8 @@ def fingerprint(example: list[dict] | str) -> str:
     """A canonical string of an example (roles and contents), for exact-duplicate and leakage checks."""
     if isinstance(example, str):
         return example
-    return json.dumps([[m["role"], m["content"]] for m in example], ensure_ascii=False)
+    turns = [[m["role"], m["content"]] + ([m["tool_calls"] and [[c["function"]["name"], c["function"]["arguments"]]
+                                                               for c in m["tool_calls"]]] if "tool_calls" in m else [])
+             for m in example]
+    tools = getattr(example, "tools", None)
+    return json.dumps(turns + ([tools] if tools else []), ensure_ascii=False, sort_keys=True)

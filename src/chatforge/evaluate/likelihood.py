@@ -18,9 +18,11 @@ import numpy as np
 
 def reference_only(messages: list[dict]) -> list[dict]:
     """Messages ending with the reference answer, with every earlier assistant turn untrained (weight 0)."""
+    from chatforge.data.toolcalls import Chat, tools_of
+
     last = len(messages) - 1
-    return [dict(m, weight=0) if m["role"] == "assistant" and i != last else dict(m)
-            for i, m in enumerate(messages)]
+    return Chat([dict(m, weight=0) if m["role"] == "assistant" and i != last else dict(m)
+                 for i, m in enumerate(messages)], tools_of(messages))
 
 
 def answer_likelihood(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 8,

@@ -31,6 +31,9 @@ METRICS = [
     ("answer_tokens", "Answer length (tokens)", None),
     ("answer_words", "Answer length (words; a CJK character counts as one)", None),
     ("stop_rate", "Stop rate", False),
+    ("tool_call_accuracy", "Tool-call accuracy", False),  # tool data only (evaluate/tools.py)
+    ("tool_arguments_exact", "Tool arguments exact match", False),
+    ("tool_arguments_f1", "Tool arguments F1 (keys)", False),
 ]
 _ENDED = {"stop": "stopped", "length": "cut at the token limit"}
 SHOWN_EXAMPLES = 10  # per side (worst, best) once there are more than 2x this many
@@ -54,11 +57,17 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the metrics table: base, tuned, delta (with CI) when there is a baseline."""
     tuned, base, delta = result["metrics"]["tuned"], result["metrics"].get("base"), result.get("delta")
     ci = f"{round(result['settings']['confidence'] * 100)}% CI"
+    shown = _shown(result)
     if base is None:
-        return ["Metric", f"{result['model']} [{ci}]"], [[label, _with_ci(tuned.get(k))] for k, label, _ in METRICS]
+        return ["Metric", f"{result['model']} [{ci}]"], [[label, _with_ci(tuned.get(k))] for k, label, _ in shown]
     header = ["Metric", "Base", "Tuned", f"Delta (tuned - base) [{ci}]"]
     return header, [[label, _num(base[k]["value"]), _num(tuned[k]["value"]), _with_ci(delta[k], sign=True)]
-                    for k, label, _ in METRICS]
+                    for k, label, _ in shown]
+
+
+def _shown(result: dict) -> list[tuple]:
+    """The METRICS this result has (the tool-call ones only for tool data)."""
+    return [m for m in METRICS if m[0] in result["metrics"]["tuned"]]
 
 
 def summary_table(result: dict) -> str:
@@ -152,7 +161,7 @@ def _html_table(result: dict) -> str:
     header, rows = table_rows(result)
     delta = result.get("delta") or {}
     body = []
-    for (key, _, _), (label, *values) in zip(METRICS, rows):
+    for (key, _, _), (label, *values) in zip(_shown(result), rows):
         cells = [f'<td class="n">{html.escape(v)}</td>' for v in values]
         if delta:  # colour the delta column
             cells[-1] = f'<td class="n {_delta_class(key, delta.get(key))}">{html.escape(values[-1])}</td>'

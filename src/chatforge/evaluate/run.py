@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class Case:
     index: int  # position among the held-out file's conversations (0-based)
     prompt: list[dict]  # messages before the reference answer
     reference: str  # the last assistant message
+    tools: list[dict] | None = None  # the tools the conversation offers (evaluate/tools.py)
+    calls: list[dict] = field(default_factory=list)  # the reference answer's tool calls
 
     @property
     def question(self) -> str:
@@ -40,7 +42,10 @@ class Case:
 
     @property
     def messages(self) -> list[dict]:
-        return self.prompt + [{"role": "assistant", "content": self.reference}]
+        from chatforge.data.toolcalls import Chat
+
+        answer = {"role": "assistant", "content": self.reference} | ({"tool_calls": self.calls} if self.calls else {})
+        return Chat(self.prompt + [answer], self.tools)
 
 
 @dataclass
@@ -60,12 +65,16 @@ class Plan:
 def cases_from_records(records: list[list[dict]]) -> list[Case]:
     """Conversations -> Cases; a conversation without an assistant answer after a user turn has nothing to
     score and is skipped (anything after its last assistant message is ignored)."""
+    from chatforge.data.toolcalls import tools_of
+
     cases = []
     for i, messages in enumerate(records):
         last = max((k for k, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
-        prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:last]]
+        prompt = [{k: m[k] for k in ("role", "content", "tool_calls", "tool_call_id") if k in m}
+                  for m in messages[:last]]
         if last > 0 and any(m["role"] == "user" for m in prompt):
-            cases.append(Case(i, prompt, messages[last]["content"]))
+            cases.append(Case(i, prompt, messages[last]["content"], tools_of(messages),
+                              list(messages[last].get("tool_calls") or [])))
     return cases
 
 
@@ -180,9 +189,13 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="ex", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list, np.ndarray]:
+def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list, np.ndarray, list, object]:
     """Load one model, answer every case greedily, and score the references under it.
-    Returns (Completions, (N, 3) [nll_sum, correct, answer_tokens] of the references)."""
+    Returns (Completions, (N, 3) [nll_sum, correct, answer_tokens] of the references, the tool calls parsed
+    from each answer, the model's tool format)."""
+    from chatforge.models.template import encode_prompt
+    from chatforge.models.tools import has_tool_parts, parse_calls, tool_format
+
     from chatforge.evaluate.likelihood import answer_likelihood
     from chatforge.infer import Engine, SamplingParams
     from chatforge.models.load import load_model, set_threads
@@ -194,7 +207,13 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list,
     engine = Engine(loaded, max_batch_size=cfg.batch_size)
     params = SamplingParams(max_tokens=plan.max_tokens, temperature=0.0)
     with _progress(len(plan.cases), f"{label}: answering") as bar:
-        completions = engine.chat_batch([c.prompt for c in plan.cases], params, on_done=bar.update)
+        if any(c.tools or has_tool_parts(c.prompt) for c in plan.cases):  # prompts with tool definitions
+            prompts = [encode_prompt(loaded.tokenizer, c.prompt, tools=c.tools) for c in plan.cases]
+            completions = engine.generate(prompts, [params] * len(prompts), on_done=bar.update)
+        else:
+            completions = engine.chat_batch([c.prompt for c in plan.cases], params, on_done=bar.update)
+    fmt = tool_format(loaded.tokenizer)
+    calls = [parse_calls(x.text, fmt, c.tools)[1] if c.tools else [] for x, c in zip(completions, plan.cases)]
     with _progress(len(plan.cases), f"{label}: scoring references") as bar:
         # Full-vocabulary logits are (B, T, V) floats: keep B small.
         likelihood = answer_likelihood(loaded.model, loaded.tokenizer, [c.messages for c in plan.cases],
@@ -202,13 +221,22 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list,
                                        on_done=bar.update)
     del engine, loaded
     gc.collect()
-    return completions, likelihood
+    return completions, likelihood, calls, fmt
 
 
-def system_metrics(completions, likelihood: np.ndarray, references: list[str]) -> dict:
-    """name -> (per-example stats, aggregate) for every metric of one model."""
+def system_metrics(completions, likelihood: np.ndarray, references: list[str], cases: list[Case] | None = None,
+                   calls: list | None = None, fmt=None) -> dict:
+    """name -> (per-example stats, aggregate) for every metric of one model. With tool data (cases that offer
+    tools), the references include their calls in the model's format, and the tool-call metrics are added."""
+    from chatforge.evaluate.tools import reference_text, tool_metrics
+
     answers = [c.text for c in completions]
+    tool_data = bool(cases) and any(c.tools for c in cases)
+    if tool_data:
+        references = [reference_text(c.reference, c.calls, fmt) for c in cases]
     out = M.text_metrics(answers, references)
+    if tool_data:
+        out |= tool_metrics(calls, [c.calls for c in cases], [bool(c.tools) for c in cases])
     out["perplexity"] = (likelihood[:, [0, 2]], M.perplexity)
     out["token_accuracy"] = (likelihood[:, [1, 2]], M.ratio(100.0))
     out["answer_tokens"] = (M.as_mean([len(c.token_ids) for c in completions]), M.ratio())
@@ -222,13 +250,21 @@ def example_rows(cases: list[Case], systems: dict[str, tuple[list, dict]]) -> li
     rows = []
     for i, case in enumerate(cases):
         row = {"index": case.index, "question": case.question, "reference": case.reference}
-        for label, (completions, stats) in systems.items():
+        if case.tools:
+            row["reference_calls"] = _shown_calls(case.calls)
+        for label, (completions, stats, *calls) in systems.items():
             c = completions[i]
             row[label] = {"answer": c.text, "finish_reason": c.finish_reason}
+            if case.tools and calls:
+                row[label]["tool_calls"] = _shown_calls(calls[0][i])
             # No per-example BLEU: a short exact answer has no 4-grams and would score 0 on its own.
             row[label].update({k: M.json_number(agg(s[i])) for k, (s, agg) in stats.items() if k != "bleu"})
         rows.append(row)
     return rows
+
+
+def _shown_calls(calls: list[dict]) -> list[dict]:
+    return [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in calls]
 
 
 # ---- the whole evaluation ----------------------------------------------------------------------------------
@@ -249,12 +285,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     labels = {"tuned": plan.model} | ({"base": plan.baseline} if plan.baseline else {})
     systems = {}
     for label, spec in labels.items():
-        completions, likelihood = run_model(spec, plan, cfg, label)
-        systems[label] = (completions, system_metrics(completions, likelihood, references))
+        completions, likelihood, calls, fmt = run_model(spec, plan, cfg, label)
+        systems[label] = (completions, system_metrics(completions, likelihood, references, plan.cases, calls, fmt),
+                          calls)
 
     idx = M.resample_indices(len(plan.cases), resamples=cfg.bootstrap, seed=cfg.seed)
     scores = {label: {k: M.score(s, agg, idx, confidence=cfg.confidence) for k, (s, agg) in stats.items()}
-              for label, (_, stats) in systems.items()}
+              for label, (_, stats, _) in systems.items()}
     result = {"model": plan.model, "baseline": plan.baseline, "data": str(cfg.data),
               "examples_evaluated": len(plan.cases), "settings": to_dict(cfg) | {"max_tokens": plan.max_tokens},
               "metrics": scores, "notes": plan.notes}

@@ -8,6 +8,8 @@ exports by what they render, and write the Go template of that family:
 
 A template that adds a default system prompt when the conversation has none (SmolLM2's does) gets it as the
 Modelfile's SYSTEM: Ollama adds SYSTEM exactly in that case, so the two render the same conversations.
+Tool use (Ollama's .Tools, .ToolCalls, "tool" messages) is rendered in chatforge's default tool format, the
+one such models are trained with (see `_tools_templates`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,36 @@ CHATML_GO = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_
 DEFAULT_GO = ("{{- range .Messages }}### {{ if eq .Role \"system\" }}System{{ else if eq .Role \"user\" }}User"
               "{{ else }}Assistant{{ end }}:\n{{ .Content }}{{ if eq .Role \"assistant\" }}EOS{{ end }}\n\n{{ end }}"
               "### Assistant:\n")
+
+# The same with tool use in chatforge's default tool format (chatforge.models.tools): Ollama's `.Tools` in the
+# system turn (after the system prompt, or as the system turn when there is none), an assistant's
+# `.ToolCalls` as <tool_call> blocks, and tool results as their own "tool" turn: what the model was trained on.
+# Ollama serializes the tool definitions and call arguments with its own JSON encoder (its whitespace and key
+# order may differ from Python's json.dumps that training used); the layout around them is identical.
+def _go_tools_block() -> str:
+    from chatforge.models.tools import TOOLS_FOOTER, TOOLS_HEADER
+
+    return TOOLS_HEADER + "{{ range $k, $t := $.Tools }}{{ if $k }}\n{{ end }}{{ json $t }}{{ end }}" + TOOLS_FOOTER
+
+
+_GO_CALLS = ('{{ range $j, $c := $m.ToolCalls }}{{ if or $j $m.Content }}\n{{ end }}<tool_call>\n'
+             '{"name": "{{ $c.Function.Name }}", "arguments": {{ json $c.Function.Arguments }}}\n</tool_call>{{ end }}')
+_GO_NO_SYSTEM = '{{- if and .Tools (ne (index .Messages 0).Role "system") }}'
+_GO_FIRST_SYSTEM = '{{ if and (eq $i 0) (eq $m.Role "system") $.Tools }}\n\n'
+
+
+def _tools_templates() -> dict[str, str]:
+    block = _go_tools_block()
+    chatml = (_GO_NO_SYSTEM + "<|im_start|>system\n" + block + "<|im_end|>\n{{ end }}"
+              "{{- range $i, $m := .Messages }}<|im_start|>{{ $m.Role }}\n{{ $m.Content }}"
+              + _GO_FIRST_SYSTEM + block + "{{ end }}" + _GO_CALLS + "<|im_end|>\n{{ end }}<|im_start|>assistant\n")
+    default = (_GO_NO_SYSTEM + "### System:\n" + block + "\n\n{{ end }}"
+               '{{- range $i, $m := .Messages }}### {{ if eq $m.Role "system" }}System{{ else if eq $m.Role "user" }}'
+               'User{{ else if eq $m.Role "tool" }}Tool{{ else }}Assistant{{ end }}:\n{{ $m.Content }}'
+               + _GO_FIRST_SYSTEM + block + "{{ end }}" + _GO_CALLS
+               + '{{ if eq $m.Role "assistant" }}EOS{{ end }}\n\n{{ end }}### Assistant:\n')
+    return {"chatml": chatml, "default": default}
+
 
 # A conversation that exercises every part of a template: system, user, assistant, then a new user turn.
 _PROBE = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Q1"},
@@ -70,8 +102,14 @@ def modelfile(tokenizer, gguf_name: str, *, system: str | None = None) -> str:
     """The Modelfile text: FROM ./gguf_name, TEMPLATE, one PARAMETER stop per end-of-turn token, SYSTEM."""
     from chatforge.models.template import end_of_turn_ids
 
+    from chatforge.models.tools import tool_format
+
     family, default_system = detect_template(tokenizer)
-    template = FAMILIES[family][1].replace("EOS", tokenizer.eos_token or "")
+    # A template with its own tool format keeps the plain Go template (Ollama cannot reproduce it from the
+    # ChatML family); every other model was trained on chatforge's default tool format, which the Go template
+    # renders from Ollama's .Tools / .ToolCalls.
+    go = FAMILIES[family][1] if tool_format(tokenizer).native else _tools_templates()[family]
+    template = go.replace("EOS", tokenizer.eos_token or "")
     system = system if system is not None else default_system
     stops = [tokenizer.convert_ids_to_tokens(i) for i in end_of_turn_ids(tokenizer)]
     lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{template}"""', ""]

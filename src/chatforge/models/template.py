@@ -76,14 +76,24 @@ def end_of_turn_ids(tokenizer) -> list[int]:
     return ids
 
 
-def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -> str:
-    """Messages -> the template's text (no tokenization)."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool, tools: list[dict] | None = None) -> str:
+    """Messages (and tool definitions, see chatforge.models.tools) -> the template's text (no tokenization)."""
+    from chatforge.models.tools import prepare_for_template
+
+    messages, tools = prepare_for_template(tokenizer, messages, tools)
+    return render_raw(tokenizer, messages, add_generation_prompt, tools)
 
 
-def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Messages -> prompt token ids ending with the assistant header, ready for generation."""
-    text = render(tokenizer, messages, add_generation_prompt=True)
+def render_raw(tokenizer, messages: list[dict], add_generation_prompt: bool, tools: list[dict] | None) -> str:
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **extra)
+
+
+def encode_prompt(tokenizer, messages: list[dict], *, tools: list[dict] | None = None, prefix: str = "") -> list[int]:
+    """Messages -> prompt token ids ending with the assistant header (and `prefix`, the start of the answer
+    the model must continue, e.g. a forced tool call), ready for generation."""
+    text = render(tokenizer, messages, add_generation_prompt=True, tools=tools) + prefix
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -40,6 +40,7 @@ from chatforge.errors import ChatforgeError
 from chatforge.infer import Completion, SamplingParams
 from chatforge.models.template import with_system
 from chatforge.serve import schemas as s
+from chatforge.serve import tools
 from chatforge.serve.config import ServeConfig
 from chatforge.serve.scheduler import Job, QueueFull, Scheduler
 
@@ -143,8 +144,12 @@ class _Service:
     async def chat_completions(self, request: Request):
         req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
         self.check_model(req.model)
-        messages = with_system([m.as_template_message() for m in req.messages], self.config.system)
-        prompt, params = self.prepare(req, messages)
+        try:  # tools, tool_choice and tool messages: serve/tools.py
+            messages = with_system(tools.template_messages(req.messages), self.config.system)
+            plan = tools.plan_request(req, getattr(self.engine, "tokenizer", None))
+        except tools.RequestError as e:
+            raise ApiError(e.status, e.message, param=e.param, code="invalid_value") from None
+        prompt, params = self.prepare(req, messages, plan)
         job = self.submit(prompt, params)
         cid = s.new_id("chatcmpl")
         keep = self.keeper.callback(cid, self.model_id, messages, params, req)  # None: not kept
@@ -156,12 +161,14 @@ class _Service:
 
         if req.stream:  # OpenAI's first chunk names the role
             return _sse(job, chunk, req.include_usage, first=chunk("", delta={"role": "assistant", "content": ""}),
-                        on_done=keep)
+                        on_done=keep, calls=tools.ToolStream(plan) if plan else None)
         done = await _finish(request, job)
         if keep:
             await keep(done)
+        content, calls = tools.finish(plan, done.text) if plan else (done.text, [])
+        message = s.AssistantMessage(content=content, tool_calls=calls or None)
         return s.ChatCompletion(id=cid, created=s.now(), model=self.model_id, usage=_usage(done), choices=[
-            s.ChatChoice(message=s.AssistantMessage(content=done.text), finish_reason=done.finish_reason)])
+            s.ChatChoice(message=message, finish_reason="tool_calls" if calls else done.finish_reason)])
 
     async def completions(self, request: Request):
         req = _parse(s.CompletionRequest, await _read_json(request, self.config.max_body_bytes))
@@ -231,9 +238,10 @@ class _Service:
                               frequency_penalty=req.frequency_penalty or 0.0,
                               presence_penalty=req.presence_penalty or 0.0, seed=req.seed, stop=req.stop_strings())
 
-    def prepare(self, req: s.ChatCompletionRequest, messages: list[dict]) -> tuple[list[int], SamplingParams]:
-        """A chat request's prompt ids and checked sampling settings."""
-        prompt = _encode_chat(self.engine, messages)
+    def prepare(self, req: s.ChatCompletionRequest, messages: list[dict],
+                plan: "tools.ToolPlan | None" = None) -> tuple[list[int], SamplingParams]:
+        """A chat request's prompt ids (with its tools, see serve/tools.py) and checked sampling settings."""
+        prompt = _encode_chat(self.engine, messages, plan)
         return prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages")
 
     async def answer(self, request: Request, prompt: list[int], params: SamplingParams) -> Completion:
@@ -301,11 +309,17 @@ def _param(loc: tuple) -> str | None:
     return out or None
 
 
-def _encode_chat(engine, messages: list[dict]) -> list[int]:
+def _encode_chat(engine, messages: list[dict], plan: "tools.ToolPlan | None" = None) -> list[int]:
     from jinja2 import TemplateError  # the model's template may refuse a conversation (e.g. no system role)
 
+    from chatforge.models.template import encode_prompt
+    from chatforge.models.tools import has_tool_parts
+
     try:
-        return engine.encode_chat(messages)
+        if plan is None and not has_tool_parts(messages):
+            return engine.encode_chat(messages)
+        return encode_prompt(engine.tokenizer, messages, tools=plan.prompt_tools if plan else None,
+                             prefix=plan.prefix if plan else "")
     except TemplateError as e:
         raise ApiError(400, f"the model's chat template rejected these messages: {e}", param="messages") from None
 
@@ -337,10 +351,12 @@ async def _finish(request: Request, job: Job) -> Completion:
 
 
 def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
-         first: BaseModel | None = None, on_done: Callable | None = None) -> StreamingResponse:
+         first: BaseModel | None = None, on_done: Callable | None = None,
+         calls: "tools.ToolStream | None" = None) -> StreamingResponse:
     """Server-sent events: `first`, chunk(text) per delta, chunk("", finish_reason), chunk("", usage=), [DONE].
 
-    `await on_done(completion)` runs before the finish chunk is sent (the store keeps the exchange first)."""
+    `await on_done(completion)` runs before the finish chunk is sent (the store keeps the exchange first).
+    With `calls`, text that may be a tool call is held back and sent as delta.tool_calls chunks at the end."""
     def event(obj: BaseModel) -> str:
         return f"data: {obj.model_dump_json(exclude={'usage'} if obj.usage is None else None)}\n\n"
 
@@ -349,12 +365,21 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
             if first is not None:
                 yield event(first)
             async for u in job.updates():
-                if u.delta:
-                    yield event(chunk(u.delta))
+                delta = calls.feed(u.delta) if calls else u.delta
+                if delta:
+                    yield event(chunk(delta))
                 if u.done is not None:
                     if on_done is not None:
                         await on_done(u.done)
-                    yield event(chunk("", u.done.finish_reason))
+                    finish = u.done.finish_reason
+                    if calls:
+                        rest, found = calls.finish(u.done.text)
+                        if rest:
+                            yield event(chunk(rest))
+                        for d in tools.call_deltas(found):
+                            yield event(chunk("", delta=d))
+                        finish = "tool_calls" if found else finish
+                    yield event(chunk("", finish))
                     if include_usage:
                         yield event(chunk("", usage=_usage(u.done)))
             yield "data: [DONE]\n\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,9 +26,22 @@ class TextPart(_Strict):
     text: str
 
 
+class RequestFunction(_Strict):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class RequestToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: RequestFunction
+
+
 class Message(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None  # required except on an assistant message that calls tools
+    tool_calls: list[RequestToolCall] | None = None
+    tool_call_id: str | None = None
 
     def as_template_message(self) -> dict:
         """{"role", "content": str} for the chat template; "developer" is OpenAI's new name for "system"."""
@@ -72,6 +85,9 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
     store: bool | None = None  # OpenAI's field: false = do not keep this exchange (the server keeps it by default)
     metadata: dict[str, str] | None = Field(None, max_length=16)  # "conversation_id" groups exchanges in the store
+    tools: list | None = None  # checked by serve.tools (400 naming the field)
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -100,15 +116,27 @@ class Usage(BaseModel):
                    total_tokens=prompt_tokens + completion_tokens)
 
 
+class ResponseFunction(BaseModel):
+    name: str
+    arguments: str  # JSON text
+
+
+class ResponseToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ResponseFunction
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ResponseToolCall] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: None = None
 
 
@@ -123,8 +151,9 @@ class ChatCompletion(BaseModel):
 
 class ChunkChoice(BaseModel):
     index: int = 0
-    delta: dict[str, str]  # {"role": "assistant", "content": ""} first, then {"content": ...}, then {}
-    finish_reason: Literal["stop", "length"] | None = None
+    delta: dict[str, Any]  # {"role": "assistant", "content": ""} first, then {"content": ...} or
+    # {"tool_calls": [...]}, then {}
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
     logprobs: None = None
 
 

@@ -81,7 +81,7 @@ def test_every_validation_class_by_line(tmp_path, tokenizer):
         json.dumps({"messages": "Hi"}),                                                    # 4
         json.dumps({"msgs": CHAT}),                                                        # 5
         json.dumps({"messages": [{"role": "user", "contnet": "Hi"}]}),                     # 6
-        json.dumps({"messages": [{"role": "tool", "content": "{}"}]}),                     # 7
+        json.dumps({"messages": [{"role": "robot", "content": "{}"}]}),                    # 7
         json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]}),
         json.dumps({"messages": CHAT[:2]}),                                                # 9
         json.dumps({"messages": [CHAT[1], CHAT[1], CHAT[2]]}),                             # 10
@@ -99,7 +99,7 @@ def test_every_validation_class_by_line(tmp_path, tokenizer):
         (8, "empty_content", "error"), (9, "no_assistant", "error"), (10, "non_alternating", "error"),
         (13, "wrong_type", "error"), (11, "duplicate", "warning"), (12, "too_long", "warning")]
     assert all(p.file == str(f) for p in report.problems)
-    assert "'tool'" in str(report.problems[5]) and "contnet" in str(report.problems[4])
+    assert "'robot'" in str(report.problems[5]) and "contnet" in str(report.problems[4])
     assert report.counts()["wrong_type"] == 2
     assert len(prepared.examples) == 2  # lines 1 and 11; 12 dropped for length (chats' default policy)
     assert prepared.dropped["too_long"] == 1
@@ -118,13 +118,12 @@ def test_weights_and_roles_validation(tmp_path, tokenizer):
         (1, "no_assistant"), (2, "wrong_type"), (3, "wrong_type"), (4, "non_alternating"), (5, "non_alternating")]
 
 
-def test_sharegpt_tool_roles_are_a_clear_error(tmp_path, tokenizer):
+def test_sharegpt_unknown_roles_are_a_clear_error(tmp_path, tokenizer):
     f = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [
-        {"from": "human", "value": "Find a recipe"}, {"from": "function_call", "value": "{}"},
-        {"from": "observation", "value": "{}"}, {"from": "gpt", "value": "Here"}]}])
+        {"from": "human", "value": "Find a recipe"}, {"from": "robot", "value": "{}"}]}])
     _, report = analyse(f, tokenizer)
     (p,) = report.problems
-    assert (p.line, p.cls) == (1, "unknown_role") and "'function_call'" in p.message
+    assert (p.line, p.cls) == (1, "unknown_role") and "'robot'" in p.message and "function_call" in p.message
 
 
 def test_unknown_format_and_forced_format(tmp_path, tokenizer):

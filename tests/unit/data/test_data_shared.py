@@ -18,15 +18,18 @@ def test_chat_datasets_are_valid(shared_data, tokenizer, path, fmt, rows):
     assert len(prepared.examples) == rows and prepared.stats["tokens_trained"] > 0
 
 
-def test_sharegpt_with_tool_roles_is_a_clear_error(shared_data, tokenizer):
+def test_glaive_tool_calls_are_read_and_valid(shared_data, tokenizer):
+    """LLaMA-Factory's ShareGPT layout with function_call / observation turns and a tools field."""
     f = shared_data / "glaive_toolcall_en_demo" / "glaive_toolcall_en_demo.json"
-    prepared, report = analyse(f, tokenizer, max_length=4096)
-    roles = [p for p in report.errors if p.cls == "unknown_role"]
-    assert roles and {p.cls for p in report.errors} == {"unknown_role"}
-    first = min(roles, key=lambda p: p.line)
-    assert first.line == 2 and "'function_call'" in first.message  # the line where the record starts
-    # conversations without tools still work (a few are longer than max_length: dropped and counted)
-    assert len(prepared.examples) == prepared.rows - len(roles) - prepared.dropped.get("too_long", 0) > 100
+    prepared, report = analyse(f, tokenizer, max_length=1 << 16)
+    assert not report.errors, report.summary()
+    assert {p.cls for p in report.problems} == {"duplicate"}  # the sample repeats a few records exactly
+    assert prepared.rows == len(prepared.examples) == 300
+    calls = [m for r in prepared.records for m in r if m.get("tool_calls")]
+    results = [m for r in prepared.records for m in r if m["role"] == "tool"]
+    assert len(calls) == len(results) == 211
+    assert all(isinstance(c["function"]["arguments"], dict) for m in calls for c in m["tool_calls"])
+    assert all(r.tools for r in prepared.records if any(m.get("tool_calls") for m in r))
 
 
 @pytest.mark.parametrize("path", ["wiki_demo/wiki_demo.txt", "tiny_shakespeare/input.txt"])

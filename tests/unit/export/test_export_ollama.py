@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from gotemplate import ollama_data, render_go
+
 from chatforge.errors import ChatforgeError
 from chatforge.export.ollama import detect_template, modelfile
 from chatforge.models.template import DEFAULT_CHAT_TEMPLATE, render
@@ -17,55 +19,9 @@ CONVERSATIONS = [
 ]
 
 
-def _go(template: str, messages: list[dict]) -> str:
-    """Just enough of Go's text/template for these templates: range .Messages, if/else if/else on
-    `eq .Role "x"`, .Role and .Content, and {{- -}} whitespace trimming."""
-    parts = re.split(r"({{-?\s*.*?\s*-?}})", template)
-    for i, p in enumerate(parts):  # apply trimming markers to the neighbouring text
-        if p.startswith("{{-") and i > 0:
-            parts[i - 1] = parts[i - 1].rstrip()
-        if p.endswith("-}}") and i + 1 < len(parts):
-            parts[i + 1] = parts[i + 1].lstrip()
-    tags = [p if not p.startswith("{{") else p.strip("{}-").strip() for p in parts]
-    is_tag = [p.startswith("{{") for p in parts]
-
-    def run(i: int, msg: dict | None, out: list[str], emit: bool) -> int:
-        """Evaluate from token i until an unmatched end/else; return that token's index."""
-        while i < len(tags):
-            t = tags[i]
-            if not is_tag[i]:
-                out.append(t) if emit else None
-            elif t in ("end",) or t.startswith("else"):
-                return i
-            elif t == "range .Messages":
-                stop = i
-                for m in messages:
-                    stop = run(i + 1, m, out, emit)
-                i = stop if messages else _skip(i + 1)
-            elif t.startswith("if "):
-                i = _branches(i, msg, out, emit)
-            else:
-                out.append(msg["role"] if t == ".Role" else msg["content"]) if emit else None
-            i += 1
-        return i
-
-    def _branches(i, msg, out, emit):
-        taken = False
-        while True:
-            t = tags[i]
-            cond = t.startswith(("if ", "else if ")) and msg["role"] == re.search(r'"(\w+)"', t).group(1)
-            cond = cond or t == "else"
-            i = run(i + 1, msg, out, emit and cond and not taken)
-            taken = taken or cond
-            if tags[i] == "end":
-                return i
-
-    def _skip(i):
-        return run(i, None, [], False)
-
-    out: list[str] = []
-    run(0, None, out, True)
-    return "".join(out)
+def _go(template: str, messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The Go template run the way Ollama runs it (tests/unit/export/gotemplate.py)."""
+    return render_go(template, ollama_data(messages, tools))
 
 
 def _template_of(text: str) -> str:
@@ -117,3 +73,44 @@ def test_unknown_template_is_a_clear_error(tokenizer):
 def test_system_prompt_cannot_break_the_modelfile(tokenizer):
     with pytest.raises(ChatforgeError):
         modelfile(tokenizer, "m.gguf", system='say """ and then FROM /etc/passwd')
+
+
+# ---- tool use: the Modelfile renders .Tools, calls and results in the format the model was trained with ----
+TOOLS = [{"type": "function", "function": {"name": "get_order_status", "description": "Status of a Lumora order",
+                                           "parameters": {"type": "object", "properties": {
+                                               "order_id": {"type": "string"}}, "required": ["order_id"]}}}]
+CALL = {"id": "c1", "type": "function", "function": {"name": "get_order_status", "arguments": {"order_id": "LM-1"}}}
+TOOL_CONVERSATIONS = [
+    [{"role": "user", "content": "Where is LM-1?"}],
+    [{"role": "user", "content": "Where is LM-1?"}, {"role": "assistant", "content": "", "tool_calls": [CALL]},
+     {"role": "tool", "content": '{"status": "shipped"}', "tool_call_id": "c1"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is LM-1 and LM-2?"},
+     {"role": "assistant", "content": "Checking both.", "tool_calls": [CALL, dict(CALL, id="c2", function={
+         "name": "get_order_status", "arguments": {"order_id": "LM-2"}})]},
+     {"role": "tool", "content": "shipped", "tool_call_id": "c1"}, {"role": "tool", "content": "late",
+                                                                     "tool_call_id": "c2"},
+     {"role": "assistant", "content": "One shipped, one is late."}, {"role": "user", "content": "Thanks"}],
+]
+
+
+@pytest.mark.parametrize("conv", TOOL_CONVERSATIONS, ids=["question", "result", "parallel"])
+@pytest.mark.parametrize("with_tools", [True, False], ids=["tools", "no-tools"])
+def test_go_template_renders_tools_and_calls_like_training(tokenizer, conv, with_tools):
+    """SmolLM2's ChatML (no tool support of its own): chatforge's default tool format, in Go as in Python."""
+    tools = TOOLS if with_tools else None
+    template = _template_of(modelfile(tokenizer, "m.gguf"))
+    with_system = conv if conv[0]["role"] == "system" else [{"role": "system", "content": SMOLLM_SYSTEM}] + conv
+    expected = render(tokenizer, conv, add_generation_prompt=True, tools=tools)
+    assert _go(template, with_system, tools) == expected
+    if with_tools:
+        assert "<tools>" in expected and expected.count("<tool_call>") == 1 + sum(
+            len(m.get("tool_calls") or []) for m in conv)
+
+
+@pytest.mark.parametrize("conv", TOOL_CONVERSATIONS, ids=["question", "result", "parallel"])
+def test_base_model_go_template_renders_tools(tiny_gpt2, conv):
+    from chatforge.models.load import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_gpt2))  # no default system prompt: the tools are the system turn
+    template = _template_of(modelfile(tok, "m.gguf"))
+    assert _go(template, conv, TOOLS) == render(tok, conv, add_generation_prompt=True, tools=TOOLS)

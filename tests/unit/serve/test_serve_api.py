@@ -201,7 +201,7 @@ BAD_REQUESTS = [  # (body: dict, or bytes sent as is), status, param
     ({"messages": []}, 422, "messages"),
     ({"messages": "hello"}, 422, "messages"),
     ({"messages": [{"role": "user"}]}, 422, "messages[0].content"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, 422, "messages[0].role"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, 422, "messages[0].role"),
     ({"messages": [{"role": "user", "content": 5}]}, 422, "messages[0].content"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 422,
      "messages[0].content[0].type"),
