@@ -4,7 +4,7 @@
                  (safetensors, config, tokenizer, chat template, generation config); --quant f32|bf16|f16
   --format gguf  one GGUF file for llama.cpp and Ollama (tokenizer and chat template inside);
                  --quant f16 (default) | bf16 | f32 | q8_0 (half the size of f16) | q5_k_m | q4_k_m (llama.cpp's
-                 quantizer: pip install 'chatforge[quantize]'); --ollama adds a Modelfile; --out may name the
+                 quantizer: pip install 'chatforge[llama-cpp]'); --ollama adds a Modelfile; --out may name the
                  .gguf file itself (the Modelfile goes beside it)
 A run trained on conversations that share one system prompt exports with it as the default (in the chat
 template and the Modelfile's SYSTEM), so other tools answer as chatforge does; --system changes it.

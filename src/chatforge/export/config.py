@@ -21,7 +21,7 @@ class ExportConfig:
                          choices=list(FORMATS))
     quant: str | None = option(None, "Weight type. hf: f32, bf16, f16 (default: the source dtype); "
                                      "gguf: f32, f16, bf16, q8_0, q4_k_m, q5_k_m (default: f16; the k-quants "
-                                     "need llama-cpp-python: pip install 'chatforge[quantize]').", metavar="TYPE")
+                                     "need llama-cpp-python: pip install 'chatforge[llama-cpp]').", metavar="TYPE")
     out: str | None = option(None, "Output directory (created; holds the model, or the .gguf and Modelfile); "
                                    "for gguf also a .gguf file name (the Modelfile goes beside it).",
                              short="-o", metavar="PATH")

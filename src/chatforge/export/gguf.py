@@ -74,7 +74,7 @@ def convert(hf_dir: Path, out_file: Path, quant: str, *, name: str) -> Path:
 
 # --quant values made by llama.cpp's quantizer from an f16 GGUF -> llama.cpp's file type (llama_ftype) names.
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M"}
-QUANTIZE_EXTRA = "pip install 'chatforge[quantize]'  (llama-cpp-python; it compiles llama.cpp: minutes)"
+QUANTIZE_EXTRA = "pip install 'chatforge[llama-cpp]'  (llama-cpp-python; it compiles llama.cpp: minutes)"
 
 # Run in a child process: llama.cpp prints its progress from C, and an interrupt kills it.
 _QUANTIZE = """

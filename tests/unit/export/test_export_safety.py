@@ -53,7 +53,7 @@ def test_k_quants_without_llama_cpp_name_the_extra(run_cli, lora_run, tmp_path, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
     for quant in ("q4_k_m", "q5_k_m"):
         code, _, err = run_cli("export", lora_run, "--format", "gguf", "--quant", quant, "--out", tmp_path / "x")
-        assert code == 2 and f"--quant {quant}" in err and "chatforge[quantize]" in err and "llama-cpp-python" in err
+        assert code == 2 and f"--quant {quant}" in err and "chatforge[llama-cpp]" in err and "llama-cpp-python" in err
         assert "Traceback" not in err
     assert not (tmp_path / "x").exists()
 
