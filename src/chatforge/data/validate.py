@@ -32,6 +32,14 @@ CLASSES: dict[str, tuple[str, str]] = {
     "label_not_boolean": ("label not a boolean", "error"),
     "too_long": ("longer than max length", "warning"),  # handled by the over-long policy (drop/truncate)
     "duplicate": ("exact duplicate", "warning"),
+    # data that parses but is wrong (data/quality.py): warnings, errors under `check --strict`
+    "near_duplicate": ("near-duplicate", "warning"),
+    "near_leakage": ("eval row nearly the same as a training row", "warning"),
+    "contradiction": ("same question, different answer", "warning"),
+    "personal_data": ("personal data or secret", "warning"),
+    "language_mismatch": ("answer in another language", "warning"),
+    "placeholder_answer": ("empty-looking answer", "warning"),
+    "truncated_answer": ("answer cut off", "warning"),
 }
 ROLES = ("system", "user", "assistant")
 MESSAGE_KEYS = {"role", "content", "weight", "name"}
