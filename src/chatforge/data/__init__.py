@@ -15,7 +15,7 @@ from pathlib import Path
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
 from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
-from chatforge.data.validate import CLASSES, Report, check_messages, fingerprint
+from chatforge.data.validate import CLASSES, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
 OVERLONG = ("truncate", "drop", "error")
@@ -71,6 +71,7 @@ def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: Column
     if isinstance(example, str):
         if not example.strip():
             raise Invalid("empty_content", "empty text")
+        check_characters(example, "the text")
     else:
         check_messages(example)
     return example

@@ -16,6 +16,8 @@ from chatforge.data.formats import Invalid
 CLASSES: dict[str, tuple[str, str]] = {
     "invalid_utf8": ("invalid UTF-8", "error"),
     "invalid_json": ("invalid JSON", "error"),
+    "too_large": ("record too large", "error"),
+    "bad_characters": ("invalid characters", "error"),
     "wrong_type": ("wrong type", "error"),
     "missing_messages": ("missing messages", "error"),
     "unknown_key": ("unknown key", "error"),
@@ -142,10 +144,23 @@ def _check_message(i: int, m) -> None:
         raise Invalid("wrong_type", f"messages[{i}].content must be a string, not {type(content).__name__}")
     if not content.strip():
         raise Invalid("empty_content", f"messages[{i}] ({role}) has empty content")
+    check_characters(content, f"messages[{i}]")
     if "weight" in m and (m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
         raise Invalid("wrong_type", f"messages[{i}].weight must be 0 or 1, not {m['weight']!r}")
     if "weight" in m and role != "assistant":
         raise Invalid("wrong_type", f"messages[{i}]: weight is only allowed on assistant messages")
+
+
+def check_characters(text: str, where: str) -> None:
+    """NUL characters (binary data) and lone surrogates (broken UTF-16 escapes such as "\\ud800": not Unicode;
+    the tokenizer cannot take them) are errors."""
+    if "\x00" in text:
+        raise Invalid("bad_characters", f"{where} contains NUL characters (binary data?)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Invalid("bad_characters", f"{where} contains a lone surrogate {text[e.start]!r} (a broken "
+                                        "\\uXXXX escape): not valid Unicode") from None
 
 
 def fingerprint(example: list[dict] | str) -> str:

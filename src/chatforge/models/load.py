@@ -206,8 +206,8 @@ def quiet_transformers() -> None:
 
 
 def set_threads() -> None:
-    """Use every core for torch's intra-op pool unless the user set OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        import torch
+    """torch's intra-op threads: --threads / CHATFORGE_THREADS / OMP_NUM_THREADS, else the cores that are really
+    free (affinity, cgroup quota, minus cores other processes keep busy): see chatforge/threads.py."""
+    from chatforge.threads import set_threads as _set
 
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _set()
