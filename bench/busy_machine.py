@@ -26,7 +26,7 @@ import time
 MODEL = "smollm2-135m-instruct"
 
 
-def worker(kind: str, policy: str, seconds: float) -> dict:
+def worker(kind: str, policy: str, seconds: float, model: str) -> dict:
     if policy == "cores":
         os.environ["CHATFORGE_THREADS"] = str(os.cpu_count())
     from chatforge.models.load import load_model, quiet_transformers, set_threads
@@ -36,7 +36,7 @@ def worker(kind: str, policy: str, seconds: float) -> dict:
     import torch
 
     threads = torch.get_num_threads()
-    loaded = load_model(MODEL, dtype="float32", device="cpu")
+    loaded = load_model(model, dtype="float32", device="cpu")
     if kind == "train":
         model = loaded.model
         model.train()
@@ -71,13 +71,13 @@ def competitor() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def measure(kind: str, policy: str, seconds: float, busy: bool) -> dict:
+def measure(kind: str, policy: str, seconds: float, busy: bool, model: str) -> dict:
     hog = competitor() if busy else None
     try:
         if hog:
             time.sleep(0.5)  # the competitor is running before the worker looks at the machine
         out = subprocess.run([sys.executable, __file__, "--worker", kind, "--policy", policy, "--seconds",
-                              str(seconds)], capture_output=True, text=True, check=True)
+                              str(seconds), "--model", model], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         if hog:
@@ -90,19 +90,20 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per configuration")
     p.add_argument("--policies", nargs="+", default=["cores", "auto"], choices=["cores", "auto"])
     p.add_argument("--kinds", nargs="+", default=["train", "decode"], choices=["train", "decode"])
+    p.add_argument("--model", default=MODEL)
     p.add_argument("--worker", choices=["train", "decode"], help=argparse.SUPPRESS)
     p.add_argument("--policy", default="auto", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.policy, args.seconds)))
+        print(json.dumps(worker(args.worker, args.policy, args.seconds, args.model)))
         return
     print(f"cores: {os.cpu_count()}, affinity {len(os.sched_getaffinity(0))}; competitor: 1 busy loop on core 0")
     print(f"{'policy':<7} {'what':<7} {'idle tok/s':>11} {'busy tok/s':>11} {'busy/idle':>10}  threads idle/busy")
     results = {}
     for policy in args.policies:
         for kind in args.kinds:
-            idle = measure(kind, policy, args.seconds, busy=False)
-            busy = measure(kind, policy, args.seconds, busy=True)
+            idle = measure(kind, policy, args.seconds, busy=False, model=args.model)
+            busy = measure(kind, policy, args.seconds, busy=True, model=args.model)
             ratio = busy["tokens_per_s"] / idle["tokens_per_s"]
             results[f"{policy}/{kind}"] = {"idle": idle, "busy": busy, "ratio": round(ratio, 3)}
             print(f"{policy:<7} {kind:<7} {idle['tokens_per_s']:>11.1f} {busy['tokens_per_s']:>11.1f} "
