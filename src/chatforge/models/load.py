@@ -180,6 +180,11 @@ def _load_weights(resolved: ResolvedModel, torch_dtype, trust_remote_code: bool,
         raise ChatforgeError(f"{resolved.name}: cannot load model ({msg.splitlines()[0]})") from None
     except OSError as e:
         raise ChatforgeError(f"{resolved.name}: cannot load model weights ({e})") from None
+    except Exception as e:  # safetensors' own error: a header larger than the file, a truncated file, ...
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise ChatforgeError(f"{resolved.name}: cannot load model weights from {resolved.path}: not a valid "
+                             f"safetensors file ({e})") from None
 
 
 def _apply_adapter(net, resolved: ResolvedModel, merge: bool):
