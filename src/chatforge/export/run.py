@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from chatforge.atomic import replace_dir
+from chatforge.atomic import disk_full_error, is_disk_full, replace_dir
 from chatforge.errors import ChatforgeError
 from chatforge.export.config import DEFAULT_QUANT, FORMATS, QUANTS, ExportConfig
 
@@ -59,8 +59,10 @@ def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) ->
             check = _verify(plan, artifact, ids, reference, loaded.tokenizer)
         _write_manifest(plan, stage, check)
         _commit(stage, plan.out, cfg.force)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
+        if is_disk_full(e):
+            raise disk_full_error(plan.out, "export") from None
         raise
     return plan.out
 
