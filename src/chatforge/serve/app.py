@@ -46,8 +46,8 @@ log = logging.getLogger("chatforge.serve")
 _TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")  # a request never chooses the template
 # OpenAI fields that would change the answer but are not supported: refused unless at their no-op value.
 _UNSUPPORTED = {"logit_bias": (None, {}), "logprobs": (None, False), "top_logprobs": (None, 0),
-                "response_format": (None, {"type": "text"}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0),
-                "echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
+                "response_format": (None, {"type": "text"}), "echo": (None, False), "best_of": (None, 1),
+                "suffix": (None, "")}
 _MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflows to inf; such requests are greedy (= 0)
 
 
