@@ -60,3 +60,47 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return _run
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(megabytes) -> a directory on a real tmpfs of that size (a disk that fills up); skipped with the
+    reason where this process may not mount one (not root, no CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mounts = []
+
+    def make(megabytes: int) -> Path:
+        d = tmp_path / f"disk{len(mounts)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill up: {r.stderr.strip() or 'mount failed'}")
+        mounts.append(d)
+        return d
+
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture
+def fill_disk():
+    """fill_disk(directory, leave_bytes=0): fill the file system of `directory` until about that much is free."""
+    return _fill
+
+
+def _fill(directory: Path, leave_bytes: int = 0) -> None:
+    import errno
+
+    free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize - leave_bytes
+    try:
+        with open(directory / ".filler", "wb") as f:
+            while free > 0:
+                n = min(free, 1 << 20)
+                f.write(b"\0" * n)
+                free -= n
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise

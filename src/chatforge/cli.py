@@ -13,6 +13,7 @@ import sys
 
 from chatforge import __version__
 from chatforge.errors import ChatforgeError
+from chatforge.threads import ENV, parse_threads
 
 # name -> one-line help. Order is the order of `chatforge --help`, which follows the workflow.
 COMMANDS = {
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        p.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                       help="CPU threads for torch: a number, or auto (default: the cores that are free: affinity, "
+                            "cgroup quota, minus cores other processes keep busy).")
         p.set_defaults(_module=module)
     return parser
 
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    if getattr(args, "threads", None) is not None:
+        os.environ[ENV] = str(args.threads)  # read by every stage's set_threads(), and by child processes
     try:
         return int(args._module.run(args) or 0)
     except ChatforgeError as e:

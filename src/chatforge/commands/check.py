@@ -2,7 +2,10 @@
 
 Every problem is reported by file, line and class, with counts per class. Exit code 2 when there are errors
 (training would refuse this data), 0 when there are only warnings (exact duplicates, over-long examples that
-the --overlong policy will drop or truncate).
+the --overlong policy will drop or truncate, and data that parses but is wrong: near-duplicates, held-out rows
+nearly the same as training rows, the same question with different answers, personal data and secrets (shown
+masked), answers in another language than the question, empty-looking or cut-off answers). --strict makes
+those data-quality warnings errors.
 
 Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1), ShareGPT {"conversations"},
 Alpaca {"instruction","input","output"}, {"prompt","completion"}, {"question","answer"}, and raw text (.txt files
@@ -50,7 +53,7 @@ def check_data(data: str, cfg: CheckConfig) -> int:
         return _check_preferences(data, cfg, tokenizer)
     prepared, report = analyse(data, tokenizer, format=cfg.format, max_length=cfg.max_length,
                                overlong=cfg.overlong, eval_path=cfg.eval_data, columns=cfg.columns,
-                               column_separator=cfg.column_separator)
+                               column_separator=cfg.column_separator, strict=cfg.strict)
     estimate = _estimate(cfg, prepared.stats) if cfg.estimate and prepared.examples else None
     if cfg.json:
         print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
@@ -151,8 +154,9 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
     if report.problems:
         out.append("problems: " + ", ".join(f"{CLASSES[k][0]} ({CLASSES[k][1]}): {n}"
                                             for k, n in report.counts().items()))
+    refused = any(p.is_dropped for p in report.errors)  # --strict quality errors do not stop training
     out.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings"
-               + (" -- training would refuse this data (or drop these rows with --lenient)" if report.errors else ""))
+               + (" -- training would refuse this data (or drop these rows with --lenient)" if refused else ""))
     if problems_only:
         return "\n".join(out)
     if not prepared.examples:

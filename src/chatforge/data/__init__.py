@@ -15,7 +15,7 @@ from pathlib import Path
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
 from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
-from chatforge.data.validate import CLASSES, Report, check_messages, fingerprint
+from chatforge.data.validate import CLASSES, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
 OVERLONG = ("truncate", "drop", "error")
@@ -71,6 +71,7 @@ def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: Column
     if isinstance(example, str):
         if not example.strip():
             raise Invalid("empty_content", "empty text")
+        check_characters(example, "the text")
     else:
         check_messages(example)
     return example
@@ -108,9 +109,9 @@ def _mark_duplicates(sources: list[_Source], report: Report) -> None:
 
 
 def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Report,
-                  columns: ColumnMap | None = None) -> None:
+                  columns: ColumnMap | None = None) -> list[_Source]:
     """Eval rows that also appear in the training data make eval scores meaningless: an error on the
-    training row (so --lenient drops it from training, not from the eval set)."""
+    training row (so --lenient drops it from training, not from the eval set). Returns the eval rows."""
     eval_report = Report()
     eval_sources, _, _ = _load(eval_path, fmt, eval_report, columns)
     for p in eval_report.problems:  # reported (check fails, strict training refuses), not training drops
@@ -121,6 +122,7 @@ def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Re
         hit = seen.get(fingerprint(s.example))
         if hit:
             report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
+    return eval_sources
 
 
 def _encode_chats(tokenizer, sources, max_length: int, overlong: str, report: Report):
@@ -161,9 +163,12 @@ def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Re
 
 
 def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
-            eval_path=None, columns=None, column_separator: str | None = None) -> tuple[Prepared, Report]:
+            eval_path=None, columns=None, column_separator: str | None = None, quality: bool = True,
+            strict: bool = False) -> tuple[Prepared, Report]:
     """Read, validate and encode without refusing anything: invalid rows are reported and left out.
-    `columns` maps the file's own column names to format fields (see chatforge.data.columns)."""
+    `columns` maps the file's own column names to format fields (see chatforge.data.columns).
+    quality: also look for data that parses but is wrong (data/quality.py: near-duplicates, contradictions,
+    personal data, ...), as warnings, or errors with strict=True."""
     if overlong is not None and overlong not in OVERLONG:
         raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
     if max_length < 2:
@@ -173,9 +178,13 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
     sources, formats, n_rows = _load(path, format, report, columns)
     kind = _kind(formats)
     _mark_duplicates(sources, report)
-    if eval_path is not None:
-        _mark_leakage(sources, eval_path, format, report, columns)
-    bad = {(p.file, p.line) for p in report.errors}
+    eval_sources = _mark_leakage(sources, eval_path, format, report, columns) if eval_path is not None else None
+    if quality:
+        from chatforge.data.quality import check_quality
+
+        check_quality([(s.file, s.line, s.example) for s in sources], report,
+                      [(s.file, s.line, s.example) for s in eval_sources] if eval_sources else None, strict=strict)
+    bad = {(p.file, p.line) for p in report.errors if p.is_dropped}
     sources = [s for s in sources if (s.file, s.line) not in bad]
     overlong = overlong or ("truncate" if kind == "text" else "drop")
     encode = _encode_texts if kind == "text" else _encode_chats
@@ -198,7 +207,8 @@ def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 204
     refuses when more than max_drop_share of the rows were dropped (over-long drops included).
     """
     prepared, report = analyse(path, tokenizer, format=format, max_length=max_length, overlong=overlong,
-                               eval_path=eval_path, columns=columns, column_separator=column_separator)
+                               eval_path=eval_path, columns=columns, column_separator=column_separator,
+                               quality=False)  # quality findings are for `check`
     where = Path(path)
     if report.errors and not lenient:
         raise ChatforgeError(f"{where}: {len(report.errors)} errors in the data; nothing was trained\n"

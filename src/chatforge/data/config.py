@@ -25,5 +25,7 @@ class CheckConfig:
                                    metavar="FILE")
     estimate: bool = option(True, "Estimate the training time per epoch with a short measured benchmark of "
                                   "the model (--no-estimate to skip).")
+    strict: bool = option(False, "Treat data-quality warnings (near-duplicates, contradictions, personal data, "
+                                 "answers in another language, empty-looking or cut-off answers) as errors: exit 2.")
     json: bool = option(False, "Print one JSON object (problems, counts, statistics) instead of a report.")
     trust_remote_code: bool = option(False, "Allow a model's own Python code to run (off by default).")

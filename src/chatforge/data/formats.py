@@ -32,6 +32,7 @@ FORMATS = ("openai", "sharegpt", "alpaca", "completion", "qa", "text")
 # The keys that identify each format, in detection order.
 SIGNATURES = {"openai": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
               "completion": ("prompt", "completion"), "qa": ("question", "answer"), "text": ("text",)}
+MAX_RECORD_BYTES = 8 << 20  # one record (a JSONL line, a JSON array element): 8 MiB is ~2M tokens already
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 SHAREGPT_TOOL_ROLES = ("function_call", "observation")
@@ -70,6 +71,8 @@ def data_files(path: str | Path) -> list[Path]:
         return files
     if not p.exists():
         raise ChatforgeError(f"{p}: no such file or directory")
+    if not p.is_file():  # a FIFO or a device (/dev/zero) would block or never end
+        raise ChatforgeError(f"{p}: not a regular file")
     if p.suffix.lower() not in SUFFIXES:
         raise ChatforgeError(f"{p}: unsupported file type {p.suffix or '(none)'!r}; use {', '.join(SUFFIXES)}")
     return [p]
@@ -106,6 +109,10 @@ def _jsonl(name: str, data: bytes) -> list[Row]:
             raw = raw[3:]
         if not raw.strip():
             continue
+        if len(raw) > MAX_RECORD_BYTES:
+            rows.append(Row(name, i, problem=("too_large", f"a record of {len(raw) / 2**20:.0f} MiB (at most "
+                                                           f"{MAX_RECORD_BYTES >> 20} MiB)")))
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -115,6 +122,8 @@ def _jsonl(name: str, data: bytes) -> list[Row]:
             rows.append(Row(name, i, json.loads(text)))
         except json.JSONDecodeError as e:
             rows.append(Row(name, i, problem=("invalid_json", f"{e.msg} at column {e.colno}")))
+        except RecursionError:
+            rows.append(Row(name, i, problem=("invalid_json", "nested too deeply")))
     return rows
 
 
@@ -130,6 +139,8 @@ def _json(name: str, data: bytes) -> list[Row]:
             return [Row(name, text.count("\n", 0, start) + 1, json.loads(text))]
         except json.JSONDecodeError:
             return _jsonl(name, data)
+        except RecursionError:
+            return [Row(name, 1, problem=("invalid_json", "nested too deeply"))]
     dec = json.JSONDecoder()
     rows, i, line, counted = [], start + 1, 1, 0
     while True:
@@ -142,6 +153,9 @@ def _json(name: str, data: bytes) -> list[Row]:
         except json.JSONDecodeError as e:
             return rows + [Row(name, e.lineno, problem=("invalid_json", f"{e.msg} at column {e.colno}; the "
                                                                           "rest of the file was not read"))]
+        except RecursionError:
+            return rows + [Row(name, line + text.count("\n", counted, i), problem=(
+                "invalid_json", "nested too deeply; the rest of the file was not read"))]
         rows.append(Row(name, line, value))
         i = _skip(text, i)
         if i < len(text) and text[i] == ",":
@@ -162,8 +176,8 @@ def _csv(name: str, data: bytes) -> list[Row]:
     text, bad = _decode(name, data)
     if bad:
         return [bad]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows = []
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: broken quoting is an error
+    rows, line = [], 1
     try:
         reader.fieldnames  # reads the header
         while True:
@@ -173,14 +187,14 @@ def _csv(name: str, data: bytes) -> list[Row]:
                 return rows
             rows.append(Row(name, line, {k: _cell(v) for k, v in rec.items() if k is not None}))
     except csv.Error as e:
-        return rows + [Row(name, reader.line_num, problem=("invalid_json", f"invalid CSV ({e})"))]
+        return rows + [Row(name, line, problem=("invalid_json", f"invalid CSV ({e})"))]
 
 
 def _cell(v):
     if isinstance(v, str) and v[:1] in "[{":
         try:
             return json.loads(v)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass
     return v
 

@@ -16,6 +16,8 @@ from chatforge.data.formats import Invalid
 CLASSES: dict[str, tuple[str, str]] = {
     "invalid_utf8": ("invalid UTF-8", "error"),
     "invalid_json": ("invalid JSON", "error"),
+    "too_large": ("record too large", "error"),
+    "bad_characters": ("invalid characters", "error"),
     "wrong_type": ("wrong type", "error"),
     "missing_messages": ("missing messages", "error"),
     "unknown_key": ("unknown key", "error"),
@@ -37,6 +39,14 @@ CLASSES: dict[str, tuple[str, str]] = {
     "label_not_boolean": ("label not a boolean", "error"),
     "too_long": ("longer than max length", "warning"),  # handled by the over-long policy (drop/truncate)
     "duplicate": ("exact duplicate", "warning"),
+    # data that parses but is wrong (data/quality.py): warnings, errors under `check --strict`
+    "near_duplicate": ("near-duplicate", "warning"),
+    "near_leakage": ("eval row nearly the same as a training row", "warning"),
+    "contradiction": ("same question, different answer", "warning"),
+    "personal_data": ("personal data or secret", "warning"),
+    "language_mismatch": ("answer in another language", "warning"),
+    "placeholder_answer": ("empty-looking answer", "warning"),
+    "truncated_answer": ("answer cut off", "warning"),
 }
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
@@ -158,10 +168,23 @@ def _check_message(i: int, m) -> None:
         raise Invalid("wrong_type", f"messages[{i}]: only assistant messages can have tool_calls")
     if not content.strip() and not m.get("tool_calls"):
         raise Invalid("empty_content", f"messages[{i}] ({role}) has empty content")
+    check_characters(content, f"messages[{i}]")
     if "weight" in m and (m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
         raise Invalid("wrong_type", f"messages[{i}].weight must be 0 or 1, not {m['weight']!r}")
     if "weight" in m and role != "assistant":
         raise Invalid("wrong_type", f"messages[{i}]: weight is only allowed on assistant messages")
+
+
+def check_characters(text: str, where: str) -> None:
+    """NUL characters (binary data) and lone surrogates (broken UTF-16 escapes such as "\\ud800": not Unicode;
+    the tokenizer cannot take them) are errors."""
+    if "\x00" in text:
+        raise Invalid("bad_characters", f"{where} contains NUL characters (binary data?)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Invalid("bad_characters", f"{where} contains a lone surrogate {text[e.start]!r} (a broken "
+                                        "\\uXXXX escape): not valid Unicode") from None
 
 
 def fingerprint(example: list[dict] | str) -> str:

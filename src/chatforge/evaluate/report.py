@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from chatforge.atomic import replace_dir
+from chatforge.atomic import disk_full_error, is_disk_full, replace_dir
 
 # key, label, lower is better. Scores are percentages; perplexity and lengths are raw numbers.
 METRICS = [
@@ -258,7 +258,12 @@ def write_report(result: dict, out_dir: Path, run_dir: Path | None) -> Path:
     result["loss_curve_note"] = note
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(out_dir, "eval report") from None
+        raise
     try:
         if png:
             (tmp / "loss_curve.png").write_bytes(png)
@@ -266,6 +271,10 @@ def write_report(result: dict, out_dir: Path, run_dir: Path | None) -> Path:
         (tmp / "report.md").write_text(to_markdown(result, result["loss_curve"]), encoding="utf-8")
         (tmp / "report.html").write_text(to_html(result, png), encoding="utf-8")
         replace_dir(tmp, out_dir)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(out_dir, "eval report") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

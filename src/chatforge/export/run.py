@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from chatforge.atomic import replace_dir
+from chatforge.atomic import disk_full_error, is_disk_full, replace_dir
 from chatforge.errors import ChatforgeError
 from chatforge.export.config import DEFAULT_QUANT, FORMATS, QUANTS, ExportConfig
 
@@ -79,8 +79,10 @@ def export_with_manifest(cfg: ExportConfig, *, log: Callable[[str], None] = lamb
         else:
             _inside(stage, MANIFEST).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             _commit(stage, plan.out, cfg.force)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
+        if is_disk_full(e):
+            raise disk_full_error(plan.out, "export") from None
         raise
     return plan.out, info
 

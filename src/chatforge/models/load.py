@@ -180,6 +180,11 @@ def _load_weights(resolved: ResolvedModel, torch_dtype, trust_remote_code: bool,
         raise ChatforgeError(f"{resolved.name}: cannot load model ({msg.splitlines()[0]})") from None
     except OSError as e:
         raise ChatforgeError(f"{resolved.name}: cannot load model weights ({e})") from None
+    except Exception as e:  # safetensors' own error: a header larger than the file, a truncated file, ...
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise ChatforgeError(f"{resolved.name}: cannot load model weights from {resolved.path}: not a valid "
+                             f"safetensors file ({e})") from None
 
 
 def _apply_adapter(net, resolved: ResolvedModel, merge: bool):
@@ -206,8 +211,8 @@ def quiet_transformers() -> None:
 
 
 def set_threads() -> None:
-    """Use every core for torch's intra-op pool unless the user set OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        import torch
+    """torch's intra-op threads: --threads / CHATFORGE_THREADS / OMP_NUM_THREADS, else the cores that are really
+    free (affinity, cgroup quota, minus cores other processes keep busy): see chatforge/threads.py."""
+    from chatforge.threads import set_threads as _set
 
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _set()

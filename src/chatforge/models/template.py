@@ -44,11 +44,18 @@ _END_OF_TURN_CANDIDATES = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>
                            "<|end_of_text|>", "</s>", "<|eom_id|>")
 
 
+PROBE_SECONDS = 10.0  # a template that cannot render a two-turn conversation in this time never will
+_PROBE = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+
+
 def ensure_chat_template(tokenizer) -> bool:
-    """Give a tokenizer without a chat template the default one (and a pad token). Returns True if it did."""
+    """Give a tokenizer without a chat template the default one (and a pad token). Returns True if it did.
+    A template of its own is first tried on a small conversation: one that loops or recurses without end is
+    refused here (a clear error in bounded time), not on the first request."""
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(tokenizer, "chat_template", None):
+        probe_template(tokenizer)
         return False
     if tokenizer.eos_token is None:
         from chatforge.errors import ChatforgeError
@@ -57,6 +64,42 @@ def ensure_chat_template(tokenizer) -> bool:
                              "tell where an answer ends", hint="use a tokenizer with an EOS token")
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE_BOS if _adds_bos(tokenizer) else DEFAULT_CHAT_TEMPLATE
     return True
+
+
+def probe_template(tokenizer, seconds: float | None = None) -> None:
+    """Render a small conversation with a time limit (in the main thread: a timer signal stops the render; in
+    another thread it cannot be stopped, so it is not tried). Errors a template raises on purpose (e.g. 'no
+    system role') are fine here; an endless loop or endless recursion is a ChatforgeError."""
+    import signal
+    import threading
+
+    from chatforge.errors import ChatforgeError
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return
+    seconds = PROBE_SECONDS if seconds is None else seconds
+
+    class _Timeout(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        render(tokenizer, _PROBE, add_generation_prompt=True)
+    except _Timeout:
+        raise ChatforgeError(f"the tokenizer's chat template did not finish rendering a 3-message conversation in "
+                             f"{seconds:g} s (an endless loop?)", hint="fix or replace the chat template") from None
+    except RecursionError:
+        raise ChatforgeError("the tokenizer's chat template recurses without end",
+                             hint="fix or replace the chat template") from None
+    except Exception:  # noqa: BLE001 - a template may refuse this conversation on purpose; encoding reports it
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:

@@ -46,6 +46,10 @@ from chatforge.serve.scheduler import Job, QueueFull, Scheduler
 
 log = logging.getLogger("chatforge.serve")
 _TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")  # a request never chooses the template
+# OpenAI fields that would change the answer but are not supported: refused unless at their no-op value.
+_UNSUPPORTED = {"logit_bias": (None, {}), "logprobs": (None, False), "top_logprobs": (None, 0),
+                "response_format": (None, {"type": "text"}), "echo": (None, False), "best_of": (None, 1),
+                "suffix": (None, "")}
 _MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflows to inf; such requests are greedy (= 0)
 
 
@@ -142,8 +146,12 @@ class _Service:
 
     # ---- routes --------------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request):
-        req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes))
+        req = _parse(s.ChatCompletionRequest, await _read_json(request, self.config.max_body_bytes,
+                                                               self.config.body_timeout))
         self.check_model(req.model)
+        if len(req.messages) > self.config.max_messages:
+            raise ApiError(400, f"{len(req.messages)} messages; this server takes at most {self.config.max_messages}"
+                                " (--max-messages)", param="messages")
         try:  # tools, tool_choice and tool messages: serve/tools.py
             messages = with_system(tools.template_messages(req.messages), self.config.system)
             plan = tools.plan_request(req, getattr(self.engine, "tokenizer", None))
@@ -171,11 +179,13 @@ class _Service:
             s.ChatChoice(message=message, finish_reason="tool_calls" if calls else done.finish_reason)])
 
     async def completions(self, request: Request):
-        req = _parse(s.CompletionRequest, await _read_json(request, self.config.max_body_bytes))
+        req = _parse(s.CompletionRequest, await _read_json(request, self.config.max_body_bytes,
+                                                           self.config.body_timeout))
         self.check_model(req.model)
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if len(texts) != 1:
             raise ApiError(400, f"prompt must be one string (got a list of {len(texts)})", param="prompt")
+        _check_unicode(texts[0], "prompt")
         prompt = self.engine.encode_text(texts[0])
         if not prompt:
             raise ApiError(400, "prompt is empty", param="prompt")
@@ -222,6 +232,10 @@ class _Service:
             self.engine.check_prompt(prompt)
         except ChatforgeError as e:
             raise ApiError(400, e.message, param=field, code="context_length_exceeded") from None
+        limit = self.config.max_prompt_tokens
+        if limit is not None and len(prompt) > limit:
+            raise ApiError(400, f"the prompt is {len(prompt)} tokens; this server takes at most {limit} "
+                                "(--max-prompt-tokens)", param=field, code="context_length_exceeded")
         context = self.engine.context_length
         room = context - len(prompt)
         if asked is not None and asked > room:
@@ -264,27 +278,56 @@ def _authorized(header: str | None, key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-async def _read_json(request: Request, limit: int) -> dict:
-    """The body as a JSON object; 413 past `limit` bytes (declared or actually sent), 400 when not JSON."""
+async def _read_json(request: Request, limit: int, timeout: float = 30.0) -> dict:
+    """The body as a JSON object; 413 past `limit` bytes (declared or actually sent), 408 when it takes longer
+    than `timeout` seconds to arrive, 400 when not JSON (or when it holds a lone surrogate such as "\\ud800")."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}", code="body_too_large")
     body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise ApiError(413, f"the request body is over the limit of {limit} bytes", code="body_too_large")
+    try:
+        async with asyncio.timeout(timeout):
+            async for piece in request.stream():
+                body += piece
+                if len(body) > limit:
+                    raise ApiError(413, f"the request body is over the limit of {limit} bytes",
+                                   code="body_too_large")
+    except TimeoutError:
+        raise ApiError(408, f"the request body took longer than {timeout:g} s to arrive", code="timeout",
+                       headers={"Connection": "close"}) from None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    for name, harmless in _UNSUPPORTED.items():
+        if name in data and not any(_same(data[name], h) for h in harmless):
+            raise ApiError(400, f"{name} is not supported by this server (it would change the answer)", param=name,
+                           code="unsupported_parameter")
     for name in _TEMPLATE_FIELDS:
         if name in data:
             raise ApiError(400, f"{name}: chat templates cannot be set by a request; the server uses the model's "
                                 "own template", param=name)
     return data
+
+
+def _same(value, harmless) -> bool:
+    """value is the no-op `harmless` (0 and 0.0 alike; False is not 0)."""
+    if harmless is None or isinstance(harmless, bool) or isinstance(value, bool):
+        return value is harmless
+    if isinstance(harmless, (int, float)):
+        return isinstance(value, (int, float)) and value == harmless
+    return value == harmless
+
+
+def _check_unicode(text: str, param: str) -> None:
+    """A lone surrogate ("\\ud800" in the JSON) is valid JSON but not text: the tokenizer cannot take it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(400, f"{param} contains a lone surrogate at character {e.start}: not valid Unicode",
+                       param=param, code="invalid_value") from None
 
 
 def _parse(model: type[BaseModel], data: dict):
@@ -315,6 +358,9 @@ def _encode_chat(engine, messages: list[dict], plan: "tools.ToolPlan | None" = N
     from chatforge.models.template import encode_prompt
     from chatforge.models.tools import has_tool_parts
 
+    for m in messages:
+        if isinstance(m.get("content"), str):
+            _check_unicode(m["content"], "messages")
     try:
         if plan is None and not has_tool_parts(messages):
             return engine.encode_chat(messages)

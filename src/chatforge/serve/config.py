@@ -20,6 +20,11 @@ class ServeConfig:
     max_tokens: int = option(512, "max_tokens for requests that do not set one.", parse=positive_int)
     max_body_bytes: int = option(1 << 20, "Largest request body accepted, in bytes; larger ones get 413.",
                                  parse=positive_int)
+    max_messages: int = option(256, "Most messages in one chat request; more get 400.", parse=positive_int)
+    max_prompt_tokens: int | None = option(None, "Longest prompt in tokens; longer ones get 400 (default: what the "
+                                                 "model's context holds).", parse=positive_int)
+    body_timeout: float = option(30.0, "Seconds a client may take to send its request body; slower ones get 408 "
+                                       "(slow-body clients cannot hold connections open).")
     batch_window_ms: float = option(10.0, "When idle, how long the first request waits for others to start "
                                           "with it (milliseconds).")
     model_id: str | None = option(None, "The model id clients use (default: the MODEL argument as given).")

@@ -63,7 +63,10 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
         stopped = fit(run)
     except BaseException as e:
         message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-        _update_run_json(run, status="failed", error=message)
+        try:
+            _update_run_json(run, status="failed", error=message)
+        except OSError:  # e.g. the disk is full: the error being raised says more than the status would
+            pass
         run.emit(Event("train", "error", message=message))
         raise
     if stopped is not None:

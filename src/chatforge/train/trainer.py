@@ -18,13 +18,14 @@ the scheduler and resume bookkeeping are the Trainer's own.
 
 from __future__ import annotations
 
-import errno
+import shutil
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from chatforge.atomic import is_disk_full
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
 from chatforge.train.loss import HeadBypass, linear_cross_entropy, token_scores
@@ -169,11 +170,14 @@ class ChatforgeTrainer(Trainer):
             if self.args.should_save:
                 checkpoints.commit(staged, root, self.keep_checkpoints)
             self.accelerator.wait_for_everyone()
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError("iostream error")
+            full = is_disk_full(e) or shutil.disk_usage(root).free < (1 << 20)
+            if isinstance(e, RuntimeError) and not full:
+                raise
             checkpoints.clean_partial(root)
             previous = checkpoints.last(root)
             kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-            what = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            what = "the disk is full" if full else (getattr(e, "strerror", None) or str(e))
             raise ChatforgeError(f"cannot save checkpoint-{self.state.global_step} to {root}: {what}; {kept}",
                                  hint="free some space (or lower --keep-checkpoints), then re-run with --resume",
                                  exit_code=1) from None

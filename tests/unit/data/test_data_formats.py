@@ -91,7 +91,7 @@ def test_every_validation_class_by_line(tmp_path, tokenizer):
     ]
     f = tmp_path / "bad.jsonl"
     f.write_bytes(b"\n".join(b'{"messages": "\xff\xfe"}' if ln is None else ln.encode() for ln in lines))
-    prepared, report = analyse(f, tokenizer, max_length=64)
+    prepared, report = analyse(f, tokenizer, max_length=64, quality=False)  # quality: test_data_quality.py
     got = [(p.line, p.cls, p.severity) for p in report.problems]
     assert got == [
         (2, "invalid_json", "error"), (3, "invalid_utf8", "error"), (4, "wrong_type", "error"),

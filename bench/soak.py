@@ -1,0 +1,161 @@
+"""Soak test of `chatforge serve`: N concurrent streaming clients for M minutes against the real server.
+
+A real `chatforge serve` child process (loopback only) on the default model; each client thread loops:
+mixed prompt lengths (short / medium / long), streaming with the official openai client; every 7th request
+disconnects mid-stream; every 11th is a bad request (expects a 4xx OpenAI error). A monitor polls /health
+every second (must answer within 2 s) and samples the server's RSS. Reports: requests served, expected and
+unexpected errors (target 0 unexpected), p50/p95 time to first token, aggregate tokens/s, server RSS at the
+start (after warm-up) and the end (target: growth < 5%), slowest /health.
+
+    flock /tmp/chatforge-heavy.lock .venv/bin/python bench/soak.py              # 8 clients, 5 minutes
+    .venv/bin/python bench/soak.py --minutes 1 --clients 4 --model /path/to/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+PROMPTS = ["Hi!", "What is the capital of France?",
+           "Explain in a few sentences how a refrigerator keeps food cold, and why the back of it is warm.",
+           "Write a detailed story about a lighthouse keeper who finds a message in a bottle. " * 6]
+BAD = [{"messages": [{"role": "robot", "content": "x"}]}, {"messages": [{"role": "user", "content": "x"}], "n": 5},
+       {"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": 5}}, {"messages": "nope"}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--max-tokens", type=int, default=48)
+    args = p.parse_args()
+    import httpx
+    import openai
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "chatforge", "serve", args.model, "--host", "127.0.0.1",
+                               "--port", str(port), "--max-concurrency", str(args.clients)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the server did not start: {server.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+    client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
+    client.chat.completions.create(model=args.model, messages=[{"role": "user", "content": "warm up"}], max_tokens=8)
+    rss_start = rss_mb(server.pid)
+
+    stats = {"served": 0, "disconnected": 0, "expected_errors": 0, "unexpected": [], "tokens": 0, "ttft": []}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + args.minutes * 60
+    health = {"max_s": 0.0, "failures": 0, "rss": []}
+
+    def client_loop(k: int) -> None:
+        n = 0
+        with httpx.Client(base_url=base, timeout=60) as http:
+            while time.monotonic() < stop_at:
+                n += 1
+                try:
+                    if (n + k) % 11 == 0:
+                        r = http.post("/v1/chat/completions", json=BAD[(n + k) % len(BAD)])
+                        ok = 400 <= r.status_code < 500 and "error" in r.json()
+                        with lock:
+                            if ok:
+                                stats["expected_errors"] += 1
+                            else:
+                                stats["unexpected"].append(f"bad request got {r.status_code}")
+                        continue
+                    prompt = PROMPTS[(n * 3 + k) % len(PROMPTS)]
+                    t0 = time.monotonic()
+                    first, tokens = None, 0
+                    stream = client.chat.completions.create(
+                        model=args.model, messages=[{"role": "user", "content": prompt}], stream=True,
+                        max_tokens=args.max_tokens, temperature=0.7, seed=n)
+                    drop = (n + k) % 7 == 0
+                    for chunk in stream:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            tokens += 1
+                            if first is None:
+                                first = time.monotonic() - t0
+                            if drop and tokens >= 3:
+                                stream.close()  # disconnect mid-stream
+                                break
+                    with lock:
+                        stats["disconnected" if drop else "served"] += 1
+                        stats["tokens"] += tokens
+                        if first is not None:
+                            stats["ttft"].append(first)
+                except Exception as e:  # noqa: BLE001 - every failure is counted and shown
+                    with lock:
+                        stats["unexpected"].append(f"{type(e).__name__}: {e}"[:200])
+
+    def monitor() -> None:
+        while time.monotonic() < stop_at:
+            t0 = time.monotonic()
+            try:
+                ok = httpx.get(base + "/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            health["max_s"] = max(health["max_s"], time.monotonic() - t0)
+            health["failures"] += not ok
+            health["rss"].append(rss_mb(server.pid))
+            time.sleep(1)
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(args.clients)]
+    threads.append(threading.Thread(target=monitor))
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    rss_end = rss_mb(server.pid)
+    alive = server.poll() is None
+    server.terminate()
+    server.wait(30)
+    ttft = sorted(stats["ttft"])
+    q = statistics.quantiles(ttft, n=20) if len(ttft) >= 20 else [float("nan")] * 19
+    result = {
+        "minutes": args.minutes, "clients": args.clients, "requests_served": stats["served"],
+        "disconnected_mid_stream": stats["disconnected"], "bad_requests_answered_4xx": stats["expected_errors"],
+        "unexpected_errors": len(stats["unexpected"]), "unexpected_examples": stats["unexpected"][:5],
+        "ttft_p50_s": round(statistics.median(ttft), 3) if ttft else None, "ttft_p95_s": round(q[18], 3),
+        "aggregate_tokens_per_s": round(stats["tokens"] / wall, 1),
+        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+        "rss_growth": round(rss_end / rss_start - 1, 4) if rss_start else None,
+        "health_max_s": round(health["max_s"], 3), "health_failures": health["failures"], "server_alive": alive,
+        "threads_env": os.environ.get("CHATFORGE_THREADS"),
+    }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

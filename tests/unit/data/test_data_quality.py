@@ -1,0 +1,137 @@
+"""Data that parses but is wrong (data/quality.py): each class on a small file, through `chatforge check`."""
+
+import json
+
+import pytest
+
+from chatforge.data.quality import find_personal_data, is_placeholder, looks_truncated, mask, script, shingles
+
+LONG = ("Lumora lamps dim in ten steps; hold the button for two seconds to switch between warm and cold light, "
+        "and press it twice to turn the night mode on or off before you go to sleep.")
+LONG_ZH = "高血压患者首先要注意控制食盐摄入量，每天不超过六克，注意不要吃太油腻的食物，多吃新鲜的绿色蔬菜水果，同时压力不要过大，精神不要紧张。"
+
+
+def qa(q, a):
+    return {"question": q, "answer": a}
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def check(tokenizer, path, eval_path=None, strict=False):
+    """What `chatforge check --json` reports (exit code, problems), without loading a tokenizer per test."""
+    from chatforge.data import analyse
+
+    _, report = analyse(path, tokenizer, eval_path=eval_path, strict=strict)
+    problems = [{"line": p.line, "class": p.cls, "severity": p.severity, "message": p.message}
+                for p in report.problems]
+    return (2 if report.errors else 0), {"ok": not report.errors, "problems": problems}
+
+
+def classes(report, cls):
+    return [(p["line"], p["message"]) for p in report["problems"] if p["class"] == cls]
+
+
+FILLER = [qa(f"What is special about model number {n} of the lamp series?",
+             f"Model {n} has its own colour, {c}, and comes with a {w}-watt bulb in the box.")
+          for n, c, w in [(1, "red", 5), (2, "blue", 7), (3, "green", 9), (4, "white", 11)]]
+
+
+def test_near_duplicates_within_training_words_and_cjk(tokenizer, tmp_path):
+    rows = FILLER + [qa("How do I dim the lamp?", LONG),
+                     qa("How do I dim the lamp?", LONG.replace("ten steps", "10 steps")),  # near, not exact
+                     qa("高血压该怎么治疗？", LONG_ZH),
+                     qa("高血压该怎么治疗？", LONG_ZH.replace("六克", "6克"))]
+    code, report = check(tokenizer, write(tmp_path / "d.jsonl", rows))
+    assert code == 0 and report["ok"]  # warnings only
+    near = classes(report, "near_duplicate")
+    assert [line for line, _ in near] == [6, 8], near
+    assert "d.jsonl:5 (~" in near[0][1] and "d.jsonl:7 (~" in near[1][1]
+    assert not classes(report, "duplicate")
+    # --strict turns the same findings into errors (exit 2)
+    code, strict = check(tokenizer, tmp_path / "d.jsonl", strict=True)
+    assert code == 2 and {p["severity"] for p in strict["problems"] if p["class"] == "near_duplicate"} == {"error"}
+
+
+def test_near_leakage_between_training_and_held_out(tokenizer, tmp_path):
+    train = write(tmp_path / "train.jsonl", FILLER + [qa("How do I dim the lamp?", LONG)])
+    held = write(tmp_path / "held.jsonl", [qa("How do I dim the lamp?", LONG.replace("two seconds", "2 seconds")),
+                                           qa("Which colours are there?", "Red, blue, green and white.")])
+    code, report = check(tokenizer, train, held)
+    leaks = classes(report, "near_leakage")
+    assert code == 0 and [line for line, _ in leaks] == [5] and "held.jsonl:1" in leaks[0][1]
+    assert not classes(report, "leakage")  # exact matching misses it
+    code, _ = check(tokenizer, train, held, strict=True)
+    assert code == 2
+
+
+def test_contradictions_same_question_different_answer(tokenizer, tmp_path):
+    rows = FILLER + [qa("How long is the warranty of the Lumora lamp?", "The warranty lasts two years."),
+                     qa("How long is the warranty of the Lumora lamp ?", "There is no warranty on lamps."),
+                     qa("What is the warranty of the Lumora lamp?", "Two years.")]  # different question
+    code, report = check(tokenizer, write(tmp_path / "c.jsonl", rows))
+    found = classes(report, "contradiction")
+    assert code == 0 and [line for line, _ in found] == [6] and "c.jsonl:5" in found[0][1]
+
+
+def test_personal_data_masked_with_file_and_line(run_cli, tokenizer, tiny_model, tmp_path):
+    secrets = {"jane.doe@gmail.com": "e-mail address", "4111 1111 1111 1111": "card number",
+               "+49 151 2345 6789": "phone number", "11010519491231002X": "ID number",
+               "sk-proj-abcdefghijklmnopqrstuvwxyz123456": "OpenAI API key", "AKIAIOSFODNN7EXAMPLE": "AWS access key",
+               "GB82 WEST 1234 5698 7654 32": "bank account (IBAN)", "123-45-6789": "social security number"}
+    rows = FILLER + [qa(f"Question {i}?", f"You can use {value} for that.") for i, value in enumerate(secrets)]
+    rows.append(qa("Card?", "Your order number is 4111 1111 1111 1112."))  # fails Luhn: not a card
+    rows.append(qa("Support?", "Write to help@lumorahome.com or call +351 800 555 210 (free)."))  # an organisation
+    path = write(tmp_path / "p.jsonl", rows)
+    code, report = check(tokenizer, path)
+    found = classes(report, "personal_data")
+    assert code == 0 and [line for line, _ in found] == list(range(5, 5 + len(secrets))), found
+    for (line, message), (value, kind) in zip(found, secrets.items()):
+        assert message.startswith(kind) and value not in message and mask(value) in message
+    code, out, _ = run_cli("check", path, "--model", tiny_model, "--no-estimate")
+    assert f"{path}:5: personal data or secret: e-mail address ja**************om in the answer" in out
+    assert "jane.doe" not in out
+
+
+def test_language_placeholder_and_cut_off_answers(run_cli, tokenizer, tiny_model, tmp_path):
+    rows = FILLER + [qa("How do I turn on the night mode of my lamp?", LONG_ZH),
+                     qa("N/A question that is fine?", "N/A"),
+                     qa("What should go here later?", "TODO"),
+                     qa("Why is the lamp flickering sometimes?", "Flickering usually means that the bulb is loose, "
+                                                                "or that the dimmer is set to a level that is the"),
+                     qa("How do I install it?", "Follow these steps:"),
+                     qa("高血压该治疗什么？", "高血压患者首先要注意控制食盐摄入量，每天不超过六克，注意不要吃太油腻的食物，")]
+    code, report = check(tokenizer, write(tmp_path / "l.jsonl", rows))
+    assert code == 0
+    assert [line for line, _ in classes(report, "language_mismatch")] == [5]
+    assert "Latin" in classes(report, "language_mismatch")[0][1]
+    assert [line for line, _ in classes(report, "placeholder_answer")] == [6, 7]
+    assert [line for line, _ in classes(report, "truncated_answer")] == [8, 9, 10]
+    code, out, _ = run_cli("check", tmp_path / "l.jsonl", "--model", tiny_model, "--no-estimate")
+    assert "answer cut off (warning): 3" in out and "empty-looking answer (warning): 2" in out
+
+
+def test_clean_data_has_no_quality_findings(tokenizer, tmp_path):
+    code, report = check(tokenizer, write(tmp_path / "ok.jsonl", FILLER + [qa("How do I dim it?", LONG)]))
+    assert code == 0 and report["problems"] == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The lamp has three modes.", False), ("Modes:\n- warm\n- cold", False), ("See https://lumora.example/", False),
+    ("It comes in red, blue and", True), ("```python\nprint(1)", True), ("The lamp (the old model", True),
+    ("高血压要控制饮食。", False), ("控制饮食，", True)])
+def test_looks_truncated(text, expected):
+    assert looks_truncated(text) is expected
+
+
+def test_helpers():
+    assert is_placeholder(" n/a ") and is_placeholder("TODO: write this") and is_placeholder("待定")
+    assert not is_placeholder("None of the lamps need batteries.")
+    assert script("What is the warranty of the lamp?") == "Latin" and script("保修期是多久？请告诉我") == "Han"
+    assert script("ok") is None and script("HBsAg阳性HBsAb阴性HBeAg阴性HBeAb阳性") == "Han"  # lab codes in Chinese
+    assert shingles("a b c d") == {b"a b c", b"b c d"} and shingles("保修期多久") == {"保修期".encode(),
+                                                                                 "修期多".encode(), "期多久".encode()}
+    assert find_personal_data("4111 1111 1111 1112") == [] and find_personal_data("11010519491231002Y") == []
+    assert mask("jane.doe@gmail.com") == "ja**************om"

@@ -1,0 +1,164 @@
+"""Malformed and abusive HTTP requests against a real server (tiny model): each a 4xx with OpenAI's error
+object, the server alive after every one, limits (body, messages, prompt tokens, body time) as options.
+(test_serve_api.py has the first set of bad requests: wrong JSON, types, ranges; these are the abusive ones.)"""
+
+import json
+import socket
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+HELLO = [{"role": "user", "content": "Hello"}]
+LIMITS = dict(max_body_bytes=1 << 20, max_messages=16, max_prompt_tokens=200, body_timeout=1.0, max_tokens=4)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    from chatforge.generation import Engine
+    from chatforge.models.load import load_model
+    from chatforge.serve.app import create_app
+    from chatforge.serve.config import ServeConfig
+    from chatforge.serve.server import background
+
+    engine = Engine(load_model(str(tiny_model)))
+    app = create_app(engine, ServeConfig(**LIMITS))
+    with background(app) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        yield SimpleNamespace(url=url, host=host, port=int(port), engine=engine)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def _alive(http):
+    assert http.get("/health").status_code == 200
+    r = http.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 1})
+    assert r.status_code == 200, r.text
+
+
+def _is_openai_error(r, status):
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert "Traceback" not in r.text
+    return error
+
+
+MANY = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(17)]
+ABUSIVE = [  # (route, body: dict or raw bytes, status, param)
+    ("chat", {"messages": HELLO, "n": 10**6}, 400, "n"),
+    ("chat", {"messages": HELLO, "n": -1}, 400, "n"),
+    ("chat", {"messages": HELLO, "n": "2"}, 422, "n"),
+    ("chat", {"messages": HELLO, "max_tokens": -5}, 422, "max_tokens"),
+    ("chat", {"messages": HELLO, "max_tokens": 10**30}, 400, "max_tokens"),
+    ("chat", {"messages": HELLO, "max_tokens": 1.5}, 422, "max_tokens"),
+    ("chat", {"messages": HELLO, "max_completion_tokens": 10**12}, 400, "max_tokens"),
+    ("chat", {"messages": HELLO, "temperature": float("inf")}, 422, "temperature"),  # Infinity, as sloppy JSON
+    ("chat", {"messages": HELLO, "top_p": -1}, 422, "top_p"),
+    ("chat", {"messages": HELLO, "stop": 5}, 422, "stop"),
+    ("chat", {"messages": HELLO, "stop": ["x" * 10]}, 200, None),  # fine: a control that the route works
+    ("chat", {"messages": HELLO, "logit_bias": {"50256": 100}}, 400, "logit_bias"),
+    ("chat", {"messages": HELLO, "logit_bias": "nonsense"}, 400, "logit_bias"),
+    ("chat", {"messages": HELLO, "logprobs": True}, 400, "logprobs"),
+    ("chat", {"messages": HELLO, "top_logprobs": 5}, 400, "top_logprobs"),
+    ("chat", {"messages": HELLO, "response_format": {"type": "json_object"}}, 400, "response_format"),
+    ("chat", {"messages": HELLO, "frequency_penalty": 9}, 422, "frequency_penalty"),
+    ("chat", {"messages": HELLO, "presence_penalty": "high"}, 422, "presence_penalty"),
+    ("chat", {"messages": HELLO, "chat_template": "{% for x in range(10**9) %}{% endfor %}"}, 400, "chat_template"),
+    ("chat", {"messages": HELLO, "chat_template_kwargs": {"enable_thinking": True}}, 400, "chat_template_kwargs"),
+    ("chat", {"messages": [{"role": "root", "content": "x"}]}, 422, "messages[0].role"),
+    ("chat", {"messages": [{"role": None, "content": "x"}]}, 422, "messages[0].role"),
+    ("chat", {"messages": [{"role": "user", "content": None}]}, 422, "messages[0].content"),
+    ("chat", {"messages": [{"role": "user", "content": {"text": "x"}}]}, 422, "messages[0].content"),
+    ("chat", {"messages": [HELLO]}, 422, "messages[0]"),
+    ("chat", {"messages": MANY}, 400, "messages"),  # over --max-messages
+    ("chat", {"messages": [{"role": "user", "content": "word " * 400}]}, 400, "messages"),  # > --max-prompt-tokens
+    ("chat", {"messages": HELLO, "model": "x\r\nX-Injected: yes"}, 404, "model"),
+    ("chat", {"messages": HELLO, "model": ["a"]}, 422, "model"),
+    ("chat", {"messages": HELLO, "stream": True, "stream_options": {"include_usage": "yes"}}, 422,
+     "stream_options.include_usage"),
+    ("chat", b'{"messages": [{"role": "user", "content": "\xc3\x28"}]}', 400, None),  # invalid UTF-8 in a string
+    ("chat", b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "messages"),  # lone surrogate
+    ("chat", b'{"messages": ' + b'{"a": ' * 30000 + b"1" + b"}" * 30000 + b"}", 400, None),  # deep objects
+    ("chat", b'{"messages": [], "messages": "dup"}', 422, "messages"),
+    ("chat", b"\x00" * 100, 400, None),
+    ("chat", b"", 400, None),
+    ("chat", b'"just a string"', 400, None),
+    ("chat", json.dumps({"messages": HELLO, "x": "y" * (11 << 20)}).encode(), 413, None),  # 11 MB body
+    ("completions", {"prompt": "hi", "echo": True}, 400, "echo"),
+    ("completions", {"prompt": "hi", "best_of": 3}, 400, "best_of"),
+    ("completions", {"prompt": "hi", "suffix": "end"}, 400, "suffix"),
+    ("completions", {"prompt": [1, 2, 3]}, 422, "prompt[0]"),
+    ("completions", {"prompt": "word " * 400}, 400, "prompt"),
+]
+
+
+def test_enough_abusive_requests():
+    assert len(ABUSIVE) >= 30
+
+
+@pytest.mark.parametrize("route,body,status,param", ABUSIVE, ids=[f"{i}-{a[0]}-{a[2]}" for i, a in enumerate(ABUSIVE)])
+def test_abusive_request_gets_openai_error_and_server_keeps_serving(http, route, body, status, param):
+    path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
+    if isinstance(body, bytes):
+        r = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        try:
+            content = json.dumps(body, allow_nan=False).encode()
+        except ValueError:
+            content = json.dumps(body).encode()  # Infinity: what a sloppy client sends
+        r = http.post(path, content=content, headers={"Content-Type": "application/json"})
+    if status == 200:
+        assert r.status_code == 200, r.text
+    else:
+        error = _is_openai_error(r, status)
+        assert error["param"] == param, error
+        assert "X-Injected" not in r.headers and "x-injected" not in {k.lower() for k in r.headers}
+    _alive(http)
+
+
+def test_slowloris_body_is_cut_off_and_others_are_served(server, http):
+    """A client that sends its body a byte at a time gets 408 after --body-timeout; meanwhile others are served."""
+    body = json.dumps({"messages": HELLO}).encode()
+    sock = socket.create_connection((server.host, server.port))
+    try:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        t0 = time.monotonic()
+        sock.settimeout(0.25)
+        reply = b""
+        for byte in body:
+            _alive(http)  # the slow client holds nobody up
+            try:
+                sock.sendall(bytes([byte]))
+                reply += sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if reply:
+                break
+        sock.settimeout(5)
+        while b"\r\n\r\n" not in reply:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            reply += piece
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert time.monotonic() - t0 < LIMITS["body_timeout"] + 5
+    finally:
+        sock.close()
+    _alive(http)
+
+
+def test_limits_are_options_with_safe_defaults():
+    from chatforge.serve.config import ServeConfig
+
+    cfg = ServeConfig()
+    assert cfg.max_body_bytes <= 4 << 20 and 0 < cfg.max_messages <= 1024 and 0 < cfg.body_timeout <= 120
+    assert cfg.max_prompt_tokens is None  # default: the model's context
