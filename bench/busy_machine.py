@@ -52,7 +52,7 @@ def worker(kind: str, policy: str, seconds: float, model: str) -> dict:
         try:
             from chatforge.infer import Engine, SamplingParams
         except ImportError:
-            from chatforge.generation import Engine, SamplingParams
+            from chatforge.infer import Engine, SamplingParams
         engine = Engine(loaded)
         prompt = engine.encode_chat([{"role": "user", "content": "Write a long story about a lighthouse keeper."}])
         params = SamplingParams(max_tokens=64, temperature=0.0)

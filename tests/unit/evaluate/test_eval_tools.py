@@ -36,7 +36,7 @@ def test_metric_definitions():
 def scripted_tool_engine(monkeypatch, fake_run):
     """Engine.generate without decoding: the run answers every held-out turn like its reference (calls written
     in the default tool format), any other model answers in words and never calls."""
-    from chatforge.generation import Completion, Engine
+    from chatforge.infer import Completion, Engine
 
     rows = [json.loads(x) for x in (EXAMPLES / "lumora_tools_heldout.jsonl").read_text().splitlines()]
     by_question = {r["messages"][-2]["content"]: r["messages"][-1] for r in rows}

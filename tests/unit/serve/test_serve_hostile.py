@@ -16,7 +16,7 @@ LIMITS = dict(max_body_bytes=1 << 20, max_messages=16, max_prompt_tokens=200, bo
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.config import ServeConfig

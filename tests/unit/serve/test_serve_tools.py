@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from chatforge.generation import Completion, Update
+from chatforge.infer import Completion, Update
 
 ORDER = {"type": "function", "function": {
     "name": "get_order_status", "description": "Look up a Lumora order",
@@ -95,7 +95,7 @@ class ScriptedBatch:
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.config import ServeConfig

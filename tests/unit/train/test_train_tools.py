@@ -38,7 +38,7 @@ def trained(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="module")
 def client(trained):
-    from chatforge.generation import Engine
+    from chatforge.infer import Engine
     from chatforge.models.load import load_model
     from chatforge.serve.app import create_app
     from chatforge.serve.config import ServeConfig
