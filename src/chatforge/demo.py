@@ -221,8 +221,10 @@ def _evaluate(cfg: DemoConfig) -> dict:
     from chatforge.evaluate.report import summary_table
     from chatforge.evaluate.run import evaluate
 
+    from chatforge.events import ConsoleView
+
     result = evaluate(EvalConfig(model=cfg.out, data=cfg.heldout_data, max_examples=cfg.max_eval_examples,
-                                 out=str(Path(cfg.out) / "eval")))
+                                 out=str(Path(cfg.out) / "eval")), on_event=ConsoleView())
     say(summary_table(result))
     say(f"report: {result['report_dir']}/report.html")
     return result
@@ -291,7 +293,7 @@ def _export(cfg: DemoConfig) -> None:
     out = Path(cfg.out) / "export"
     for sub, fmt, quant in (("hf", "hf", None), ("gguf", "gguf", "q8_0")):
         written = export(ExportConfig(model=cfg.out, format=fmt, quant=quant, out=str(out / sub), ollama=fmt == "gguf",
-                                      force=True), log=say)
+                                      force=True), on_event=lambda e: say(e.message) if e.phase == "message" else None)
         say(f"wrote {written}")
 
 

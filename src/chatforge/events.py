@@ -99,3 +99,54 @@ def follow(path: str | Path, *, alive: Callable[[], bool], poll: float = 0.5) ->
                 yield from events
                 return
             time.sleep(poll)
+
+
+class ConsoleView:
+    """The CLI's view of a stage's events on stderr: "message" events as lines ("chatforge eval: ..."), "step"
+    events as one tqdm bar per task (the event's message names the task), closed when it reaches its total."""
+
+    def __init__(self, file=None):
+        import sys
+
+        self.file = file or sys.stderr
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.phase == "message":
+            print(f"chatforge {event.stage}: {event.message}", file=self.file, flush=True)
+        elif event.phase == "step" and event.total:
+            bar = self.bars.get(event.message)
+            if bar is None:
+                from tqdm.auto import tqdm
+
+                bar = self.bars[event.message] = tqdm(total=event.total, desc=event.message, unit="ex",
+                                                      file=self.file, dynamic_ncols=True, leave=False)
+            bar.update((event.step or 0) - bar.n)
+            if (event.step or 0) >= event.total:
+                bar.close()
+                del self.bars[event.message]
+        elif event.phase in ("done", "error", "stopped"):
+            self.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def quiet(event: Event) -> None:
+    """The listener of a stage nobody follows."""
+
+
+class Progress:
+    """Counts finished items of one task and reports each as a "step" event: `Progress(emit, "eval", 60,
+    "tuned: answering").update(1)`; usable as the `on_done` callback of a batch."""
+
+    def __init__(self, emit: Listener, stage: str, total: int, task: str):
+        self.emit, self.stage, self.total, self.task, self.done = emit, stage, total, task, 0
+        emit(Event(stage, "step", step=0, total=total, message=task))
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.emit(Event(self.stage, "step", step=self.done, total=self.total, message=self.task))
+

@@ -43,7 +43,13 @@ def run(args) -> int:
     from chatforge.evaluate.run import evaluate
 
     cfg = build(EvalConfig, args, args.config)
-    result = evaluate(cfg)
+    from chatforge.events import ConsoleView
+
+    view = ConsoleView()
+    try:
+        result = evaluate(cfg, on_event=view)
+    finally:
+        view.close()
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k not in ("examples", "pairs")}, indent=2,
                          ensure_ascii=False))

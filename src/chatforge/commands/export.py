@@ -27,13 +27,12 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import sys
-
     from chatforge.config import build
+    from chatforge.events import ConsoleView
     from chatforge.export.run import export_with_manifest
 
     cfg = build(ExportConfig, args, model=args.model)
-    out, info = export_with_manifest(cfg, log=lambda s: print(s, file=sys.stderr))
+    out, info = export_with_manifest(cfg, ConsoleView())
     print(summary(out, info))
     return 0
 

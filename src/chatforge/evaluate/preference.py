@@ -18,7 +18,6 @@ import gc
 import html
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from chatforge.config import to_dict
 from chatforge.errors import ChatforgeError
+from chatforge.events import Event, quiet
 from chatforge.evaluate import metrics as M
 from chatforge.evaluate.config import EvalConfig
 
@@ -33,12 +33,12 @@ METRICS = [("preference_accuracy", "Preference accuracy (%)"), ("logprob_margin"
 SHOWN_WRONG = 20  # pairs listed per model in report.md / report.html (metrics.json lists all)
 
 
-def pair_scores(spec: str, records, cfg: EvalConfig, label: str) -> np.ndarray:
+def pair_scores(spec: str, records, cfg: EvalConfig, label: str, emit=quiet) -> np.ndarray:
     """(N, 2) per-token log-prob of [chosen, rejected] of each pair under one model."""
     from chatforge.models.load import load_model, set_threads
 
     set_threads()
-    print(f"chatforge eval: scoring {len(records)} pairs under the {label} model {spec}", file=sys.stderr)
+    emit(Event("eval", "message", message=f"scoring {len(records)} pairs under the {label} model {spec}"))
     loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
     convs = [r.conversation(a) for r in records for a in (r.chosen, r.rejected)]
     per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=cfg.batch_size)
@@ -86,7 +86,7 @@ def model_metrics(scores: np.ndarray) -> dict:
             "logprob_margin": (M.as_mean(scores[:, 0] - scores[:, 1]), M.ratio())}
 
 
-def evaluate_preferences(cfg: EvalConfig) -> dict:
+def evaluate_preferences(cfg: EvalConfig, on_event=None) -> dict:
     from chatforge.data.preference import records_from_file
     from chatforge.evaluate.run import check_out_dir, default_baseline
     from chatforge.models.resolve import resolve
@@ -106,7 +106,8 @@ def evaluate_preferences(cfg: EvalConfig) -> dict:
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)
     labels = {"tuned": cfg.model} | ({"base": baseline} if baseline else {})
-    scores = {label: pair_scores(spec, records, cfg, label) for label, spec in labels.items()}
+    emit = on_event or quiet
+    scores = {label: pair_scores(spec, records, cfg, label, emit) for label, spec in labels.items()}
     idx = M.resample_indices(len(records), resamples=cfg.bootstrap, seed=cfg.seed)
     systems = {label: model_metrics(s) for label, s in scores.items()}
     result = {"kind": "preference", "model": cfg.model, "baseline": baseline, "data": str(cfg.data),
@@ -124,6 +125,7 @@ def evaluate_preferences(cfg: EvalConfig) -> dict:
                        for i, r in enumerate(records)]
     result["wrong"] = {label: [p["index"] for p in result["pairs"] if not p[label]["correct"]] for label in labels}
     result["report_dir"] = str(write_report(result, out))
+    emit(Event("eval", "done", metrics={"report_dir": result["report_dir"]}))
     return result
 
 

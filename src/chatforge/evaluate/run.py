@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from chatforge.config import to_dict
 from chatforge.errors import ChatforgeError
+from chatforge.events import Event, Progress, quiet
 from chatforge.evaluate import metrics as M
 from chatforge.evaluate.config import EvalConfig
 
@@ -79,7 +79,7 @@ def cases_from_records(records: list[list[dict]]) -> list[Case]:
 
 
 def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
-               column_separator: str | None = None) -> tuple[list[Case], list[str]]:
+               column_separator: str | None = None, emit=quiet) -> tuple[list[Case], list[str]]:
     """Read and validate the held-out file with the data layer (any format `chatforge check` reads).
     Strict: any invalid row is an error naming its file:line."""
     from chatforge.data import analyse
@@ -100,7 +100,7 @@ def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
     if len(cases) < len(prepared.records):
         notes.append(f"Skipped {len(prepared.records) - len(cases)} conversations of {path} that have no assistant "
                      "answer after a user turn.")
-        print(f"chatforge eval: {notes[-1]}", file=sys.stderr)
+        emit(Event("eval", "message", message=notes[-1]))
     return (cases[:max_examples] if max_examples else cases), notes
 
 
@@ -134,7 +134,7 @@ def check_out_dir(out: Path) -> None:
                              hint="choose a new or empty directory")
 
 
-def setup(cfg: EvalConfig) -> Plan:
+def setup(cfg: EvalConfig, emit=quiet) -> Plan:
     """Check every input (model, baseline, data, output) before loading any weights."""
     from chatforge.models.load import load_tokenizer
     from chatforge.models.resolve import resolve
@@ -153,7 +153,7 @@ def setup(cfg: EvalConfig) -> Plan:
     if baseline is not None:
         resolve(baseline)  # fail now, not after the first model has been evaluated
     tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
-    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator)
+    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator, emit)
     notes += apply_system_prompt(cases, resolved.system_prompt)
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)
@@ -183,13 +183,8 @@ def auto_max_tokens(tokenizer, cases: list[Case]) -> int:
 
 
 # ---- answer and score one model ----------------------------------------------------------------------------
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ex", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list, np.ndarray, list, object]:
+def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str,
+              emit=quiet) -> tuple[list, np.ndarray, list, object]:
     """Load one model, answer every case greedily, and score the references under it.
     Returns (Completions, (N, 3) [nll_sum, correct, answer_tokens] of the references, the tool calls parsed
     from each answer, the model's tool format)."""
@@ -201,24 +196,24 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str) -> tuple[list,
     from chatforge.models.load import load_model, set_threads
 
     set_threads()
-    print(f"chatforge eval: loading {label} model {spec}", file=sys.stderr)
+    emit(Event("eval", "message", message=f"loading {label} model {spec}"))
     loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
                         quantize=cfg.quantize)
     engine = Engine(loaded, max_batch_size=cfg.batch_size)
     params = SamplingParams(max_tokens=plan.max_tokens, temperature=0.0)
-    with _progress(len(plan.cases), f"{label}: answering") as bar:
-        if any(c.tools or has_tool_parts(c.prompt) for c in plan.cases):  # prompts with tool definitions
-            prompts = [encode_prompt(loaded.tokenizer, c.prompt, tools=c.tools) for c in plan.cases]
-            completions = engine.generate(prompts, [params] * len(prompts), on_done=bar.update)
-        else:
-            completions = engine.chat_batch([c.prompt for c in plan.cases], params, on_done=bar.update)
+    bar = Progress(emit, "eval", len(plan.cases), f"{label}: answering")
+    if any(c.tools or has_tool_parts(c.prompt) for c in plan.cases):  # prompts with tool definitions
+        prompts = [encode_prompt(loaded.tokenizer, c.prompt, tools=c.tools) for c in plan.cases]
+        completions = engine.generate(prompts, [params] * len(prompts), on_done=bar.update)
+    else:
+        completions = engine.chat_batch([c.prompt for c in plan.cases], params, on_done=bar.update)
     fmt = tool_format(loaded.tokenizer)
     calls = [parse_calls(x.text, fmt, c.tools)[1] if c.tools else [] for x, c in zip(completions, plan.cases)]
-    with _progress(len(plan.cases), f"{label}: scoring references") as bar:
-        # Full-vocabulary logits are (B, T, V) floats: keep B small.
-        likelihood = answer_likelihood(loaded.model, loaded.tokenizer, [c.messages for c in plan.cases],
-                                       batch_size=min(cfg.batch_size, 4), max_length=engine.context_length,
-                                       on_done=bar.update)
+    bar = Progress(emit, "eval", len(plan.cases), f"{label}: scoring references")
+    # Full-vocabulary logits are (B, T, V) floats: keep B small.
+    likelihood = answer_likelihood(loaded.model, loaded.tokenizer, [c.messages for c in plan.cases],
+                                   batch_size=min(cfg.batch_size, 4), max_length=engine.context_length,
+                                   on_done=bar.update)
     del engine, loaded
     gc.collect()
     return completions, likelihood, calls, fmt
@@ -268,9 +263,10 @@ def _shown_calls(calls: list[dict]) -> list[dict]:
 
 
 # ---- the whole evaluation ----------------------------------------------------------------------------------
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig, on_event=None) -> dict:
     """Evaluate cfg.model (and its baseline) on cfg.data; write the report to the output directory and
-    return the result (what metrics.json holds)."""
+    return the result (what metrics.json holds). `on_event` receives the chatforge.events of the evaluation
+    (messages, per-task progress, done)."""
     from chatforge.evaluate.report import write_report
 
     if cfg.model and cfg.data and Path(cfg.data).exists():
@@ -279,13 +275,14 @@ def evaluate(cfg: EvalConfig) -> dict:
         if is_preference_data(cfg.data):  # pairs: preference accuracy and log-prob margin (evaluate/preference.py)
             from chatforge.evaluate.preference import evaluate_preferences
 
-            return evaluate_preferences(cfg)
-    plan = setup(cfg)
+            return evaluate_preferences(cfg, on_event)
+    emit = on_event or quiet
+    plan = setup(cfg, emit)
     references = [c.reference for c in plan.cases]
     labels = {"tuned": plan.model} | ({"base": plan.baseline} if plan.baseline else {})
     systems = {}
     for label, spec in labels.items():
-        completions, likelihood, calls, fmt = run_model(spec, plan, cfg, label)
+        completions, likelihood, calls, fmt = run_model(spec, plan, cfg, label, emit)
         systems[label] = (completions, system_metrics(completions, likelihood, references, plan.cases, calls, fmt),
                           calls)
 
@@ -301,4 +298,5 @@ def evaluate(cfg: EvalConfig) -> dict:
                            for k, (s, agg) in tuned.items()}
     result["examples"] = example_rows(plan.cases, systems)
     result["report_dir"] = str(write_report(result, plan.out, plan.run_dir))
+    emit(Event("eval", "done", metrics={"report_dir": result["report_dir"]}))
     return result

@@ -48,13 +48,21 @@ class _Plan:
         return self.out.suffix.lower() == ".gguf"
 
 
-def export(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) -> Path:
-    """Export cfg.model as cfg.format into cfg.out; return the output directory (or the .gguf file)."""
-    return export_with_manifest(cfg, log=log)[0]
+def export(cfg: ExportConfig, on_event=None) -> Path:
+    """Export cfg.model as cfg.format into cfg.out; return the output directory (or the .gguf file).
+    `on_event` receives the chatforge.events of the export (a "message" per phase, then "done")."""
+    return export_with_manifest(cfg, on_event)[0]
 
 
-def export_with_manifest(cfg: ExportConfig, *, log: Callable[[str], None] = lambda s: None) -> tuple[Path, dict]:
+def export_with_manifest(cfg: ExportConfig, on_event=None) -> tuple[Path, dict]:
     """export(), also returning the manifest (what export.json holds; a .gguf --out has no export.json)."""
+    from chatforge.events import Event, quiet
+
+    emit = on_event or quiet
+
+    def log(message: str) -> None:
+        emit(Event("export", "message", message=message))
+
     plan = setup(cfg)
     from chatforge.export import hf
     from chatforge.export.verify import logits, probe_ids
@@ -84,6 +92,7 @@ def export_with_manifest(cfg: ExportConfig, *, log: Callable[[str], None] = lamb
         if is_disk_full(e):
             raise disk_full_error(plan.out, "export") from None
         raise
+    emit(Event("export", "done", metrics={"out": str(plan.out)}))
     return plan.out, info
 
 
