@@ -209,7 +209,16 @@ def test_run_started_stopped_resumed_and_finished(client, workspace, monkeypatch
     error(client.delete("/api/runs/first?confirm=wrong"), 400)
     assert client.post("/api/runs/first/resume").status_code == 200
     error(client.post("/api/runs/first/resume"), 409)  # already training
-    run = _wait(client, "first", lambda r: r["status"] == "complete" and not r["running"])
+    # The studio restarted (a new process over the same workspace): the run still trains and is shown as such.
+    from fastapi.testclient import TestClient
+
+    from chatforge.studio.app import create_app
+
+    with TestClient(create_app(workspace, port=7860), base_url="http://127.0.0.1:7860",
+                    headers={"X-Chatforge-Studio": "1"}) as restarted:
+        assert restarted.get("/api/runs/first").json()["running"]
+        assert [r["name"] for r in restarted.get("/api/state").json()["runs"]] == ["first"]
+        run = _wait(restarted, "first", lambda r: r["status"] == "complete" and not r["running"])
     assert run["steps"] == 40 and run["data_sha256"] and run["has_final"]
     steps = [m["step"] for m in run["metrics"] if "loss" in m]
     assert steps == sorted(set(steps)) and steps[-1] == 40  # resumed where it stopped, each step once
