@@ -12,8 +12,11 @@ import pytest
 
 def _generate(model, timeout=120):
     """`chatforge generate MODEL hi` in a child process: (exit code, stderr, seconds, peak RSS in MB)."""
-    code = ("import resource, sys\nfrom chatforge.cli import main\nrc = main(sys.argv[1:])\n"
-            "sys.stderr.write('maxrss_kb %d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")
+    # VmHWM (this process's own peak), not getrusage's ru_maxrss: Linux carries ru_maxrss over exec from the
+    # parent, so a child of a pytest that once held GBs would report the parent's peak.
+    code = ("import re, sys\nfrom chatforge.cli import main\nrc = main(sys.argv[1:])\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "sys.stderr.write('maxrss_kb %s' % hwm)\nsys.exit(rc)")
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code, "generate", str(model), "hi", "--max-tokens", "2"],
                          capture_output=True, text=True, timeout=timeout, env={**__import__("os").environ,

@@ -23,7 +23,8 @@ def test_glaive_tool_calls_are_read_and_valid(shared_data, tokenizer):
     f = shared_data / "glaive_toolcall_en_demo" / "glaive_toolcall_en_demo.json"
     prepared, report = analyse(f, tokenizer, max_length=1 << 16)
     assert not report.errors, report.summary()
-    assert {p.cls for p in report.problems} == {"duplicate"}  # the sample repeats a few records exactly
+    # the sample repeats a few records exactly; the rest are data-quality warnings (data/quality.py), no errors
+    assert "duplicate" in {p.cls for p in report.problems} and not report.errors
     assert prepared.rows == len(prepared.examples) == 300
     calls = [m for r in prepared.records for m in r if m.get("tool_calls")]
     results = [m for r in prepared.records for m in r if m["role"] == "tool"]
