@@ -4,7 +4,6 @@ format detection + validation (the only outcomes: a valid example or a named pro
 
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -169,16 +168,17 @@ def test_100_mb_single_line_is_refused_in_bounded_memory(tmp_path, tiny_model):
         for _ in range(100):
             f.write(block)
         f.write(b'"}\n')
-    code = ("import resource, sys\nfrom chatforge.cli import main\nrc = main(sys.argv[1:])\n"
-            "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")
+    # VmHWM: the child's own peak (getrusage's ru_maxrss carries the parent's peak over exec)
+    code = ("import re, sys\nfrom chatforge.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+            "sys.exit(rc)")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code, "check", str(path), "--model", str(tiny_model), "--no-estimate"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"{path}:2: record too large" in out.stdout and "Traceback" not in out.stderr
     rss_mb = int(out.stdout.split("maxrss_kb")[1]) / 1024
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this process: torch + transformers
-    assert rss_mb < max(baseline, 600) + 600, f"peak RSS {rss_mb:.0f} MB for a 100 MB file"
+    assert rss_mb < 1200, f"peak RSS {rss_mb:.0f} MB for a 100 MB file"  # torch + transformers + tokenizer: ~500
 
 
 # --- property test: format detection + validation never fail with anything but a named problem ---------------
