@@ -106,7 +106,7 @@ def test_hf_export_answers_the_same_with_plain_transformers(reference, tmp_path)
 
 def test_gguf_q4_k_m_by_llama_cpps_quantizer_to_a_file(reference, tmp_path):
     """--quant q4_k_m (llama.cpp's own quantizer, the optional extra) to --out NAME.gguf, verified on read-back."""
-    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `quantize`")
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `llama-cpp`")
     from chatforge.export.gguf import read_metadata
     from chatforge.export.run import export_with_manifest
 

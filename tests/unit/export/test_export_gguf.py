@@ -104,7 +104,7 @@ def k_quant_model(tmp_path_factory):
 
 @pytest.mark.parametrize("quant, block", [("q4_k_m", "Q4_K"), ("q5_k_m", "Q5_K")])
 def test_k_quants_by_llama_cpps_quantizer_verified_by_reading_back(k_quant_model, quant, block, tmp_path):
-    pytest.importorskip("llama_cpp", reason="--quant q4_k_m/q5_k_m need the optional extra `quantize`")
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m/q5_k_m need the optional extra `llama-cpp`")
     out = export(ExportConfig(model=str(k_quant_model), format="gguf", quant=quant, out=str(tmp_path / "m.gguf")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]  # the f16 intermediate is gone
     types = set(read_metadata(out)["tensor_types"])

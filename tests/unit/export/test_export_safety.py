@@ -195,7 +195,7 @@ def test_converter_failure_is_one_clear_error(tiny_model, tmp_path):
 
 
 def test_quantizer_failure_is_one_clear_error_and_leaves_nothing(lora_run, tmp_path, monkeypatch):
-    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `quantize`")
+    pytest.importorskip("llama_cpp", reason="--quant q4_k_m needs the optional extra `llama-cpp`")
     import chatforge.export.gguf as gguf
 
     def junk(hf_dir, out_file, quant, *, name):  # the converter "wrote" a file llama.cpp cannot read
