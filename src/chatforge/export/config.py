@@ -9,7 +9,7 @@ from chatforge.config import option
 FORMATS = ("hf", "gguf")
 # What each format can hold. hf: a torch dtype for the safetensors; gguf: a llama.cpp tensor type.
 # q4_k_m / q5_k_m (the sizes Ollama users pick) are made by llama.cpp's own quantizer from the f16 GGUF; it
-# comes with llama-cpp-python, the optional extra `quantize`.
+# comes with llama-cpp-python, the optional extra `llama-cpp`.
 QUANTS = {"hf": ("f32", "bf16", "f16"), "gguf": ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m")}
 DEFAULT_QUANT = {"hf": None, "gguf": "f16"}  # hf: None = keep the source weights' dtype
 

@@ -88,12 +88,12 @@ sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode
 
 
 def check_quantizer(quant: str) -> None:
-    """The k-quants need llama-cpp-python (the optional extra `quantize`): one clear error, before any work."""
+    """The k-quants need llama-cpp-python (the optional extra `llama-cpp`): one clear error, before any work."""
     import importlib.util
 
     if quant in K_QUANTS and importlib.util.find_spec("llama_cpp") is None:
         raise ChatforgeError(f"--quant {quant} is made by llama.cpp's quantizer, which comes with the optional "
-                             "extra `quantize` (llama-cpp-python), not installed here",
+                             "extra `llama-cpp` (llama-cpp-python), not installed here",
                              hint=f"install it with: {QUANTIZE_EXTRA}; or export --quant q8_0 or f16")
 
 
