@@ -15,7 +15,7 @@ from pathlib import Path
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
 from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
-from chatforge.data.validate import CLASSES, Report, check_characters, check_messages, fingerprint
+from chatforge.data.validate import Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
 OVERLONG = ("truncate", "drop", "error")
@@ -210,21 +210,8 @@ def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 204
                                eval_path=eval_path, columns=columns, column_separator=column_separator,
                                quality=False)  # quality findings are for `check`
     where = Path(path)
-    if report.errors and not lenient:
-        raise ChatforgeError(f"{where}: {len(report.errors)} errors in the data; nothing was trained\n"
-                             + report.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
-                                                      "to drop invalid rows")
-    n_dropped = sum(prepared.dropped.values())
-    if n_dropped:
-        import sys
-
-        print(f"chatforge: {where}: dropped {n_dropped} of {prepared.rows} rows (" + ", ".join(
-            f"{CLASSES[k][0]}: {n}" for k, n in prepared.dropped.items()) + ")", file=sys.stderr)
-    if prepared.rows and n_dropped / prepared.rows > max_drop_share:
-        raise ChatforgeError(f"{where}: {n_dropped} of {prepared.rows} rows ({n_dropped / prepared.rows:.0%}) "
-                             f"would be dropped, more than the allowed {max_drop_share:.0%}\n"
-                             + report.summary([p for p in report.problems if p.is_dropped]),
-                             hint="fix the data, raise --max-length, or use --overlong truncate")
+    report.refuse_or_drop(where, rows=prepared.rows, dropped=prepared.dropped, lenient=lenient,
+                          max_drop_share=max_drop_share)
     if not prepared.examples:
         raise ChatforgeError(f"{where}: no usable examples")
     return prepared

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
 from chatforge.data.formats import Invalid, read_rows
-from chatforge.data.validate import CLASSES, Report, check_messages
+from chatforge.data.validate import Report, check_messages
 from chatforge.errors import ChatforgeError
 
 PREFERENCE_FORMATS = ("openai_preference", "trl_paired", "trl_unpaired")
@@ -311,23 +311,10 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
 def prepare_preferences(path, tokenizer, *, max_length: int = 2048, overlong: str | None = None,
                         lenient: bool = False, max_drop_share: float = 0.1, eval_path=None) -> PreparedPreferences:
     """analyse_preferences, refusing invalid data like `chatforge.data.prepare` (strict unless lenient)."""
-    import sys
-
     prepared, report = analyse_preferences(path, tokenizer, max_length=max_length, overlong=overlong,
                                            eval_path=eval_path)
-    if report.errors and not lenient:
-        raise ChatforgeError(f"{path}: {len(report.errors)} errors in the preference data; nothing was trained\n"
-                             + report.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
-                                                      "to drop invalid rows")
-    n_dropped = sum(prepared.dropped.values())
-    if n_dropped:
-        print(f"chatforge: {path}: dropped {n_dropped} of {prepared.rows} rows (" + ", ".join(
-            f"{CLASSES[k][0]}: {n}" for k, n in prepared.dropped.items()) + ")", file=sys.stderr)
-    if prepared.rows and n_dropped / prepared.rows > max_drop_share:
-        raise ChatforgeError(f"{path}: {n_dropped} of {prepared.rows} rows would be dropped, more than the "
-                             f"allowed {max_drop_share:.0%}\n"
-                             + report.summary([p for p in report.problems if p.is_dropped]),
-                             hint="fix the data, raise --max-length, or use --overlong truncate")
+    report.refuse_or_drop(path, rows=prepared.rows, dropped=prepared.dropped, lenient=lenient,
+                          max_drop_share=max_drop_share, what="preference data")
     if not prepared.examples:
         raise ChatforgeError(f"{path}: no usable preference records")
     return prepared

@@ -104,6 +104,29 @@ class Report:
         lines.append("counts: " + ", ".join(f"{CLASSES[k][0]}: {counts[k]}" for k in CLASSES if counts[k]))
         return "\n".join(lines)
 
+    def refuse_or_drop(self, where, *, rows: int, dropped: dict[str, int], lenient: bool, max_drop_share: float,
+                       what: str = "data") -> None:
+        """Training's policy, for every kind of data. Strict (default): any error refuses the data, listing the
+        problems by file:line. lenient: invalid rows are dropped (counted on stderr), but more than
+        max_drop_share of the rows dropped (over-long ones included) is still refused."""
+        import sys
+
+        from chatforge.errors import ChatforgeError
+
+        if self.errors and not lenient:
+            raise ChatforgeError(f"{where}: {len(self.errors)} errors in the {what}; nothing was trained\n"
+                                 + self.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
+                                                        "to drop invalid rows")
+        n_dropped = sum(dropped.values())
+        if n_dropped:
+            print(f"chatforge: {where}: dropped {n_dropped} of {rows} rows (" + ", ".join(
+                f"{CLASSES[k][0]}: {n}" for k, n in dropped.items()) + ")", file=sys.stderr)
+        if rows and n_dropped / rows > max_drop_share:
+            raise ChatforgeError(f"{where}: {n_dropped} of {rows} rows ({n_dropped / rows:.0%}) would be dropped, "
+                                 f"more than the allowed {max_drop_share:.0%}\n"
+                                 + self.summary([p for p in self.problems if p.is_dropped]),
+                                 hint="fix the data, raise --max-length, or use --overlong truncate")
+
 
 def check_messages(messages: list) -> None:
     """Raise Invalid for the first problem of a conversation (roles, types, content, turn order)."""
