@@ -53,9 +53,9 @@ def run(args) -> int:
 
         return run_vllm(args.model, cfg, gen)
     if cfg.engine == "llama.cpp":
-        from chatforge.infer.llamacpp import _llama_class
+        from chatforge.infer.llamacpp import load_llama_class
 
-        _llama_class()  # a missing llama-cpp-python is a clear error before anything else
+        load_llama_class()  # a missing llama-cpp-python is a clear error before anything else
     sock = bind(cfg.host, cfg.port)  # before loading the model: a busy port fails in a second, not after it
     print(f"chatforge serve: loading {args.model or 'the default model'} ...", file=sys.stderr, flush=True)
     engine = _engine(args.model, cfg, gen)

@@ -23,7 +23,7 @@ from chatforge.models.template import DEFAULT_CHAT_TEMPLATE, encode_prompt, end_
 INSTALL_HINT = "pip install 'chatforge[llama-cpp]'  (llama-cpp-python; it compiles llama.cpp for this machine)"
 
 
-def _llama_class():
+def load_llama_class():
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -84,7 +84,7 @@ class LlamaCppEngine:
         if not path.is_file() or path.suffix != ".gguf":
             raise ChatforgeError(f"{gguf}: --engine llama.cpp serves a .gguf file",
                                  hint="export one with: chatforge export RUN --format gguf")
-        Llama = llama_class or _llama_class()
+        Llama = llama_class or load_llama_class()
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False)
         except (ValueError, RuntimeError) as e:

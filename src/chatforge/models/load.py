@@ -213,6 +213,6 @@ def quiet_transformers() -> None:
 def set_threads() -> None:
     """torch's intra-op threads: --threads / CHATFORGE_THREADS / OMP_NUM_THREADS, else the cores that are really
     free (affinity, cgroup quota, minus cores other processes keep busy): see chatforge/threads.py."""
-    from chatforge.threads import set_threads as _set
+    from chatforge import threads
 
-    _set()
+    threads.set_threads()
