@@ -7,6 +7,9 @@ slower, not 2x, with one of two cores taken). So the default counts
   - capped by the cgroup CPU quota (cpu.max / cfs_quota_us: containers, systemd limits),
   - minus the cores other processes keep busy right now (a 0.2 s sample of /proc/stat, our own use left out).
 `--threads N` (any command), CHATFORGE_THREADS=N or OMP_NUM_THREADS=N choose the count instead.
+Load changes while a command runs (a build starts, a browser wakes up): Follow re-measures it from the time
+the command's loop already spends (no sleep) every few seconds, and moves torch's count to match; the training
+loop and the decode loop call it once per step. An explicit count is never changed.
 Standard library only: the CLI imports this before torch.
 """
 
@@ -84,20 +87,63 @@ def busy_cores(interval: float = 0.2) -> float:
     return busy / total * (os.cpu_count() or 1)
 
 
-def choose_threads(requested: int | str | None = None) -> int:
-    """The thread count: the one asked for (--threads, CHATFORGE_THREADS, OMP_NUM_THREADS), else the available
-    cores minus those busy with other work (at least 1)."""
+def explicit_threads(requested: int | str | None = None) -> int | None:
+    """The count asked for (--threads, CHATFORGE_THREADS, OMP_NUM_THREADS), None when chatforge chooses."""
     for value in (requested, os.environ.get(ENV), os.environ.get("OMP_NUM_THREADS")):
         if value not in (None, "", "auto"):
             try:
                 return max(1, int(value))
             except ValueError:
                 pass
-    cores = available_cores()
-    if cores == 1:
-        return 1
+    return None
+
+
+def _free(cores: int, busy: float) -> int:
     # A core counts as taken when another process uses more than ~half of it.
-    return max(1, min(cores, cores - int(busy_cores() + 0.4)))
+    return max(1, min(cores, cores - int(busy + 0.4)))
+
+
+def choose_threads(requested: int | str | None = None) -> int:
+    """The thread count: the one asked for (--threads, CHATFORGE_THREADS, OMP_NUM_THREADS), else the available
+    cores minus those busy with other work (at least 1)."""
+    explicit = explicit_threads(requested)
+    if explicit is not None:
+        return explicit
+    cores = available_cores()
+    return 1 if cores == 1 else _free(cores, busy_cores())
+
+
+class Follow:
+    """Keeps torch's thread count matched to the load while a loop runs: poll() once per step; every `interval`
+    seconds it measures the cores other processes used since the last measurement (/proc/stat minus this
+    process's own time: no sleep) and, when the free count differs from the current one, sets it. Does nothing
+    when the count was given explicitly or cannot be measured."""
+
+    def __init__(self, interval: float = 5.0, *, requested: int | str | None = None):
+        self.interval = interval
+        self.enabled = explicit_threads(requested) is None and available_cores() > 1
+        self._mark()
+
+    def _mark(self) -> None:
+        self.t, self.machine, self.own = time.monotonic(), _cpu_times(), _own_jiffies()
+
+    def poll(self) -> int | None:
+        """The new thread count when it changed, else None."""
+        if not self.enabled or time.monotonic() - self.t < self.interval:
+            return None
+        before, own_before = self.machine, self.own
+        self._mark()
+        if before is None or self.machine is None or self.machine[1] <= before[1]:
+            return None
+        others = max(0, (self.machine[0] - before[0]) - (self.own - own_before))
+        busy = others / (self.machine[1] - before[1]) * (os.cpu_count() or 1)
+        n = _free(available_cores(), busy)
+        import torch
+
+        if n == torch.get_num_threads():
+            return None
+        torch.set_num_threads(n)
+        return n
 
 
 def set_threads(requested: int | str | None = None) -> int:

@@ -71,6 +71,11 @@ def test_a_base_model_that_adds_bos_gets_it_first_in_the_default_template(bos_to
     assert enc.input_ids[0] == bos_tokenizer.bos_token_id and enc.input_ids.count(bos_tokenizer.bos_token_id) == 1
     assert enc.labels[0] == -100
     assert detect_template(bos_tokenizer) == ("default", None)  # Ollama: llama.cpp adds the BOS itself
+    # ... also once a run's trained system prompt is written into the template (the Chinese demo's export)
+    from chatforge.models.template import set_default_system
+
+    assert set_default_system(bos_tokenizer, "你是客服助手。")
+    assert detect_template(bos_tokenizer) == ("default", "你是客服助手。")
     assert load_tokenizer(str(tiny_gpt2)).chat_template == DEFAULT_CHAT_TEMPLATE  # GPT-2's BOS is its EOS
 
 

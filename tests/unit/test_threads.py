@@ -66,3 +66,107 @@ def test_threads_flag_on_every_command(run_cli, monkeypatch):
 
     assert code == 0 and os.environ[threads.ENV] == "3"
     monkeypatch.delenv(threads.ENV)
+
+
+def test_follow_moves_the_count_with_the_load(monkeypatch):
+    """A competitor that starts after the command began takes a thread away; when it ends the thread comes back.
+    The machine is simulated: /proc/stat and this process's own time are fed step by step."""
+    import torch
+
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    clock, machine, own = [0.0], [[0, 0]], [0]  # machine = (busy, total) jiffies of both cores
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads, "_cpu_times", lambda: tuple(machine[0]))
+    monkeypatch.setattr(threads, "_own_jiffies", lambda: own[0])
+
+    def tick(seconds, ours, others):  # cores used by this process and by others during `seconds`
+        clock[0] += seconds
+        machine[0][0] += int(100 * seconds * (ours + others))
+        machine[0][1] += int(100 * seconds * 2)
+        own[0] += int(100 * seconds * ours)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        follow = threads.Follow(interval=5.0)
+        tick(2, ours=2, others=0)
+        assert follow.poll() is None  # not yet time to look
+        tick(4, ours=2, others=0)
+        assert follow.poll() is None and torch.get_num_threads() == 2  # idle machine: no change
+        tick(6, ours=1.33, others=0.67)  # a competitor arrives and takes its share
+        assert follow.poll() == 1 and torch.get_num_threads() == 1
+        tick(6, ours=1, others=1)
+        assert follow.poll() is None
+        tick(6, ours=1, others=0)  # it is gone
+        assert follow.poll() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv(threads.ENV, "2")  # an explicit count is never changed
+        fixed = threads.Follow(interval=5.0)
+        tick(6, ours=1, others=1)
+        assert fixed.poll() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_and_serving_follow_the_load(monkeypatch):
+    """The training loop and the server's generation thread poll Follow once per step, from the thread that
+    runs the model (torch's OpenMP count is per calling thread)."""
+    import asyncio
+    import threading
+
+    from chatforge.infer import Completion, SamplingParams, Update
+    from chatforge.serve import scheduler as sched_mod
+    from chatforge.train import callbacks
+
+    polls: list[str] = []
+
+    class Recorder:
+        def poll(self):
+            polls.append(threading.current_thread().name)
+
+    monkeypatch.setattr(threads, "Follow", Recorder)
+    cb = callbacks.FollowLoad()
+    state = type("S", (), {"is_world_process_zero": True, "global_step": 1, "max_steps": 2})()
+    cb.on_step_end(None, state, None)
+    assert polls == [threading.current_thread().name]
+
+    class Batch:  # two steps, then done
+        def __init__(self, engine):
+            self.rows = {}
+
+        size = property(lambda self: len(self.rows))
+        ids = property(lambda self: list(self.rows))
+
+        def can_admit(self):
+            return True
+
+        def admit(self, ids, prompts, params, cancelled=None):
+            self.rows.update((i, 0) for i in ids)
+            return []
+
+        def step(self, cancelled=None):
+            out = []
+            for i in list(self.rows):
+                self.rows[i] += 1
+                done = Completion("xx", "length", 1, 2) if self.rows[i] == 2 else None
+                out.append(Update(i, "x", done))
+                if done:
+                    del self.rows[i]
+            return out
+
+        def clear(self):
+            self.rows = {}
+
+    async def run():
+        s = sched_mod.Scheduler(object(), batcher=Batch)
+        s.start()
+        job = s.submit([1, 2], SamplingParams(max_tokens=2))
+        got = [u async for u in job.updates()]
+        s.stop()
+        return got
+
+    del polls[:]
+    assert asyncio.run(run())[-1].done is not None
+    assert len(polls) >= 2 and set(polls) == {"chatforge-generate"}

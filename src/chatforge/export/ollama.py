@@ -73,15 +73,16 @@ FAMILIES = {"chatml": (_render_chatml, CHATML_GO), "default": (_render_default, 
 
 def detect_template(tokenizer) -> tuple[str, str | None]:
     """(family, default system prompt or None) of the tokenizer's chat template, or a clear error."""
-    from chatforge.models.template import DEFAULT_CHAT_TEMPLATE_BOS, render
+    from chatforge.models.template import adds_bos, render
 
     eos = tokenizer.eos_token or ""
     with_system = render(tokenizer, _PROBE, add_generation_prompt=True)
     without = render(tokenizer, _PROBE[1:], add_generation_prompt=True)
-    if tokenizer.chat_template == DEFAULT_CHAT_TEMPLATE_BOS:
-        # The default template with BOS first (Gemma's <bos>): the Go template leaves BOS out, because llama.cpp
-        # puts it before every prompt of such a model itself (the GGUF's tokenizer.ggml.add_bos_token).
-        bos = tokenizer.bos_token
+    bos = tokenizer.bos_token
+    if bos and with_system.startswith(bos) and without.startswith(bos) and adds_bos(tokenizer):
+        # A template with BOS first (chatforge's default for Gemma's <bos>, also when a run's trained system
+        # prompt was written into it): the Go template leaves BOS out, because llama.cpp puts it before every
+        # prompt of such a model itself (the GGUF's tokenizer.ggml.add_bos_token).
         with_system, without = with_system.removeprefix(bos), without.removeprefix(bos)
     for family, (python_render, _) in FAMILIES.items():
         if with_system != python_render(_PROBE, eos):

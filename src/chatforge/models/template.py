@@ -28,7 +28,7 @@ def is_default_template(template) -> bool:
     return template in (DEFAULT_CHAT_TEMPLATE, DEFAULT_CHAT_TEMPLATE_BOS)
 
 
-def _adds_bos(tokenizer) -> bool:
+def adds_bos(tokenizer) -> bool:
     """Does the tokenizer put its BOS token (a distinct one, not GPT-2's EOS) before plain text?"""
     bos = tokenizer.bos_token_id
     if bos is None or bos == tokenizer.eos_token_id:
@@ -62,7 +62,7 @@ def ensure_chat_template(tokenizer) -> bool:
 
         raise ChatforgeError("this tokenizer has neither a chat template nor an EOS token, so chatforge cannot "
                              "tell where an answer ends", hint="use a tokenizer with an EOS token")
-    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE_BOS if _adds_bos(tokenizer) else DEFAULT_CHAT_TEMPLATE
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE_BOS if adds_bos(tokenizer) else DEFAULT_CHAT_TEMPLATE
     return True
 
 

@@ -116,6 +116,26 @@ class ProgressBar:
             self.bar = None
 
 
+class FollowLoad(TrainerCallback):
+    """Follows the machine's load during training (chatforge/threads.py Follow): a process that starts competing
+    for a core after the run began makes the run drop a thread instead of stalling at every operator's barrier;
+    when it ends, the thread comes back. Each change is a message event."""
+
+    def __init__(self, emit=None, follow=None):
+        from chatforge.threads import Follow
+
+        self.follow = follow or Follow()
+        self.emit = emit
+
+    def on_step_end(self, args, state, control, **kwargs):
+        n = self.follow.poll()
+        if n is not None and self.emit is not None and state.is_world_process_zero:
+            from chatforge.events import Event
+
+            self.emit(Event("train", "message", step=state.global_step, total=state.max_steps,
+                            message=f"threads: {n} (the machine's load changed)"))
+
+
 class StopOnSigterm(TrainerCallback):
     """SIGTERM (a scheduler's preemption, `kill`) -> finish the current step, save a checkpoint, stop."""
 

@@ -336,7 +336,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
     from transformers.integrations import TensorBoardCallback
 
     from chatforge.data.pack import pack, padding_share
-    from chatforge.train.callbacks import MetricsLog, StopOnSigterm, TrainEvents
+    from chatforge.train.callbacks import FollowLoad, MetricsLog, StopOnSigterm, TrainEvents
     from chatforge.train.trainer import ChatforgeTrainer
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -375,7 +375,9 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         log_level="warning",
         dataloader_pin_memory=device != "cpu")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    callbacks = [metrics, StopOnSigterm()] + ([TrainEvents(metrics, emit)] if emit is not None else [])
+    callbacks = [metrics, StopOnSigterm(), FollowLoad(emit)]
+    if emit is not None:
+        callbacks.append(TrainEvents(metrics, emit))
     if cfg.tensorboard:
         tb = TensorBoardCallback()
         tb.logging_dir = str(run_dir / "tb")
