@@ -105,7 +105,7 @@ def test_the_switch_changes_the_language_in_place_and_keeps_the_conversation(ope
 def test_arena_in_chinese_and_english(open_page):
     zh = open_page("/arena?lang=zh")
     sync_api.expect(zh.locator("#ask")).to_have_text("同时提问")
-    assert zh.text_content("h1") == "chatforge 竞技场" and zh.text_content("#vote-tie") == "平局"
+    assert zh.text_content("h1") == "chatforge 盲测擂台" and zh.text_content("#vote-tie") == "平局"
     assert zh.get_attribute("#question", "placeholder") == ZH["arena.question_placeholder"]
     assert all(v == ZH[k] for k, v in _texts(zh).items())
     assert zh.get_attribute("#chat-link", "href") == "/?lang=zh"
