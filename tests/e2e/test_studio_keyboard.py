@@ -30,7 +30,8 @@ def _tab_to(page, selector: str, back: bool = False, limit: int = 60):
     raise AssertionError(f"{selector} is not reachable with {'Shift+Tab' if back else 'Tab'}")
 
 
-UNNAMED = """els => els.filter((e) => e.getClientRects().length && !(e.labels && [...e.labels].some((l) => l.textContent.trim()))
+UNNAMED = """els => els.filter((e) => e.getClientRects().length
+  && !(e.labels && [...e.labels].some((l) => l.textContent.trim()))
   && !(e.getAttribute("aria-label") || "").trim() && !(e.tagName === "BUTTON" && e.textContent.trim())
   && !(e.tagName === "IFRAME" && e.title.trim())).map((e) => e.id || e.outerHTML.slice(0, 80))"""
 

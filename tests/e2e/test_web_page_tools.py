@@ -5,7 +5,9 @@ non-streamed reply's tool calls show too. The running batch is a scripted stand-
 the prompt holds); the server, chat template, tool parsing, store and page are real."""
 
 import json
+import os
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -145,6 +147,9 @@ def test_the_page_shows_a_tool_call_and_sends_its_result_back(page, server):
     assert page.locator("#log .msg.tool .text").text_content() == "shipped"
     assert second.locator(".text").text_content() == "The order is shipped."
     assert result.is_disabled() and page.locator("button.send-results").is_disabled()
+    shots = Path(os.environ.get("CHATFORGE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+    (shots / "chat").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "chat" / "tool-call.png"))
     # what the model saw the second time: its own call in the assistant turn, then the result as a tool turn
     seen = ScriptedBatch.prompts[-1]
     assert seen.index('"order_id": "LM-7"') < seen.index("<|im_start|>tool\nshipped")
@@ -173,9 +178,11 @@ def test_malformed_tools_json_is_a_clear_message_and_sends_nothing(page):
 
 
 def test_tool_calls_of_a_non_streamed_reply_are_shown(page):
-    reply = {"id": "chatcmpl-whole", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
-             "message": {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
-                         "function": {"name": "get_order_status", "arguments": '{"order_id": "LM-9"}'}}]}}]}
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_order_status", "arguments": '{"order_id": "LM-9"}'}}
+    reply = {"id": "chatcmpl-whole", "object": "chat.completion", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
+                                                                "tool_calls": [call]}}]}
     page.route("**/v1/chat/completions", lambda route: route.fulfill(
         status=200, content_type="application/json", body=json.dumps(reply)))
     page.fill("#tools", json.dumps(TOOLS))
