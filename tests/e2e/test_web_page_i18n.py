@@ -41,17 +41,20 @@ def browser():
 
 @pytest.fixture
 def open_page(browser, server):
-    contexts = []
+    contexts, errors = [], []
 
     def open_(path: str, locale: str = "en-US"):
         contexts.append(browser.new_context(locale=locale))
         page = contexts[-1].new_page()
+        page.on("pageerror", lambda e: errors.append(f"{path}: {e}"))
+        page.on("console", lambda m: m.type == "error" and errors.append(f"{path}: {m.text}"))
         page.goto(server.url + path)
         return page
 
     yield open_
     for c in contexts:
         c.close()
+    assert errors == []  # no script error, no resource the page's Content-Security-Policy refused
 
 
 def _texts(page) -> dict[str, str]:
@@ -114,3 +117,15 @@ def test_arena_in_chinese_and_english(open_page):
     assert all(v == EN[k] for k, v in _texts(en).items())
     en.click("#lang")
     sync_api.expect(en.locator("#vote-both_bad")).to_have_text("都不好")
+
+
+def test_the_arena_inside_another_page_has_no_link_to_that_pages_root(browser, server):
+    context = browser.new_context()
+    try:
+        page = context.new_page()  # as in the studio's Chat tab, where "/" is the studio, not the chat page
+        page.set_content(f'<iframe src="{server.url}/arena?lang=zh" width="900" height="600"></iframe>')
+        arena = page.frame_locator("iframe")
+        sync_api.expect(arena.locator("#ask")).to_have_text("同时提问")
+        sync_api.expect(arena.locator("#chat-link")).to_be_hidden()
+    finally:
+        context.close()
