@@ -164,6 +164,10 @@ def test_malformed_tools_json_is_a_clear_message_and_sends_nothing(page):
     assert page.locator("#tools").get_attribute("aria-invalid") == "true"
     assert page.input_value("#input") == "Where is order LM-7?"  # the question stays, nothing was sent
     assert page.locator("#log .msg").count() == 0 and len(ScriptedBatch.prompts) == sent
+    detail = page.text_content("#tools-error").split("(", 1)[1]  # the browser's own words on the JSON
+    page.click("#lang")  # the message is redrawn in Chinese, with the same detail
+    sync_api.expect(page.locator("#tools-error")).to_contain_text("工具：不是有效的 JSON（" + detail.split(")")[0])
+    page.click("#lang")
     page.fill("#tools", '{"type": "function"}')
     page.click("#send")
     sync_api.expect(page.locator("#tools-error")).to_contain_text("must be a JSON list of function definitions")
