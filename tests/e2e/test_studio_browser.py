@@ -168,4 +168,12 @@ def test_whole_flow_in_the_browser(studio, shots, tmp_path):
         page.click("#data-check")
         expect(page.locator("#data-verdict")).to_have_text("可以开始训练")
         page.screenshot(path=str(shots / "8-zh.png"), full_page=True)
+        page.click("#tabs button[data-page=chat]")  # the Chat tab in Chinese shows the chat page in Chinese
+        page.select_option("#chat-model", "runs/browser-run")  # (its chat server is still running)
+        page.click("#chat-load")
+        expect(page.locator("#chat-status")).to_have_text("就绪")
+        assert page.get_attribute("#chat-frame", "src") == "/chat?lang=zh"
+        expect(chat.locator("#send")).to_have_text("发送")
+        expect(chat.locator("label[for=system]")).to_have_text("系统提示词")
+        page.screenshot(path=str(shots / "9-zh-chat.png"), full_page=True)
         browser.close()

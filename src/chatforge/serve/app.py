@@ -442,14 +442,33 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
 def _page(model_id: str, *, system: str | None = None, keeper=None, arena: bool = False,
           name: str = "static/index.html") -> str:
     """A page with the model id and the default system prompt (HTML-escaped), whether conversations are kept,
-    and whether there is an arena."""
+    whether there is an arena, and the message catalogs (static/i18n-*.json) the page takes its texts from.
+    One pass over the template: a value is never searched again for another placeholder."""
     import html
+    import re
 
     text = resources.files("chatforge.serve").joinpath(name).read_text(encoding="utf-8")
-    kept = "1" if keeper is not None and keeper.enabled else "0"
-    return (text.replace("__MODEL_ID__", html.escape(model_id, quote=True)).replace("__KEPT__", kept)
-            .replace("__ARENA__", "1" if arena else "0")
-            .replace("__SYSTEM_PROMPT__", html.escape(system or "", quote=True)))
+    values = {"MODEL_ID": html.escape(model_id, quote=True),
+              "KEPT": "1" if keeper is not None and keeper.enabled else "0",
+              "ARENA": "1" if arena else "0",
+              "SYSTEM_PROMPT": html.escape(system or "", quote=True),
+              "I18N": _catalogs_json()}
+    return re.sub(r"__(MODEL_ID|KEPT|ARENA|SYSTEM_PROMPT|I18N)__", lambda m: values[m.group(1)], text)
+
+
+PAGE_LANGUAGES = ("en", "zh")
+
+
+def page_catalogs() -> dict[str, dict[str, str]]:
+    """The chat page's and the arena's message catalogs, {"en": {key: text}, "zh": {...}}."""
+    folder = resources.files("chatforge.serve").joinpath("static")
+    return {lang: json.loads(folder.joinpath(f"i18n-{lang}.json").read_text(encoding="utf-8"))
+            for lang in PAGE_LANGUAGES}
+
+
+def _catalogs_json() -> str:
+    """The catalogs as JSON that is safe inside <script type="application/json"> (no "</script>" can occur)."""
+    return json.dumps(page_catalogs(), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ def test_page_strings_come_from_the_catalogs(client):
     en = json.loads(client.get("/static/i18n-en.json").text)
     zh = json.loads(client.get("/static/i18n-zh.json").text)
     assert set(en) == set(zh)
-    keys = set(re.findall(r'data-i18n="([^"]+)"', page))
+    keys = set(re.findall(r'data-i18n(?:-title)?="([^"]+)"', page))
     script = client.get("/static/app.js").text
     keys |= set(re.findall(r'\bt\("([a-z_]+\.[a-z_]+)"', script))
     assert keys and keys <= set(en), keys - set(en)

@@ -51,6 +51,7 @@ function applyCatalog() {
   document.documentElement.lang = lang() === "zh" ? "zh-CN" : "en";
   document.title = t("title");
   for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
+  for (const e of document.querySelectorAll("[data-i18n-title]")) e.title = t(e.dataset.i18nTitle);
 }
 function route() {
   const [page, arg] = (location.hash.slice(1) || "data").split("/");
@@ -336,7 +337,8 @@ async function loadChat() {
     const s = await api("GET", "/api/chat");
     if (s.ready) {
       $("chat-status").textContent = t("chat.ready");
-      $("chat-frame").src = s.compare ? "/arena" : "/chat"; $("chat-frame").hidden = false;
+      // the chat server's page in the studio's language (its own catalogs, the same keys' conventions)
+      $("chat-frame").src = (s.compare ? "/arena" : "/chat") + "?lang=" + lang(); $("chat-frame").hidden = false;
       return;
     }
     if (!s.running) { $("chat-log").hidden = false; $("chat-log").textContent = s.log; throw new Error(t("chat.failed")); }
@@ -352,7 +354,16 @@ async function main() {
     const q = new URLSearchParams(location.search); q.set("lang", lang() === "zh" ? "en" : "zh");
     location.search = q.toString();
   });
-  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => { location.hash = b.dataset.page; });
+  const tabs = [...document.querySelectorAll("#tabs button")];
+  for (const b of tabs) b.addEventListener("click", () => { location.hash = b.dataset.page; });
+  $("tabs").addEventListener("keydown", (e) => {  // the tab list's arrow keys (Tab, Enter and Space work too)
+    const i = tabs.indexOf(document.activeElement);
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (i < 0 || to === undefined) return;
+    e.preventDefault();
+    const next = tabs[(to + tabs.length) % tabs.length];
+    next.focus(); next.click();
+  });
   $("data-upload").addEventListener("change", (e) => e.target.files[0] && guarded(() => upload(e.target.files[0])));
   $("data-check").addEventListener("click", () => guarded(check));
   $("train-form").addEventListener("submit", (e) => guarded(() => startRun(e)));
