@@ -5,7 +5,9 @@ mixed prompt lengths (short / medium / long), streaming with the official openai
 disconnects mid-stream; every 11th is a bad request (expects a 4xx OpenAI error). A monitor polls /health
 every second (must answer within 2 s) and samples the server's RSS. Reports: requests served, expected and
 unexpected errors (target 0 unexpected), p50/p95 time to first token, aggregate tokens/s, server RSS at the
-start (after warm-up) and the end (target: growth < 5%), slowest /health.
+start and the end (target: growth < 5%), slowest /health. The start is the end of a warm-up under the same
+load (--warmup-seconds, default 30 s, counted in the run): the allocator first grows to the largest batch and
+prompt shapes, which is not a leak; growth after that is. The RSS at every minute is printed too.
 
     flock /tmp/chatforge-heavy.lock .venv/bin/python bench/soak.py              # 8 clients, 5 minutes
     .venv/bin/python bench/soak.py --minutes 1 --clients 4 --model /path/to/model
@@ -50,6 +52,8 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--warmup-seconds", type=float, default=30.0,
+                   help="the RSS baseline is taken after this long under the full load")
     args = p.parse_args()
     import httpx
     import openai
@@ -71,12 +75,13 @@ def main() -> None:
         time.sleep(0.5)
     client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
     client.chat.completions.create(model=args.model, messages=[{"role": "user", "content": "warm up"}], max_tokens=8)
-    rss_start = rss_mb(server.pid)
+    rss_first = rss_mb(server.pid)  # after one request
 
     stats = {"served": 0, "disconnected": 0, "expected_errors": 0, "unexpected": [], "tokens": 0, "ttft": []}
     lock = threading.Lock()
     stop_at = time.monotonic() + args.minutes * 60
-    health = {"max_s": 0.0, "failures": 0, "rss": []}
+    health = {"max_s": 0.0, "failures": 0, "rss": []}  # rss: (seconds since the load started, MB)
+    started = time.monotonic()
 
     def client_loop(k: int) -> None:
         n = 0
@@ -126,7 +131,7 @@ def main() -> None:
                 ok = False
             health["max_s"] = max(health["max_s"], time.monotonic() - t0)
             health["failures"] += not ok
-            health["rss"].append(rss_mb(server.pid))
+            health["rss"].append((time.monotonic() - started, rss_mb(server.pid)))
             time.sleep(1)
 
     threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(args.clients)]
@@ -138,6 +143,10 @@ def main() -> None:
         t.join()
     wall = time.monotonic() - t0
     rss_end = rss_mb(server.pid)
+    after = [mb for t, mb in health["rss"] if t >= args.warmup_seconds]
+    rss_start = after[0] if after else rss_first
+    per_minute = [round(next(mb for t, mb in health["rss"] if t >= 60 * m), 1)
+                  for m in range(1, int(wall // 60) + 1) if any(t >= 60 * m for t, _ in health["rss"])]
     alive = server.poll() is None
     server.terminate()
     server.wait(30)
@@ -149,7 +158,9 @@ def main() -> None:
         "unexpected_errors": len(stats["unexpected"]), "unexpected_examples": stats["unexpected"][:5],
         "ttft_p50_s": round(statistics.median(ttft), 3) if ttft else None, "ttft_p95_s": round(q[18], 3),
         "aggregate_tokens_per_s": round(stats["tokens"] / wall, 1),
-        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+        "rss_after_first_request_mb": round(rss_first, 1), "warmup_seconds": args.warmup_seconds,
+        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1), "rss_max_mb": round(max(
+            [mb for _, mb in health["rss"]] + [rss_end]), 1), "rss_each_minute_mb": per_minute,
         "rss_growth": round(rss_end / rss_start - 1, 4) if rss_start else None,
         "health_max_s": round(health["max_s"], 3), "health_failures": health["failures"], "server_alive": alive,
         "threads_env": os.environ.get("CHATFORGE_THREADS"),
