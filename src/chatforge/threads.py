@@ -5,7 +5,8 @@ that shares its core with another busy process holds up all the others (measured
 slower, not 2x, with one of two cores taken). So the default counts
   - the cores this process may run on (sched_getaffinity: taskset, cpusets),
   - capped by the cgroup CPU quota (cpu.max / cfs_quota_us: containers, systemd limits),
-  - minus the cores other processes keep busy right now (a 0.2 s sample of /proc/stat, our own use left out).
+  - minus the cores other processes keep busy right now (a 0.2 s sample of /proc/stat, our own use left out;
+    processes of lower priority, `nice`d ones, do not count: they give the cores back).
 `--threads N` (any command), CHATFORGE_THREADS=N or OMP_NUM_THREADS=N choose the count instead.
 Load changes while a command runs (a build starts, a browser wakes up): Follow re-measures it from the time
 the command's loop already spends (no sleep) every few seconds, and moves torch's count to match; the training
@@ -54,15 +55,28 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def _cpu_times(stat: str | Path = "/proc/stat") -> tuple[float, float] | None:
+    """(busy, total) jiffies of the whole machine, from /proc/stat. Time of processes running at a lower
+    priority than this one (a higher nice value: backups, indexers, `nice make`) is not busy: the scheduler
+    gives our threads their cores back at once (CFS weight 15 for nice 19 against 1024 for nice 0), so they do
+    not stall our barriers."""
     try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        fields = [int(x) for x in Path(stat).read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
+    busy = total - idle
+    if _niceness() == 0:  # our own time is in "user"; "nice" is only processes of lower priority
+        busy -= fields[1]
+    return busy, total
+
+
+def _niceness() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        return 0
 
 
 def _own_jiffies() -> int:

@@ -46,6 +46,19 @@ def test_explicit_counts_win(monkeypatch):
     assert threads.choose_threads(5) == 5
 
 
+def test_niced_processes_do_not_take_cores(tmp_path, monkeypatch):
+    """/proc/stat's "nice" column is time of processes at a lower priority: not busy for a nice-0 chatforge
+    (the scheduler gives it the cores), busy for a niced one (they compete as equals)."""
+    stat = tmp_path / "stat"
+    #                 user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 300 50 500 50 0 0 0 0 0\ncpu0 ...\n")
+    monkeypatch.setattr(threads, "_niceness", lambda: 0)
+    assert threads._cpu_times(stat) == (150, 1000)
+    monkeypatch.setattr(threads, "_niceness", lambda: 19)
+    assert threads._cpu_times(stat) == (450, 1000)
+    assert threads._cpu_times(tmp_path / "missing") is None
+
+
 def test_busy_cores_measures_something():
     assert 0.0 <= threads.busy_cores(0.05) <= 64
 
