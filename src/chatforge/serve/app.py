@@ -8,8 +8,8 @@
     POST /v1/feedback, GET /v1/feedback   ratings, corrections, pairs, arena votes (serve/feedback.py)
     POST /v1/arena, GET /arena  with a second model to compare (serve/arena.py)
 
-Every chat completion is kept in the store (chatforge.store) unless the server runs with --no-log or the
-request says "store": false (OpenAI's field); its id (chatcmpl-...) is the key feedback refers to.
+Every chat and text completion is kept in the store (chatforge.store) unless the server runs with --no-log or
+the request says "store": false (OpenAI's field); its id (chatcmpl-... / cmpl-...) is the key feedback refers to.
 
 Every error is OpenAI's object {"error": {"message", "type", "param", "code"}}: 400 a request the server
 cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template), 401 missing or wrong
@@ -189,16 +189,20 @@ class _Service:
         prompt = self.engine.encode_text(texts[0])
         if not prompt:
             raise ApiError(400, "prompt is empty", param="prompt")
-        job = self.submit(prompt, self.sampling(req, prompt, req.max_tokens, "prompt"))
+        params = self.sampling(req, prompt, req.max_tokens, "prompt")
+        job = self.submit(prompt, params)
         cid = s.new_id("cmpl")
+        keep = self.keeper.callback(cid, self.model_id, None, params, req, prompt=texts[0])  # None: not kept
 
         def chunk(text: str, finish: str | None = None, usage: s.Usage | None = None) -> s.TextCompletion:
             choices = [] if usage else [s.TextChoice(text=text, finish_reason=finish)]
             return s.TextCompletion(id=cid, created=s.now(), model=self.model_id, choices=choices, usage=usage)
 
         if req.stream:
-            return _sse(job, chunk, req.include_usage)
+            return _sse(job, chunk, req.include_usage, on_done=keep)
         done = await _finish(request, job)
+        if keep:
+            await keep(done)
         return chunk(done.text, done.finish_reason).model_copy(update={"usage": _usage(done)})
 
     async def models(self) -> s.ModelList:

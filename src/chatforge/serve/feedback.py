@@ -1,6 +1,7 @@
 """Keeping exchanges and taking feedback: the server's side of the store (chatforge.store does the writing).
 
-    Keeper                    logs each finished chat completion (unless --no-log, or the request's "store": false)
+    Keeper                    logs each finished chat or text completion (unless --no-log, or the request's
+                              "store": false)
     POST /v1/feedback         {"completion_id", "rating": "up"|"down"} | {"completion_id", "correction"}
                               | {"chosen_id", "rejected_id"} | {"battle_id", "vote": left|right|tie|both_bad},
                               each with an optional "comment"; answers with the stored record (its "id")
@@ -36,8 +37,10 @@ class Keeper:
     def enabled(self) -> bool:
         return self.store is not None
 
-    def callback(self, cid: str, model: str, messages: list[dict], params, req) -> Callable | None:
-        """An async fn(done) that keeps this exchange, or None when it is not to be kept."""
+    def callback(self, cid: str, model: str, messages: list[dict] | None, params, req, *,
+                 prompt: str | None = None) -> Callable | None:
+        """An async fn(done) that keeps this exchange (a chat's `messages`, or a raw text `prompt` from
+        /v1/completions), or None when it is not to be kept."""
         if not self.enabled or req.store is False or model not in self.model_ids:
             return None
         started = time.monotonic()
@@ -49,7 +52,8 @@ class Keeper:
                     self.store.log_completion, id=cid, model_id=self.model_ids[model], messages=messages,
                     answer=done.text, finish_reason=done.finish_reason, sampling=_sampling(params),
                     prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-                    latency_s=time.monotonic() - started, source=self.source, conversation_id=conversation)
+                    latency_s=time.monotonic() - started, source=self.source, conversation_id=conversation,
+                    prompt=prompt)
             except Exception:  # the answer itself is fine: serve it, and say loudly that it was not kept
                 log.exception("could not keep completion %s in %s", cid, self.store.path)
 
