@@ -51,7 +51,7 @@ def run(args) -> int:
     if cfg.engine == "vllm":  # vLLM runs its own server (and binds its own port)
         from chatforge.serve.vllm import run_vllm
 
-        return run_vllm(args.model, cfg, gen)
+        return run_vllm(args.model, cfg, gen, logging)
     if cfg.engine == "llama.cpp":
         from chatforge.infer.llamacpp import load_llama_class
 
