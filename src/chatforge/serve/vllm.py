@@ -20,6 +20,7 @@ With --no-log, vLLM listens on --host/--port itself.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from fastapi import Request  # at module level: FastAPI resolves the routes' ann
 
 from chatforge.errors import ChatforgeError
 
+log = logging.getLogger("chatforge.serve")
 INSTALL_HINT = "pip install vllm  (on a machine with an NVIDIA GPU; see https://docs.vllm.ai)"
 
 
@@ -105,14 +107,14 @@ def served_models(model: str | None, cfg) -> dict:
     return models
 
 
-def run_vllm(model: str | None, cfg, gen, logging=None) -> int:
-    """Run vLLM's server until it exits (Ctrl-C stops it); its exit code is ours. With `logging` on (a
+def run_vllm(model: str | None, cfg, gen, log_cfg=None) -> int:
+    """Run vLLM's server until it exits (Ctrl-C stops it); its exit code is ours. With logging on (`log_cfg`, a
     store.config.LogConfig), vLLM listens privately and chatforge's logging front serves --host/--port."""
     import subprocess
     import tempfile
 
     check_installed()
-    keep = logging is not None and logging.log
+    keep = log_cfg is not None and log_cfg.log
     sock = None
     if keep:
         from chatforge.serve.server import bind
@@ -127,16 +129,16 @@ def run_vllm(model: str | None, cfg, gen, logging=None) -> int:
                 return subprocess.call(argv, env={**os.environ, **env})
             except KeyboardInterrupt:
                 return 0
-        return _serve_logged(model, cfg, logging, sock, argv, env, f"http://127.0.0.1:{private}")
+        return _serve_logged(model, cfg, log_cfg, sock, argv, env, f"http://127.0.0.1:{private}")
 
 
-def _serve_logged(model, cfg, logging, sock, argv, env, upstream: str) -> int:
+def _serve_logged(model, cfg, log_cfg, sock, argv, env, upstream: str) -> int:
     import subprocess
 
     from chatforge.serve import server
     from chatforge.serve.feedback import Keeper
 
-    store, ids = logging.open(source="serve", models=served_models(model, cfg))
+    store, ids = log_cfg.open(source="serve", models=served_models(model, cfg))
     proc = subprocess.Popen(argv, env={**os.environ, **env})
     try:
         app = proxy_app(upstream, Keeper(store, ids), api_key=_key(cfg), upstream_key=env.get("VLLM_API_KEY"),
@@ -275,8 +277,12 @@ def proxy_app(upstream: str, keeper, *, api_key: str | None = None, upstream_key
             content = await resp.aread()
             if kept and resp.status_code == 200:
                 answer = _Answer()
-                answer.add(json.loads(content))
-                await keep(path, req, model, answer, started)
+                try:
+                    answer.add(json.loads(content))
+                except (ValueError, AttributeError):  # not an OpenAI answer: passed on as it is, not kept
+                    log.warning("vLLM's answer to %s is not a JSON object; not kept", path)
+                else:
+                    await keep(path, req, model, answer, started)
             return Response(content, status_code=resp.status_code, media_type=resp.headers.get("content-type"))
 
         async def relay():
@@ -290,8 +296,11 @@ def proxy_app(upstream: str, keeper, *, api_key: str | None = None, upstream_key
                         if kept:
                             await keep(path, req, model, answer, started)
                     else:
-                        chunk = json.loads(data)
-                        answer.add(chunk)
+                        try:
+                            chunk = json.loads(data)
+                            answer.add(chunk)
+                        except (ValueError, AttributeError):  # passed on as it is
+                            chunk = {"choices": [None]}
                         if not chunk.get("choices") and chunk.get("usage") and not wants_usage:
                             continue  # the usage chunk chatforge asked for, not the client
                     yield f"{line}\n\n"
