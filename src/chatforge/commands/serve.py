@@ -10,7 +10,8 @@ Every exchange is kept in the store (CHATFORGE_HOME/chatforge.db, or --store PAT
 fingerprint, the sampling settings, token counts and latency, so that feedback can improve the model: thumbs,
 corrections and better-of-two picks on the page or POST /v1/feedback (see `chatforge feedback`). --no-log keeps
 nothing. /v1/completions (raw text) exchanges are kept too, and so are vLLM's (--engine vllm: vLLM listens on a
-private port behind chatforge's front). With --compare OTHER, /arena shows two hidden answers (this model's and OTHER's) to vote on.
+private port behind chatforge's front). With --compare OTHER, /arena shows two hidden answers (this model's and
+OTHER's) to vote on.
 
 Example:  chatforge serve runs/lumora --port 8000
           curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
