@@ -138,8 +138,19 @@ def _serve_logged(model, cfg, log_cfg, sock, argv, env, upstream: str) -> int:
     from chatforge.serve import server
     from chatforge.serve.feedback import Keeper
 
+    import signal
+    import threading
+
     store, ids = log_cfg.open(source="serve", models=served_models(model, cfg))
     proc = subprocess.Popen(argv, env={**os.environ, **env})
+
+    def watch():  # vLLM gone (it failed to load the model, or crashed): stop the front too, as Ctrl-C would
+        if proc.wait() not in (0, -signal.SIGTERM, -signal.SIGINT):
+            print(f"chatforge serve: vLLM exited with code {proc.returncode}; stopping", file=sys.stderr,
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="chatforge-vllm-watch", daemon=True).start()
     try:
         app = proxy_app(upstream, Keeper(store, ids), api_key=_key(cfg), upstream_key=env.get("VLLM_API_KEY"),
                         max_body_bytes=cfg.max_body_bytes)
@@ -154,7 +165,7 @@ def _serve_logged(model, cfg, log_cfg, sock, argv, env, upstream: str) -> int:
             proc.kill()
             code = proc.wait()
         store.close()
-    return 0 if code in (0, -15) else code
+    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
 
 
 def _key(cfg) -> str | None:

@@ -139,3 +139,78 @@ def test_feedback_the_key_and_a_vllm_that_is_not_up(client, front, tiny_model):
         assert down.status_code == 503 and down.json()["error"]["code"] == "upstream_unavailable"
         assert httpx.get(url + "/health").status_code == 503
 
+
+
+FAKE_VLLM = r"""
+import sys, uvicorn
+from fastapi import FastAPI
+if sys.argv[2] != "serve":
+    sys.exit(int(sys.argv[2]))  # a vLLM that fails to start
+app = FastAPI()
+app.add_api_route("/health", lambda: {})
+app.add_api_route("/v1/chat/completions", lambda: {
+    "id": "chatcmpl-sub", "object": "chat.completion", "created": 1, "model": "lumora",
+    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there."}, "finish_reason": "stop"}]},
+    methods=["POST"])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
+"""
+
+FRONT = r"""
+import sys
+from pathlib import Path
+from chatforge.serve.config import ServeConfig
+from chatforge.serve.server import bind
+from chatforge.serve.vllm import _free_port, _serve_logged
+from chatforge.store.config import LogConfig
+model, db, fake, mode, portfile = sys.argv[1:6]
+cfg = ServeConfig(port=0, model_id="lumora")
+sock = bind("127.0.0.1", 0)
+Path(portfile).write_text(str(sock.getsockname()[1]))
+port = _free_port()
+argv = [sys.executable, fake, str(port), mode]
+sys.exit(_serve_logged(model, cfg, LogConfig(store=db), sock, argv, {}, f"http://127.0.0.1:{port}"))
+"""
+
+
+@pytest.mark.parametrize("mode", ["serve", "3"])
+def test_the_front_runs_vllm_keeps_its_answers_and_stops_with_it(tiny_model, tmp_path, mode):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from chatforge.store import Store
+
+    (tmp_path / "fake.py").write_text(FAKE_VLLM)
+    (tmp_path / "front.py").write_text(FRONT)
+    db, portfile = tmp_path / "chatforge.db", tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "front.py"), str(tiny_model), str(db),
+                             str(tmp_path / "fake.py"), mode, str(portfile)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        if mode != "serve":  # vLLM failed: the front stops too, with vLLM's exit code
+            assert proc.wait(120) == 3
+            assert "vLLM exited with code 3" in proc.stderr.read()
+            return
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                url = f"http://127.0.0.1:{portfile.read_text()}"
+                r = httpx.post(url + "/v1/chat/completions", json={"model": "lumora", "messages": HELLO}, timeout=10)
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503  # until vLLM is up
+            except (OSError, ValueError, httpx.TransportError):
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.3)
+        assert r.json()["id"] == "chatcmpl-sub"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the front stops, and vLLM with it
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Store(db) as s:
+        kept = s.completion("chatcmpl-sub")
+    assert kept["answer"] == "Hi there." and kept["messages"] == HELLO and kept["completion_tokens"] == 2
