@@ -50,8 +50,11 @@ def run(args) -> int:
     if cfg.compare and not logging.log:
         raise ChatforgeError("--compare needs the store to keep the arena's votes: leave out --no-log")
     gen = build(GenerateConfig, args)
-    if cfg.engine == "vllm":  # vLLM runs its own server (and binds its own port)
+    if cfg.engine == "vllm":  # vLLM runs its own server (behind chatforge's logging front unless --no-log)
         from chatforge.serve.vllm import run_vllm
+
+        if cfg.compare:
+            raise ChatforgeError("--compare (the arena) needs chatforge's engine; leave out --engine vllm")
 
         return run_vllm(args.model, cfg, gen, logging)
     if cfg.engine == "llama.cpp":

@@ -213,3 +213,8 @@ def test_with_logging_vllm_listens_privately_and_the_adapter_base_is_its_own_mod
     assert set(models) == {"lumora", "lumora-base"}
     assert models["lumora"].adapter is not None and models["lumora-base"].adapter is None
     assert models["lumora-base"].path == models["lumora"].path
+
+
+def test_the_arena_with_vllm_is_refused_not_ignored(run_cli, tiny_model):
+    code, out, err = run_cli("serve", tiny_model, "--engine", "vllm", "--compare", tiny_model)
+    assert code == 2 and "--compare" in err and "--engine vllm" in err
