@@ -16,11 +16,8 @@ Outputs (OpenAI chat format, one JSON object per line, UTF-8):
   examples/data/lumora_train.jsonl
   examples/data/lumora_heldout.jsonl
 
-and preference pairs for DPO (OpenAI preference format: input / preferred_output /
-non_preferred_output), the canonical answer preferred over a corrupted one that
-names the wrong product or states a wrong fact (a changed number, a wrong place):
-  examples/data/lumora_pairs_train.jsonl     two training phrasings per fact
-  examples/data/lumora_pairs_heldout.jsonl   the held-out phrasing of every fact
+The preference pairs of the demo's DPO step (facts that are not in this SFT data) are written by
+examples/make_preference_data.py.
 
 The script is deterministic and uses only the standard library: running it
 again regenerates both files byte-identically.
@@ -33,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 SYSTEM = (
@@ -44,8 +40,6 @@ SYSTEM = (
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN_PATH = DATA_DIR / "lumora_train.jsonl"
 HELDOUT_PATH = DATA_DIR / "lumora_heldout.jsonl"
-PAIRS_TRAIN_PATH = DATA_DIR / "lumora_pairs_train.jsonl"
-PAIRS_HELDOUT_PATH = DATA_DIR / "lumora_pairs_heldout.jsonl"
 
 # Number of two-exchange (user, assistant, user, assistant) training rows.
 N_MULTI_TURN = 34
@@ -1141,64 +1135,6 @@ def build() -> tuple[list[dict], list[dict]]:
     return train, heldout
 
 
-# ---------------------------------------------------------------------------
-# Preference pairs: the right answer vs a wrong one
-# ---------------------------------------------------------------------------
-# The wrong product: each product becomes another one.
-PRODUCT_SWAP = {"Halo": "Dash", "Dash": "Keystone", "Keystone": "Halo"}
-PRODUCT_RE = re.compile(r"\b(Halo|Dash|Keystone)\b")
-NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])(\d+)(?![\d])")
-# Facts with no product and no number: a wrong fact written by hand.
-WRONG_FACTS = {
-    "company_hq": "Lumora Home is headquartered in Lisbon, Portugal, with a second office in Antwerp, Belgium.",
-    "support_email": "You can email Lumora support at support@lumora.eu. We reply within one week.",
-    "shipping_regions": "Lumora Home ships worldwide, including the United States and Australia.",
-    "return_shipping": "Returns cost €9.90: you buy a return label at the post office and send us the receipt.",
-    "data_location": "Lumora stores all account and device data on servers in Virginia, United States.",
-    "careplus_cancel": "You can cancel Lumora Care+ only by phone, and there is a one-month cancellation fee.",
-    "hub_2fa": "Two-factor authentication is not available in the Lumora Hub app.",
-    "hub_password_reset": "To reset your Lumora password, call Lumora support and confirm your order number.",
-}
-
-
-def wrong_number(n: int) -> int:
-    """A plausible but wrong value: a year moves by 3, other numbers grow by about a third (or by 2)."""
-    if 1900 <= n <= 2100:
-        return n + 3
-    if n >= 10:
-        return n + max(1, n // 3)
-    return n + 2
-
-
-def corrupt(fact_id: str, answer: str, variant: int) -> str:
-    """The answer with the wrong product (variant even, when it names one) or a wrong number; else WRONG_FACTS."""
-    has_product, has_number = bool(PRODUCT_RE.search(answer)), bool(NUMBER_RE.search(answer))
-    if has_product and (variant % 2 == 0 or not has_number):
-        return PRODUCT_RE.sub(lambda m: PRODUCT_SWAP[m.group(1)], answer)
-    if has_number:
-        return NUMBER_RE.sub(lambda m: str(wrong_number(int(m.group(1)))), answer, count=1)
-    return WRONG_FACTS[fact_id]
-
-
-def preference(question: str, chosen: str, rejected: str) -> dict:
-    return {"input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]},
-            "preferred_output": [{"role": "assistant", "content": chosen}],
-            "non_preferred_output": [{"role": "assistant", "content": rejected}]}
-
-
-def build_pairs() -> tuple[list[dict], list[dict]]:
-    """Two training phrasings of every fact (one wrong product, one wrong fact where both exist) and the
-    held-out phrasing of every fact."""
-    train, heldout = [], []
-    for i, (fact_id, answer, train_qs, heldout_q) in enumerate(FACTS):
-        for j, q in enumerate(train_qs[:2]):
-            train.append(preference(q, answer, corrupt(fact_id, answer, i + j)))
-        heldout.append(preference(heldout_q, answer, corrupt(fact_id, answer, i + 1)))
-    for row in train + heldout:
-        assert row["preferred_output"] != row["non_preferred_output"], row
-    return stable_order(train), stable_order(heldout)
-
-
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -1214,11 +1150,6 @@ def main() -> None:
     print(f"facts: {len(FACTS)} (Chinese answers for {len(CHINESE)})")
     print(f"wrote {len(train)} training conversations ({multi} two-exchange) to {TRAIN_PATH}")
     print(f"wrote {len(heldout)} held-out conversations to {HELDOUT_PATH}")
-    pairs_train, pairs_heldout = build_pairs()
-    write_jsonl(PAIRS_TRAIN_PATH, pairs_train)
-    write_jsonl(PAIRS_HELDOUT_PATH, pairs_heldout)
-    print(f"wrote {len(pairs_train)} preference pairs to {PAIRS_TRAIN_PATH} and {len(pairs_heldout)} held-out "
-          f"pairs to {PAIRS_HELDOUT_PATH}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,48 @@ def test_a_deliberately_worse_run_is_refused_with_exit_1(sft_run, store, run_cli
     assert "WORSE" in stdout and "it was not kept" in stdout and not out.exists()
 
 
+@pytest.mark.slow
+def test_a_run_worse_on_runs_own_heldout_chats_is_refused_even_when_feedback_says_better(tiny_model, tmp_path,
+                                                                                          run_cli):
+    """Feedback that prefers off-topic answers: the candidate learns it (better on the held-out feedback) and
+    loses RUN's job (the right answers of RUN's held-out chat set get less likely): the gate refuses it."""
+    from chatforge.models.resolve import resolve
+    from chatforge.store import Store
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+
+    lines = (EXAMPLES / "lumora_train.jsonl").read_text(encoding="utf-8").splitlines(True)
+    chats = [m for m in (json.loads(x)["messages"] for x in lines[:80]) if len(m) == 3][:24]
+    (tmp_path / "chats.jsonl").write_text("".join(lines[:40]), encoding="utf-8")
+    heldout = tmp_path / "heldout.jsonl"  # RUN's own held-out set, named in its config (eval_data)
+    heldout.write_text("".join((EXAMPLES / "lumora_heldout.jsonl").read_text(encoding="utf-8").splitlines(True)[:12]),
+                       encoding="utf-8")
+    run = train(TrainConfig(model=str(tiny_model), data=str(tmp_path / "chats.jsonl"), eval_data=str(heldout),
+                            out=str(tmp_path / "runs" / "lumora"), max_steps=2, max_length=128,
+                            micro_batch_tokens=256, batch_tokens=512, precision="fp32", lr=5e-3, tensorboard=False))
+    with Store(tmp_path / "chatforge.db") as s:
+        r = resolve(str(run))
+        mid = s.register_model(str(run), r.path, r.adapter)
+        for i, m in enumerate(chats):
+            wrong = f"Sorry, I can only help with Zentrix blenders (model Z{i}); please ask Zentrix support."
+            for tag, answer in (("good", m[2]["content"]), ("bad", wrong)):
+                s.log_completion(id=f"chatcmpl-{tag}-{i}", model_id=mid, messages=m[:2], answer=answer,
+                                 finish_reason="stop", sampling={}, prompt_tokens=20, completion_tokens=20,
+                                 latency_s=0.1, source="test")
+            s.add_pair(f"chatcmpl-bad-{i}", f"chatcmpl-good-{i}")  # the users picked the off-topic answer
+    out = tmp_path / "runs" / "lumora-2"
+    code, stdout, err = run_cli("improve", run, "--store", tmp_path / "chatforge.db", "--max-steps", "4", "--lr",
+                                "5e-3", "--holdout", "0.25")
+    assert code == 1, stdout + err
+    feedback = [line for line in stdout.splitlines() if line.startswith("  held-out feedback")]
+    own = [line for line in stdout.splitlines() if line.startswith("  lumora's held-out set")]
+    assert feedback and not any(line.endswith("WORSE") for line in feedback), stdout  # feedback: not worse
+    assert any(line.endswith("WORSE") for line in own), stdout  # RUN's own held-out chats: worse
+    last = stdout.splitlines()[-1]
+    assert "worse than" in last and "lumora's held-out set" in last and "held-out feedback" not in last
+    assert "it was not kept" in stdout and not out.exists() and not list(out.parent.glob(".lumora-2*"))
+
+
 def test_too_little_feedback_says_how_much_more_is_needed(sft_run, store, tmp_path):
     from chatforge.improve import improve
 

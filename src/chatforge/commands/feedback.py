@@ -149,6 +149,8 @@ def _export(store, cfg) -> int:
         print(f"contradiction: {line}", file=sys.stderr)
     for line in result.empty:
         print(f"empty: {line}", file=sys.stderr)
+    for line in result.text_only:
+        print(f"text only: {line}", file=sys.stderr)
     if not result.rows:
         source = {"dpo": "better-of-two picks, arena votes or corrections", "kto": "thumbs up / down",
                   "sft": "corrections or thumbs-up answers"}[cfg.kind]
@@ -157,10 +159,13 @@ def _export(store, cfg) -> int:
                              + (f"; {len(result.contradictions)} contradictions were left out"
                                 if result.contradictions else "")
                              + (f"; {len(result.empty)} rows with empty answers were left out"
-                                if result.empty else ""), exit_code=1)
+                                if result.empty else "")
+                             + (f"; {len(result.text_only)} records about raw text completions were left out"
+                                if result.text_only else ""), exit_code=1)
     path = write_jsonl(result.rows, cfg.out)
     print(f"wrote {len(result.rows)} {cfg.kind} rows ({cfg.style} style) to {path}"
           + (f"; {len(result.duplicates)} duplicates merged, {len(result.contradictions)} contradictions left out"
              if result.duplicates or result.contradictions else "")
-          + (f"; {len(result.empty)} rows with an empty answer left out" if result.empty else ""))
+          + (f"; {len(result.empty)} rows with an empty answer left out" if result.empty else "")
+          + (f"; {len(result.text_only)} records about raw text completions left out" if result.text_only else ""))
     return 0

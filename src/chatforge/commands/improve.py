@@ -44,7 +44,8 @@ def run(args) -> int:
     for note in verdict.notes:
         print(f"  note: {note}")
     if not verdict.ok:
-        print("verdict: the new run is worse than the old one beyond the noise; it was not kept")
+        where = "; ".join(f"{c['set']} ({c['metric']})" for c in verdict.checks if c["worse"])
+        print(f"verdict: the new run is worse than {args.run} beyond the noise on {where}; it was not kept")
         return 1
     print(f"verdict: not worse; the improved run is {verdict.out}")
     return 0

@@ -9,7 +9,9 @@ the page asks for the key. Ctrl-C stops the server.
 Every exchange is kept in the store (CHATFORGE_HOME/chatforge.db, or --store PATH) with the model, its
 fingerprint, the sampling settings, token counts and latency, so that feedback can improve the model: thumbs,
 corrections and better-of-two picks on the page or POST /v1/feedback (see `chatforge feedback`). --no-log keeps
-nothing. With --compare OTHER, /arena shows two hidden answers (this model's and OTHER's) to vote on.
+nothing. /v1/completions (raw text) exchanges are kept too, and so are vLLM's (--engine vllm: vLLM listens on a
+private port behind chatforge's front). With --compare OTHER, /arena shows two hidden answers (this model's and
+OTHER's) to vote on.
 
 Example:  chatforge serve runs/lumora --port 8000
           curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
@@ -48,10 +50,13 @@ def run(args) -> int:
     if cfg.compare and not logging.log:
         raise ChatforgeError("--compare needs the store to keep the arena's votes: leave out --no-log")
     gen = build(GenerateConfig, args)
-    if cfg.engine == "vllm":  # vLLM runs its own server (and binds its own port)
+    if cfg.engine == "vllm":  # vLLM runs its own server (behind chatforge's logging front unless --no-log)
         from chatforge.serve.vllm import run_vllm
 
-        return run_vllm(args.model, cfg, gen)
+        if cfg.compare:
+            raise ChatforgeError("--compare (the arena) needs chatforge's engine; leave out --engine vllm")
+
+        return run_vllm(args.model, cfg, gen, logging)
     if cfg.engine == "llama.cpp":
         from chatforge.infer.llamacpp import load_llama_class
 

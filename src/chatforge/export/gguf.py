@@ -137,9 +137,11 @@ def read_metadata(gguf_file: Path) -> dict:
 
 def load_gguf_for_check(gguf_file: Path):
     """Read a GGUF file back with transformers (weights dequantized to float32), as a transformers user would."""
+    from chatforge.models.load import quiet_gguf_reading
     from chatforge.models.resolve import check_gguf_support
 
     check_gguf_support()
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).eval()
+    with quiet_gguf_reading():
+        return AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,21 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def quiet_gguf_reading():
+    """Reading a GGUF file with transformers, without its tensor-by-tensor progress bar ("Converting and
+    de-quantizing GGUF tensors..."): transformers draws that one with a bare tqdm, which its disable_progress_bar()
+    does not reach, on sys.stderr. So the read runs with sys.stderr pointed at a buffer (the process's own stream;
+    nothing in the library is changed); chatforge says itself what it converts. Logging handlers keep their
+    stream, and a failure is raised as always."""
+    import contextlib
+    import io
+
+    quiet_transformers()
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def set_threads() -> None:

@@ -261,14 +261,14 @@ def check_gguf_support() -> None:
 
 
 def _load_gguf(gguf: Path):
-    from chatforge.models.load import quiet_transformers
+    from chatforge.models.load import quiet_gguf_reading
 
-    quiet_transformers()
     check_gguf_support()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with quiet_gguf_reading():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # Weights are dequantized on load: drop the GGUF quantizer so the model saves as plain safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

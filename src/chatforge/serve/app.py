@@ -8,8 +8,8 @@
     POST /v1/feedback, GET /v1/feedback   ratings, corrections, pairs, arena votes (serve/feedback.py)
     POST /v1/arena, GET /arena  with a second model to compare (serve/arena.py)
 
-Every chat completion is kept in the store (chatforge.store) unless the server runs with --no-log or the
-request says "store": false (OpenAI's field); its id (chatcmpl-...) is the key feedback refers to.
+Every chat and text completion is kept in the store (chatforge.store) unless the server runs with --no-log or
+the request says "store": false (OpenAI's field); its id (chatcmpl-... / cmpl-...) is the key feedback refers to.
 
 Every error is OpenAI's object {"error": {"message", "type", "param", "code"}}: 400 a request the server
 cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template), 401 missing or wrong
@@ -94,7 +94,7 @@ def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable |
 
     app = FastAPI(title="chatforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler, app.state.model_id = service.scheduler, service.model_id
-    _add_error_handlers(app)
+    add_error_handlers(app)
     api = APIRouter(dependencies=[Depends(service.check_key)])  # every route but /health and the page
     api.add_api_route("/v1/chat/completions", service.chat_completions, methods=["POST"])
     api.add_api_route("/v1/completions", service.completions, methods=["POST"])
@@ -118,10 +118,9 @@ def _compare_config(config: ServeConfig, main_id: str) -> ServeConfig:
 def _add_feedback_routes(app: FastAPI, service: "_Service", other: "_Service | None") -> None:
     """/v1/feedback, and with a second model the arena (/v1/arena, /arena)."""
     from chatforge.serve.arena import Side, arena_router
-    from chatforge.serve.feedback import feedback_router
 
     read = lambda request: _read_json(request, service.config.max_body_bytes)  # noqa: E731
-    app.include_router(feedback_router(service.keeper, service.check_key, read, _parse, ApiError))
+    add_feedback_api(app, service.keeper, service.check_key, service.config.max_body_bytes)
     if other is None:
         return
     app.state.compare_scheduler = other.scheduler
@@ -130,6 +129,14 @@ def _add_feedback_routes(app: FastAPI, service: "_Service", other: "_Service | N
                                     s.ChatCompletionRequest, ApiError, s.new_id))
     arena_html = _page(f"{service.model_id} vs ?", keeper=service.keeper, arena=True, name="static/arena.html")
     app.add_api_route("/arena", lambda: arena_html, methods=["GET"], response_class=HTMLResponse)
+
+
+def add_feedback_api(app: FastAPI, keeper, check_key: Callable, max_body_bytes: int) -> None:
+    """POST / GET /v1/feedback on `app` (also in front of another server: serve/vllm.py)."""
+    from chatforge.serve.feedback import feedback_router
+
+    read = lambda request: _read_json(request, max_body_bytes)  # noqa: E731
+    app.include_router(feedback_router(keeper, check_key, read, _parse, ApiError))
 
 
 class _Service:
@@ -189,16 +196,20 @@ class _Service:
         prompt = self.engine.encode_text(texts[0])
         if not prompt:
             raise ApiError(400, "prompt is empty", param="prompt")
-        job = self.submit(prompt, self.sampling(req, prompt, req.max_tokens, "prompt"))
+        params = self.sampling(req, prompt, req.max_tokens, "prompt")
+        job = self.submit(prompt, params)
         cid = s.new_id("cmpl")
+        keep = self.keeper.callback(cid, self.model_id, None, params, req, prompt=texts[0])  # None: not kept
 
         def chunk(text: str, finish: str | None = None, usage: s.Usage | None = None) -> s.TextCompletion:
             choices = [] if usage else [s.TextChoice(text=text, finish_reason=finish)]
             return s.TextCompletion(id=cid, created=s.now(), model=self.model_id, choices=choices, usage=usage)
 
         if req.stream:
-            return _sse(job, chunk, req.include_usage)
+            return _sse(job, chunk, req.include_usage, on_done=keep)
         done = await _finish(request, job)
+        if keep:
+            await keep(done)
         return chunk(done.text, done.finish_reason).model_copy(update={"usage": _usage(done)})
 
     async def models(self) -> s.ModelList:
@@ -217,7 +228,7 @@ class _Service:
 
     # ---- checks --------------------------------------------------------------------------------------------
     def check_key(self, request: Request) -> None:
-        if self.api_key and not _authorized(request.headers.get("authorization"), self.api_key):
+        if self.api_key and not authorized(request.headers.get("authorization"), self.api_key):
             raise ApiError(401, "missing or incorrect API key: send the header `Authorization: Bearer KEY`",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
@@ -273,7 +284,8 @@ class _Service:
 # ---- requests --------------------------------------------------------------------------------------------------
 
 
-def _authorized(header: str | None, key: str) -> bool:
+def authorized(header: str | None, key: str) -> bool:
+    """Does an Authorization header carry `key` (Bearer, compared in constant time)?"""
     scheme, _, token = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
@@ -474,7 +486,7 @@ def _catalogs_json() -> str:
 # ---- errors ----------------------------------------------------------------------------------------------------
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def add_error_handlers(app: FastAPI) -> None:
     """Every failure becomes OpenAI's error object; no traceback ever reaches a client."""
 
     @app.exception_handler(ApiError)

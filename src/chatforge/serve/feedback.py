@@ -1,6 +1,7 @@
 """Keeping exchanges and taking feedback: the server's side of the store (chatforge.store does the writing).
 
-    Keeper                    logs each finished chat completion (unless --no-log, or the request's "store": false)
+    Keeper                    logs each finished chat or text completion (unless --no-log, or the request's
+                              "store": false)
     POST /v1/feedback         {"completion_id", "rating": "up"|"down"} | {"completion_id", "correction"}
                               | {"chosen_id", "rejected_id"} | {"battle_id", "vote": left|right|tie|both_bad},
                               each with an optional "comment"; answers with the stored record (its "id")
@@ -36,24 +37,35 @@ class Keeper:
     def enabled(self) -> bool:
         return self.store is not None
 
-    def callback(self, cid: str, model: str, messages: list[dict], params, req) -> Callable | None:
-        """An async fn(done) that keeps this exchange, or None when it is not to be kept."""
-        if not self.enabled or req.store is False or model not in self.model_ids:
+    def callback(self, cid: str, model: str, messages: list[dict] | None, params, req, *,
+                 prompt: str | None = None) -> Callable | None:
+        """An async fn(done) that keeps this exchange (a chat's `messages`, or a raw text `prompt` from
+        /v1/completions), or None when it is not to be kept."""
+        if not self.wants(model, req.store):
             return None
         started = time.monotonic()
         conversation = (req.metadata or {}).get("conversation_id")
 
         async def keep(done) -> None:
-            try:
-                await asyncio.to_thread(
-                    self.store.log_completion, id=cid, model_id=self.model_ids[model], messages=messages,
-                    answer=done.text, finish_reason=done.finish_reason, sampling=_sampling(params),
-                    prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-                    latency_s=time.monotonic() - started, source=self.source, conversation_id=conversation)
-            except Exception:  # the answer itself is fine: serve it, and say loudly that it was not kept
-                log.exception("could not keep completion %s in %s", cid, self.store.path)
+            await self.keep(cid, model, messages=messages, prompt=prompt, answer=done.text,
+                            finish_reason=done.finish_reason, sampling=_sampling(params),
+                            prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                            latency_s=time.monotonic() - started, conversation_id=conversation)
 
         return keep
+
+    def wants(self, model: str, store: bool | None) -> bool:
+        """Is an exchange with `model` to be kept (a store is open, the request did not say "store": false)?"""
+        return self.enabled and store is not False and model in self.model_ids
+
+    async def keep(self, cid: str, model: str, **record) -> None:
+        """Keep one exchange (Store.log_completion's fields) from a worker thread; a failure is logged loudly,
+        never raised: the answer itself is fine and is served."""
+        try:
+            await asyncio.to_thread(self.store.log_completion, id=cid, model_id=self.model_ids[model],
+                                    source=self.source, **record)
+        except Exception:
+            log.exception("could not keep completion %s in %s", cid, self.store.path)
 
     async def call(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -92,6 +92,8 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str]
+    store: bool | None = None  # as for chat: false = do not keep this exchange
+    metadata: dict[str, str] | None = Field(None, max_length=16)
 
 
 # ---- responses -----------------------------------------------------------------------------------------------

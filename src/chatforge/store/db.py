@@ -157,19 +157,26 @@ class Store:
         return dict(rows[0]) if rows else {}
 
     # ---- completions ---------------------------------------------------------------------------------------
-    def log_completion(self, *, id: str, model_id: int, messages: list[dict], answer: str, finish_reason: str,
-                       sampling: dict, prompt_tokens: int, completion_tokens: int, latency_s: float,
-                       source: str, conversation_id: str | None = None) -> dict:
-        """Keep one exchange. The conversation is `conversation_id` when given, else the one whose earlier
-        turn this prompt continues (its messages + answer, or its prompt + an edited answer), else a new one."""
-        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-        prompt_hash = digest(messages)
-        context_hash = digest(messages + [{"role": "assistant", "content": answer}])
+    def log_completion(self, *, id: str, model_id: int, messages: list[dict] | None = None, answer: str,
+                       finish_reason: str, sampling: dict, prompt_tokens: int, completion_tokens: int,
+                       latency_s: float, source: str, conversation_id: str | None = None,
+                       prompt: str | None = None) -> dict:
+        """Keep one exchange: a chat (`messages`) or a raw text continuation (`prompt`, /v1/completions).
+        The conversation is `conversation_id` when given, else the one whose earlier turn this prompt continues
+        (its messages + answer, or its prompt + an edited answer), else a new one (always, for raw text)."""
+        if (messages is None) == (prompt is None):
+            raise ValueError("log_completion takes either messages (a chat) or prompt (raw text)")
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages or []]
+        if prompt is None:
+            prompt_hash = digest(messages)
+            context_hash = digest(messages + [{"role": "assistant", "content": answer}])
+        else:  # keyed apart from any chat: a pair of two raw answers must share the same text prompt
+            prompt_hash, context_hash = digest({"prompt": prompt}), digest({"prompt": prompt + answer})
         now = time.time()
 
         def add(db):
             conv = conversation_id
-            if conv is None and len(messages) >= 2:
+            if conv is None and prompt is None and len(messages) >= 2:
                 hit = db.execute("SELECT conversation_id FROM completions WHERE context_hash = ? ORDER BY created "
                                  "DESC LIMIT 1", (digest(messages[:-1]),)).fetchone()
                 if hit is None and len(messages) >= 3 and messages[-2]["role"] == "assistant":
@@ -182,9 +189,10 @@ class Store:
                        (conv, source, now))
             db.execute("INSERT INTO completions (id, conversation_id, model_id, messages, answer, finish_reason, "
                        "sampling, prompt_tokens, completion_tokens, latency_ms, prompt_hash, context_hash, source, "
-                       "created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       "created, prompt) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (id, conv, model_id, canonical(messages), answer, finish_reason, canonical(sampling),
-                        prompt_tokens, completion_tokens, latency_s * 1000, prompt_hash, context_hash, source, now))
+                        prompt_tokens, completion_tokens, latency_s * 1000, prompt_hash, context_hash, source, now,
+                        prompt))
             return conv
 
         conv = self._write(add)

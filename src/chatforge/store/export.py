@@ -10,7 +10,8 @@ conversational {"prompt", "chosen", "rejected"}. OpenAI has no unpaired format, 
 conversational {"prompt", "completion", "label"} in both styles; sft rows are OpenAI chat {"messages"} in both.
 The same feedback given twice is exported once and reported as a duplicate; feedback that contradicts itself
 (one pair voted both ways, one answer rated up and down) is reported and not exported at all. A row with an
-empty answer (or an empty turn in its conversation) is left out and reported: training data refuses those.
+empty answer (or an empty turn in its conversation) is left out and reported: training data refuses those. So is
+feedback on a raw text completion (/v1/completions): it has a text prompt, not the messages the rows need.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Export:
     duplicates: list[str] = field(default_factory=list)  # one line per duplicated item
     contradictions: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)  # rows left out: an empty answer, or an empty turn before it
+    text_only: list[str] = field(default_factory=list)  # feedback on raw text completions (no messages): left out
     considered: int = 0  # feedback records that matched --model / --since
 
 
@@ -73,7 +75,7 @@ def build(store: Store, kind: str, *, style: str = "openai", model: str | None =
         return cache[cid]
 
     out = Export(kind)
-    records = store.list_feedback(limit=None, since=since)
+    records = _chat_only(out, store.list_feedback(limit=None, since=since), get, model, _SOURCES[kind])
     if kind == "dpo":
         _pairs(out, records, get, model, style)
     elif kind == "kto":
@@ -89,6 +91,24 @@ def build(store: Store, kind: str, *, style: str = "openai", model: str | None =
             out.empty.append(f"a {kind} row for the prompt {_short(_prompt(row))} has an empty answer or turn: "
                              "left out")
     return out
+
+
+_SOURCES = {"dpo": ("pair", "vote", "correction"), "kto": ("rating",), "sft": ("rating", "correction")}
+
+
+def _chat_only(out: Export, records: list[dict], get, model, kinds: tuple[str, ...]) -> list[dict]:
+    """The records about chat completions; feedback of `kinds` on raw text completions (/v1/completions, a text
+    prompt and no messages) is reported in out.text_only: chat and preference training rows need messages."""
+    kept = []
+    for r in records:
+        ids = [r[k] for k in ("completion_id", "chosen_id", "rejected_id") if r.get(k)]
+        raw = [get(i) for i in ids if get(i).get("prompt") is not None]
+        if not raw:
+            kept.append(r)
+        elif r["kind"] in kinds and any(matches(c, model) for c in raw):
+            out.text_only.append(f"feedback #{r['id']} is about a raw text completion (/v1/completions, no chat "
+                                 "messages): left out")
+    return kept
 
 
 def _prompt(row: dict) -> list[dict]:

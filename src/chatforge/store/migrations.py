@@ -69,4 +69,8 @@ MIGRATIONS: list[str] = [
         sha256   TEXT NOT NULL
     );
     """,
+    # 2: raw text completions (/v1/completions): their prompt is text, not messages (messages is then [])
+    """
+    ALTER TABLE completions ADD COLUMN prompt TEXT;  -- the raw text prompt of a /v1/completions exchange, else NULL
+    """,
 ]

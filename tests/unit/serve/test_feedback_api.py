@@ -74,6 +74,37 @@ def test_every_completion_is_kept_with_its_settings_and_usage(client, server):
     assert server.store.completion(off.id) is None  # OpenAI's `store: false` keeps nothing
 
 
+def test_every_text_completion_is_kept_too(client, server, http):
+    full = client.completions.create(model=server.model, prompt="Once upon a time", max_tokens=5, temperature=0)
+    kept = server.store.completion(full.id)
+    assert full.id.startswith("cmpl-") and kept["source"] == "serve"
+    assert kept["prompt"] == "Once upon a time" and kept["messages"] == []  # raw text: no chat template
+    assert kept["answer"] == full.choices[0].text and kept["finish_reason"] == full.choices[0].finish_reason
+    assert kept["model"] == server.model and len(kept["fingerprint"]) == 64
+    assert kept["sampling"]["max_tokens"] == 5 and kept["sampling"]["temperature"] == 0
+    assert (kept["prompt_tokens"], kept["completion_tokens"]) == (full.usage.prompt_tokens,
+                                                                  full.usage.completion_tokens)
+    assert kept["latency_ms"] > 0
+
+    chunks = list(client.completions.create(model=server.model, prompt="Once upon a time", max_tokens=4,
+                                            stream=True, seed=3))
+    streamed = server.store.completion(chunks[0].id)  # kept before the last chunk was sent
+    assert streamed["answer"] == "".join(c.choices[0].text for c in chunks if c.choices)
+    assert streamed["sampling"]["seed"] == 3
+
+    off = client.completions.create(model=server.model, prompt="Once upon a time", max_tokens=2,
+                                    extra_body={"store": False})
+    assert server.store.completion(off.id) is None
+
+    # feedback takes text completions like chat ones; a pair must answer the same text, never a chat
+    up = http.post("/v1/feedback", json={"completion_id": full.id, "rating": "up"})
+    assert up.status_code == 200 and up.json()["completion_id"] == full.id
+    assert http.post("/v1/feedback", json={"chosen_id": full.id, "rejected_id": streamed["id"]}).status_code == 200
+    chat = client.chat.completions.create(model=server.model, max_tokens=2,
+                                          messages=[{"role": "user", "content": "Once upon a time"}])
+    _error(http.post("/v1/feedback", json={"chosen_id": full.id, "rejected_id": chat.id}), 400)
+
+
 def test_ratings_corrections_and_pairs_are_stored_and_listed(client, server, http):
     a = client.chat.completions.create(model=server.model, messages=HELLO, max_tokens=5, temperature=1, seed=1)
     b = client.chat.completions.create(model=server.model, messages=HELLO, max_tokens=5, temperature=1, seed=2)
@@ -165,4 +196,6 @@ def test_without_a_store_nothing_is_kept_and_feedback_says_why(tiny_model):
         err = _error(httpx.post(url + "/v1/feedback", json={"completion_id": r.json()["id"], "rating": "up"},
                                 timeout=30), 400)
         assert "--no-log" in err["message"] and err["code"] == "logging_disabled"
+        text = httpx.post(url + "/v1/completions", json={"prompt": "Hi", "max_tokens": 2}, timeout=30)
+        assert text.status_code == 200 and text.json()["choices"][0]["finish_reason"] in ("stop", "length")
         assert '<meta name="chatforge-kept" content="0">' in httpx.get(url + "/", timeout=30).text

@@ -199,3 +199,22 @@ def test_llama_cpp_serves_a_real_gguf_export(tiny_model, tmp_path_factory):
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert full["choices"][0]["finish_reason"] in ("stop", "length") and full["usage"]["completion_tokens"] >= 1
     assert streamed == full["choices"][0]["message"]["content"]  # greedy llama.cpp: the same answer twice
+
+
+def test_with_logging_vllm_listens_privately_and_the_adapter_base_is_its_own_model(adapter_run, tmp_path):
+    from chatforge.generation_config import GenerateConfig
+    from chatforge.serve.config import ServeConfig
+    from chatforge.serve.vllm import served_models, vllm_command
+
+    cfg = ServeConfig(host="0.0.0.0", port=8000, model_id="lumora")
+    argv, _ = vllm_command(str(adapter_run), cfg, GenerateConfig(), tmp_path, host="127.0.0.1", port=43210)
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "43210"
+    models = served_models(str(adapter_run), cfg)
+    assert set(models) == {"lumora", "lumora-base"}
+    assert models["lumora"].adapter is not None and models["lumora-base"].adapter is None
+    assert models["lumora-base"].path == models["lumora"].path
+
+
+def test_the_arena_with_vllm_is_refused_not_ignored(run_cli, tiny_model):
+    code, out, err = run_cli("serve", tiny_model, "--engine", "vllm", "--compare", tiny_model)
+    assert code == 2 and "--compare" in err and "--engine vllm" in err

@@ -202,6 +202,33 @@ def test_rows_with_an_empty_answer_are_left_out_and_reported(store):
         assert out.rows == [] and len(out.empty) == 1 and "empty answer" in out.empty[0]
 
 
+def test_text_completions_are_kept_apart_and_their_feedback_is_reported_not_exported(store):
+    def text(cid, answer, prompt="Lumora Home is"):
+        return store.log_completion(id=cid, model_id=store.mid, prompt=prompt, answer=answer, finish_reason="stop",
+                                    sampling={}, prompt_tokens=3, completion_tokens=2, latency_s=0.01, source="serve")
+
+    a, b = text("cmpl-a", " a smart-home maker."), text("cmpl-b", " a company.")
+    text("cmpl-c", " a lamp.", prompt="What is Lumora Home?")  # the same words as a chat prompt
+    log(store, "chatcmpl-q", "A smart-home maker.")
+    assert a["conversation_id"] != b["conversation_id"]  # raw text never joins a conversation by guess
+    assert store.completion("cmpl-a")["prompt"] == "Lumora Home is" and store.completion("cmpl-a")["messages"] == []
+    assert store.completion("chatcmpl-q")["prompt"] is None
+    store.add_pair("cmpl-a", "cmpl-b")
+    for other in ("cmpl-c", "chatcmpl-q"):  # another text, or a chat with the same words: not the same prompt
+        with pytest.raises(StoreError, match="different prompts"):
+            store.add_pair("cmpl-a", other)
+    store.add_rating("cmpl-a", "up")
+    store.add_correction("cmpl-b", " a maker of thermostats, vacuums and locks.")
+    for kind in ("dpo", "kto", "sft"):
+        out = ex.build(store, kind)
+        assert out.rows == [] and out.text_only and all("raw text completion" in line for line in out.text_only)
+    assert len(ex.build(store, "dpo").text_only) == 2  # the pair and the correction
+    assert ex.build(store, "dpo", model="someone-else").text_only == []
+    with pytest.raises(ValueError):
+        store.log_completion(id="x", model_id=store.mid, messages=Q, prompt="both", answer="", finish_reason="stop",
+                             sampling={}, prompt_tokens=0, completion_tokens=0, latency_s=0, source="test")
+
+
 def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
     path = tmp_path / "race.db"
     code = f"from chatforge.store import Store; Store({str(path)!r}).close()"
