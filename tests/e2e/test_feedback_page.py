@@ -4,24 +4,14 @@ one, and an arena vote. Each step is checked in the store itself, not only on th
 (the page's Content-Security-Policy forbids the string evaluation that wait_for_function needs)."""
 
 import re
-import shutil
 from types import SimpleNamespace
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 LAST = "#log .msg.assistant:last-child"
 
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no chromium found (scripts/install_chromium.sh installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +34,6 @@ def server(tiny_model, tiny_gpt2, tmp_path_factory):
         yield SimpleNamespace(url=url, store=store, model=app.state.model_id)
     store.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

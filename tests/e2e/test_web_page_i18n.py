@@ -7,7 +7,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from test_web_page_tools import FLAGS, ScriptedBatch, _chromium
+from test_web_page_tools import ScriptedBatch
 
 from chatforge.serve.app import page_catalogs
 
@@ -30,13 +30,6 @@ def server(tiny_model):
     with background(app) as url:
         yield SimpleNamespace(url=url)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ pytestmark = pytest.mark.e2e
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 TOOLS = [{"type": "function", "function": {"name": "get_order_status", "parameters": {
     "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 LAST = "#log .msg.assistant:last-child"
 
 
@@ -69,14 +67,6 @@ class ScriptedBatch:
         return out
 
 
-def _chromium() -> str:
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("no chromium found (scripts/install_chromium.sh installs it)")
-
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
@@ -97,13 +87,6 @@ def server(tiny_model, tmp_path_factory):
         yield SimpleNamespace(url=url, store=store)
     store.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
