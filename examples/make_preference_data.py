@@ -28,9 +28,11 @@ Usage:
 
 from __future__ import annotations
 
-import hashlib
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_example_data import dumps, stable_order, write_jsonl  # noqa: E402 (the same JSONL writing as the SFT data)
 
 SYSTEM = "You are Lumora Home's customer support assistant. Answer briefly and accurately."
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -254,15 +256,6 @@ def preference(question: str, chosen: str, rejected: str) -> dict:
             "non_preferred_output": [{"role": "assistant", "content": rejected}]}
 
 
-def dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
-
-
-def stable_order(rows: list[dict]) -> list[dict]:
-    """Mix rows in a fixed, Python-version-independent order (sha256 of text)."""
-    return sorted(rows, key=lambda r: hashlib.sha256(dumps(r).encode("utf-8")).hexdigest())
-
-
 def check_facts(sft_text: str | None = None) -> None:
     """Every fact well formed, asked differently in training and held-out, and absent from the SFT data."""
     ids = [f[0] for f in FACTS]
@@ -288,13 +281,6 @@ def build_pairs() -> tuple[list[dict], list[dict]]:
         for j, q in enumerate(heldout_qs):
             heldout.append(preference(q, right, wrong[j]))
     return stable_order(train), stable_order(heldout)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(dumps(row) + "\n")
 
 
 def main() -> None:
