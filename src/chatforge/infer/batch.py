@@ -42,7 +42,8 @@ def _pad_left(t, width: int, dim: int):
     return F.pad(t, (missing, 0) if dim == -1 else (0, 0, missing, 0))
 
 
-def _plain(cache) -> bool:
+def is_plain_cache(cache) -> bool:
+    """The cache is made of DynamicLayers (per layer `keys`/`values` (B, H, T, D)): rows can be merged and trimmed."""
     layers = getattr(cache, "layers", None)
     return layers is not None and all(type(x).__name__ == "DynamicLayer" for x in layers)
 
@@ -64,7 +65,7 @@ class Batch:
 
     def can_admit(self) -> bool:
         """New rows can join: the batch is empty, or its cache is made of plain DynamicLayers."""
-        return self.cache is None or _plain(self.cache)
+        return self.cache is None or is_plain_cache(self.cache)
 
     def admit(self, ids: list[int], prompts: list[list[int]], params: list[SamplingParams],
               cancelled: Callable[[int], bool] | None = None) -> list[Update]:
@@ -171,7 +172,7 @@ class Batch:
     def _remember(self, seq: Sequence, cache, mask, row: int) -> None:
         """Put a finished sequence's keys/values into the prefix cache (for the next turn of its conversation)."""
         prefix = self.engine.prefix_cache
-        if prefix is None or cache is None or not _plain(cache):
+        if prefix is None or cache is None or not is_plain_cache(cache):
             return
         cols = mask.nonzero().squeeze(-1)  # (n,): the row's real columns
         tokens = (seq.prompt + seq.ids)[:cols.numel()]
@@ -207,7 +208,7 @@ class Batch:
         self.ids = [self.ids[r] for r in rows]
         self.attention, self.next_ids = self.attention[index], self.next_ids[index]
         start = int(self.attention.any(dim=0).long().argmax())  # the first column some row still uses
-        if start > 0 and _plain(self.cache):
+        if start > 0 and is_plain_cache(self.cache):
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
             self.attention = self.attention[:, start:]

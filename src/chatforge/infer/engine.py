@@ -6,6 +6,13 @@
     run(prompts, params)             one Batch: admit them all, step until every one is done or cancelled
 
 `forward` is the one place the model is called: (B, S) new tokens + the cache -> last logits (B, V) float32.
+
+compile=True: the single-stream decode step ((1, 1) new token over a plain DynamicCache) runs a `torch.compile`d
+model (inductor; on a CPU it writes C++) with frozen weights, so the linear layers use prepacked oneDNN /
+int8 kernels instead of eager dispatch per op; the cache's time axis is marked dynamic, so the graph is compiled
+once per process (inductor's on-disk cache makes later processes quicker) and not per length. Prefill and
+batched steps (B > 1) stay eager: their shapes vary, and a graph per batch size would cost more compile time
+than it saves. The compiled step computes the same tokens as the eager one (tests/unit/infer/test_compile.py).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from chatforge.errors import ChatforgeError
-from chatforge.infer.batch import Batch
+from chatforge.infer.batch import Batch, is_plain_cache
 from chatforge.infer.prefix import PrefixCache
 from chatforge.infer.sampling import SamplingParams
 from chatforge.infer.sequence import Completion, Sequence, Update
@@ -26,7 +33,7 @@ class Engine:
     prefix_cache_tokens: how many tokens of recent sequences' keys/values to keep for prefix reuse (0 = off).
     """
 
-    def __init__(self, loaded, *, max_batch_size: int = 16, prefix_cache_tokens: int = 8192):
+    def __init__(self, loaded, *, max_batch_size: int = 16, prefix_cache_tokens: int = 8192, compile: bool = False):
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.name = getattr(loaded, "name", "model")
@@ -41,6 +48,8 @@ class Engine:
                                   or 2048)
         self.vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
+        self.compile = compile
+        self._compiled = None  # the torch.compile'd model, built at the first single-stream decode step
 
     # ---- prompts -------------------------------------------------------------------------------------------
     def encode_chat(self, messages: list[dict]) -> list[int]:
@@ -126,7 +135,38 @@ class Engine:
         """(B, S) ids, (B, T) mask, (B, S) positions, cache -> (last logits (B, V) float32, the updated cache)."""
         import torch
 
+        model = self.model
+        if self.compile and self._single_stream_step(input_ids, attention, cache):
+            model = self._compiled_model()
+            torch._dynamo.mark_dynamic(attention, 1)  # (1, T): T grows every step; one graph for every T
+            for layer in cache.layers:
+                torch._dynamo.mark_dynamic(layer.keys, 2)
+                torch._dynamo.mark_dynamic(layer.values, 2)
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache,
-                             use_cache=True, logits_to_keep=1)
+            try:
+                out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=1)
+            except Exception as e:
+                if model is self.model:
+                    raise
+                # inductor needs a working C++ compiler on a CPU; say what failed instead of a compiler trace
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise ChatforgeError(f"{self.name}: torch.compile of the decode step failed ({type(e).__name__}: "
+                                     f"{first})", hint="run without --compile (eager decoding)") from None
         return out.logits[:, -1, :].float(), out.cache
+
+    @staticmethod
+    def _single_stream_step(input_ids, attention, cache) -> bool:
+        """One row, one new token, over a plain DynamicCache at least 2 long (a length-1 axis would be
+        specialized by the compiler, not marked dynamic)."""
+        return (tuple(input_ids.shape) == (1, 1) and cache is not None and is_plain_cache(cache)
+                and attention.shape[1] > 2)
+
+    def _compiled_model(self):
+        if self._compiled is None:
+            import torch
+
+            # freezing: weights become constants of the graph, so inductor prepacks them for oneDNN (bf16) and
+            # picks the fused int8 weight-only kernel (torchao) instead of dequantizing per call.
+            self._compiled = torch.compile(self.model, fullgraph=True, options={"freezing": True})
+        return self._compiled
