@@ -5,13 +5,18 @@
 
 Prints, each as tokens/s and as a ratio to the memory-bandwidth bound measured here (bytes of weights read per
 token / measured read bandwidth over a buffer of that size, so an L3 that holds the weights counts):
-  - single-stream greedy decode: chatforge fp32, bf16, int8 (torchao); HF `generate` (fp32, bf16);
-    llama.cpp (llama-cpp-python, f16 GGUF of the same model) when installed, else skipped;
+  - single-stream greedy decode: chatforge fp32, bf16, int8 (torchao), eager and with the compiled decode step
+    (Engine(compile=True): torch.compile, frozen weights; its first-call compile time too); HF `generate`
+    (fp32, bf16); llama.cpp (llama-cpp-python, f16 GGUF of the same model) when installed, else skipped;
   - time to first token of a 1,000-token prompt (chatforge, bf16), and of a follow-up turn (prefix cache);
   - aggregate tokens/s of 8 concurrent streams (chatforge's Batch) against one stream, and transformers' own
     continuous batching (`generate_batch`) on the same 8 prompts;
   - answering the demo's 60 held-out questions: this engine (auto dtype) vs the engine before issue #14
-    (commit ad73fe4's generation.py, fp32), and greedy token agreement of bf16 / int8 with fp32.
+    (commit ad73fe4's generation.py, fp32), and greedy token agreement of bf16 / int8 with fp32, two ways:
+    free-running (each precision answers on its own; tokens of the common prefix / fp32 tokens: one early
+    flip of a near tie makes the rest of the answer count as disagreement) and teacher-forced (given the
+    fp32 answer so far, the share of its positions where the other precision's argmax is the same token:
+    llama.cpp's "same top token" figure for quantizations).
 """
 
 from __future__ import annotations
@@ -107,9 +112,14 @@ def stream_timing(engine, prompt: list[int], tokens: int) -> tuple[float, float,
 
 def single_stream(engine, tokens: int) -> dict:
     prompt = engine.encode_chat(STORY)
-    stream_timing(engine, prompt, 8)  # warm-up
+    t = time.perf_counter()
+    stream_timing(engine, prompt, 8)  # warm-up (compiles the decode step with compile=True)
+    warm = time.perf_counter() - t
     ttft, tps, n = stream_timing(engine, prompt, tokens)
-    return {"tokens_per_s": round(tps, 1), "tokens": n}
+    r = {"tokens_per_s": round(tps, 1), "tokens": n}
+    if engine.compile:
+        r["first_call_s"] = round(warm, 1)  # of 8 tokens: mostly the compile (inductor's cache makes reruns quicker)
+    return r
 
 
 def concurrent(engine, tokens: int, streams: int) -> dict:
@@ -241,12 +251,32 @@ def answer_time(engine, convs, params) -> tuple[float, list]:
 
 
 def agreement(reference: list, other: list) -> dict:
-    """Greedy agreement with the reference: tokens of the common prefix / reference tokens; exact answers."""
+    """Free-running greedy agreement with the reference: tokens of the common prefix / reference tokens (after
+    the first different token the answers part ways, so the rest counts as disagreement); exact answers."""
     same = total = exact = 0
     for a, b in zip(reference, other):
         n = len(os.path.commonprefix([a.token_ids, b.token_ids]))
         same, total, exact = same + n, total + max(len(a.token_ids), 1), exact + (a.token_ids == b.token_ids)
     return {"token_agreement_pct": round(100 * same / total, 1), "exact_answers_pct": round(100 * exact / len(reference), 1)}
+
+
+def teacher_forced_agreement(engine, convs, reference: list) -> float:
+    """% of the reference answers' positions where `engine`'s greedy choice, given the reference's prompt and
+    answer so far, is the reference's token (one forward over prompt + answer per question)."""
+    import torch
+
+    same = total = 0
+    with torch.inference_mode():
+        for conv, ref in zip(convs, reference):
+            answer = ref.token_ids + ([min(engine.eot_ids)] if ref.finish_reason == "stop" else [])
+            if not answer:
+                continue
+            prompt = engine.encode_chat(conv)
+            logits = engine.model(input_ids=torch.tensor([prompt + answer[:-1]])).logits[0, len(prompt) - 1:]
+            choice = logits.argmax(-1).tolist()  # (len(answer),): the choice at each answer position
+            same += sum(c == t or (t in engine.eot_ids and c in engine.eot_ids) for c, t in zip(choice, answer))
+            total += len(answer)
+    return round(100 * same / total, 1)
 
 
 # ---- main ----------------------------------------------------------------------------------------------------
@@ -257,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=64, help="New tokens per timed stream (default: 64).")
     p.add_argument("--streams", type=int, default=8, help="Concurrent streams (default: 8).")
     p.add_argument("--skip-agreement", action="store_true", help="Skip the held-out answers (agreement, eval time).")
+    p.add_argument("--skip-compile", action="store_true", help="Skip the compiled decode step (it compiles twice).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     args = p.parse_args(argv)
     global MODEL, THREADS
@@ -292,11 +323,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, e in engines.items():
         R[f"chatforge_{name}"] = ratio(single_stream(e, args.tokens), name)
         say(f"single stream chatforge {name}: {R[f'chatforge_{name}']}")
+    for name in ("bf16", "int8") if not args.skip_compile else ():
+        e = engines[name]
+        e.compile = True  # the same model: only its single-stream decode step is compiled
+        R[f"chatforge_{name}_compiled"] = ratio(single_stream(e, args.tokens), name)
+        e.compile = False  # what follows measures the eager engine (batched steps are eager anyway)
+        say(f"single stream chatforge {name}, compiled decode step: {R[f'chatforge_{name}_compiled']}")
     for name in ("fp32", "bf16"):
         R[f"hf_generate_{name}"] = ratio(hf_generate(engines[name], args.tokens), name)
         say(f"single stream HF generate {name}: {R[f'hf_generate_{name}']}")
     R["llama_cpp_f16"] = ratio(llama_cpp(args.tokens, tmp), "bf16")  # f16 reads as many bytes as bf16
     say(f"single stream llama.cpp f16: {R['llama_cpp_f16']}")
+    if "tokens_per_s" in R["llama_cpp_f16"]:
+        best = max((k for k in R if k.startswith("chatforge_")), key=lambda k: R[k]["tokens_per_s"])
+        R["best_single_stream_vs_llama_cpp"] = {
+            "chatforge": best, "ratio": round(R[best]["tokens_per_s"] / R["llama_cpp_f16"]["tokens_per_s"], 2)}
+        say(f"fastest chatforge single stream vs llama.cpp f16: {R['best_single_stream_vs_llama_cpp']}")
 
     R["ttft_bf16"] = long_prompt_ttft(engines["bf16"])
     say(f"time to first token, bf16: {R['ttft_bf16']}")
@@ -316,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             R[f"heldout_seconds_{name}"], outs[name] = answer_time(e, convs, params)
         for name in ("bf16", "int8"):
             R[f"agreement_{name}_vs_fp32"] = agreement(outs["fp32"], outs[name])
+            R[f"agreement_{name}_vs_fp32"]["teacher_forced_pct"] = teacher_forced_agreement(
+                engines[name], convs, outs["fp32"])
             say(f"greedy agreement {name} vs fp32 on {len(convs)} held-out questions: "
                 f"{R[f'agreement_{name}_vs_fp32']}")
         old = old_engine_class().Engine(_loaded_fp32())

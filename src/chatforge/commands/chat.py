@@ -39,7 +39,7 @@ def run(args) -> int:
 
     resolved = resolve(args.model)
     loaded = cfg.load(resolved)
-    engine = Engine(loaded)
+    engine = Engine(loaded, compile=cfg.compile)
     system = args.system if args.system is not None else resolved.system_prompt
     store, ids = logging.open(source="chat", models={engine.name: resolved})
     session = ChatSession(engine, params, system=system or None, store=store, model_id=ids.get(engine.name))

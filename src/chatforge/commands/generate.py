@@ -39,7 +39,7 @@ def run(args) -> int:
     params = cfg.sampling()
     resolved = resolve(args.model)
     loaded = cfg.load(resolved)
-    engine = Engine(loaded)
+    engine = Engine(loaded, compile=cfg.compile)
     if args.raw:
         pieces = _stream_raw(engine, prompt, params)
     else:
