@@ -72,6 +72,32 @@ class Batch:
         """Prefill new sequences, sample their first tokens and join the unfinished ones to the batch."""
         import torch
 
+        # Every tensor of the batch (cache, mask, ids) is made in inference mode, so the compiled decode step
+        # always sees the same kind of tensor (an ordinary one would be a second graph: a recompile).
+        with torch.inference_mode():
+            return self._admit(ids, prompts, params, cancelled)
+
+    def step(self, cancelled: Callable[[int], bool] | None = None) -> list[Update]:
+        """One decode step for every row; rows that finish (or were cancelled) leave the batch."""
+        import torch
+
+        with torch.inference_mode():
+            return self._step(cancelled)
+
+    def evict(self, ids) -> None:
+        """Drop these sequences now (no Completion); unknown ids are ignored."""
+        import torch
+
+        with torch.inference_mode():
+            self._evict(ids)
+
+    def clear(self) -> None:
+        self.ids, self.seqs, self.cache, self.attention, self.next_ids = [], {}, None, None, None
+
+    # ---- internals -----------------------------------------------------------------------------------------
+    def _admit(self, ids, prompts, params, cancelled) -> list[Update]:
+        import torch
+
         engine = self.engine
         for p in prompts:
             engine.check_prompt(p)
@@ -88,8 +114,7 @@ class Batch:
             self._merge([ids[k] for k in keep], cache, attention[keep], first[keep])
         return updates
 
-    def step(self, cancelled: Callable[[int], bool] | None = None) -> list[Update]:
-        """One decode step for every row; rows that finish (or were cancelled) leave the batch."""
+    def _step(self, cancelled) -> list[Update]:
         import torch
 
         if not self.size:
@@ -102,17 +127,12 @@ class Batch:
         self._keep(keep)
         return updates
 
-    def evict(self, ids) -> None:
-        """Drop these sequences now (no Completion); unknown ids are ignored."""
+    def _evict(self, ids) -> None:
         gone = set(ids)
         for i in gone:
             self.seqs.pop(i, None)
         self._keep([r for r, i in enumerate(self.ids) if i not in gone])
 
-    def clear(self) -> None:
-        self.ids, self.seqs, self.cache, self.attention, self.next_ids = [], {}, None, None, None
-
-    # ---- internals -----------------------------------------------------------------------------------------
     def _prefill(self, prompts: list[list[int]], reuse: list[tuple[int, list]]):
         """Run the prompts (minus their reused prefixes) -> (cache, attention (B, T), last logits (B, V))."""
         import torch

@@ -16,13 +16,14 @@ def test_compiled_decode_gives_the_eager_greedy_tokens_and_compiles_once(tiny_mo
     from torch._dynamo.utils import counters
 
     eager = Engine(load_model(str(tiny_model), dtype="float32"), prefix_cache_tokens=0)
-    compiled = Engine(load_model(str(tiny_model), dtype="float32"), prefix_cache_tokens=0, compile=True)
+    compiled = Engine(load_model(str(tiny_model), dtype="float32"), compile=True)  # with the prefix cache
     params = SamplingParams(max_tokens=24)
-    want = [eager.chat(m, params).token_ids for m in MSGS]
+    convs = MSGS + MSGS[1:]  # the repeated prompt is all in the prefix cache: its last token is a (1, 1) step
+    want = [eager.chat(m, params).token_ids for m in convs]
     torch._dynamo.reset()
     counters.clear()
-    got = [compiled.chat(m, params).token_ids for m in MSGS]  # two prompt lengths, 24 cache lengths each
-    assert compiled._compiled is not None  # the compiled path ran...
+    got = [compiled.chat(m, params).token_ids for m in convs]  # prompt lengths x 24 cache lengths each
+    assert compiled._compiled is not None and compiled.prefix_cache.hits >= 1  # the compiled path ran...
     assert got == want  # ...and chose the eager model's tokens
     assert counters["stats"]["unique_graphs"] == 1  # one graph for every cache length, not one per step
 
