@@ -32,3 +32,18 @@ def test_batched_steps_stay_eager(tiny_model):
     engine = Engine(load_model(str(tiny_model), dtype="float32"), prefix_cache_tokens=0, compile=True)
     out = engine.chat_batch(MSGS, SamplingParams(max_tokens=4))
     assert len(out) == 2 and engine._compiled is None  # B = 2 never builds the compiled graph
+
+
+def test_a_failing_compile_is_one_clear_error(tiny_model):
+    from chatforge.errors import ChatforgeError
+
+    engine = Engine(load_model(str(tiny_model), dtype="float32"), prefix_cache_tokens=0, compile=True)
+
+    def broken(**kwargs):  # what inductor raises on a machine without a working C++ compiler
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nlong trace ...")
+
+    engine._compiled = broken
+    with pytest.raises(ChatforgeError) as e:
+        engine.chat(MSGS[0], SamplingParams(max_tokens=8))
+    assert "torch.compile of the decode step failed" in e.value.message and "long trace" not in e.value.message
+    assert "without --compile" in e.value.hint
