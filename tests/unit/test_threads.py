@@ -123,14 +123,13 @@ def test_follow_moves_the_count_with_the_load(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_training_and_serving_follow_the_load(monkeypatch):
-    """The training loop and the server's generation thread poll Follow once per step, from the thread that
-    runs the model (torch's OpenMP count is per calling thread)."""
-    import asyncio
+def test_training_and_decoding_follow_the_load(monkeypatch, tiny_model):
+    """The training loop polls Follow once per optimizer step, the decode Batch once per step (generate, chat,
+    eval and serve's scheduler all step a Batch), from the thread that runs the model."""
     import threading
 
-    from chatforge.infer import Completion, SamplingParams, Update
-    from chatforge.serve import scheduler as sched_mod
+    from chatforge.infer import Engine, SamplingParams
+    from chatforge.models.load import load_model
     from chatforge.train import callbacks
 
     polls: list[str] = []
@@ -140,46 +139,11 @@ def test_training_and_serving_follow_the_load(monkeypatch):
             polls.append(threading.current_thread().name)
 
     monkeypatch.setattr(threads, "Follow", Recorder)
-    cb = callbacks.FollowLoad()
     state = type("S", (), {"is_world_process_zero": True, "global_step": 1, "max_steps": 2})()
-    cb.on_step_end(None, state, None)
+    callbacks.FollowLoad().on_step_end(None, state, None)
     assert polls == [threading.current_thread().name]
 
-    class Batch:  # two steps, then done
-        def __init__(self, engine):
-            self.rows = {}
-
-        size = property(lambda self: len(self.rows))
-        ids = property(lambda self: list(self.rows))
-
-        def can_admit(self):
-            return True
-
-        def admit(self, ids, prompts, params, cancelled=None):
-            self.rows.update((i, 0) for i in ids)
-            return []
-
-        def step(self, cancelled=None):
-            out = []
-            for i in list(self.rows):
-                self.rows[i] += 1
-                done = Completion("xx", "length", 1, 2) if self.rows[i] == 2 else None
-                out.append(Update(i, "x", done))
-                if done:
-                    del self.rows[i]
-            return out
-
-        def clear(self):
-            self.rows = {}
-
-    async def run():
-        s = sched_mod.Scheduler(object(), batcher=Batch)
-        s.start()
-        job = s.submit([1, 2], SamplingParams(max_tokens=2))
-        got = [u async for u in job.updates()]
-        s.stop()
-        return got
-
+    engine = Engine(load_model(str(tiny_model)))
     del polls[:]
-    assert asyncio.run(run())[-1].done is not None
-    assert len(polls) >= 2 and set(polls) == {"chatforge-generate"}
+    done = engine.generate([[1, 2, 3]], [SamplingParams(max_tokens=4, temperature=0.0)])[0]
+    assert len(polls) == done.completion_tokens - 1  # one per decode step (the first token comes from prefill)

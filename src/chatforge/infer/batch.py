@@ -52,7 +52,11 @@ class Batch:
     """The running batch of one Engine. Sequences are named by the ids the caller gives at admission."""
 
     def __init__(self, engine):
+        from chatforge.threads import Follow
+
         self.engine = engine
+        self.follow = Follow()  # torch's thread count follows the machine's load; polled by step(), in the thread
+        # that runs the model (torch's OpenMP count is per calling thread)
         self.ids: list[int] = []  # row -> the caller's id of that sequence
         self.seqs: dict[int, Sequence] = {}
         self.cache = None  # the model's KV cache for the rows
@@ -125,6 +129,7 @@ class Batch:
         self.next_ids = sample(logits, [self.seqs[i].sampler for i in self.ids])  # (B,)
         updates, keep = self._push(self.ids, self.next_ids, self.attention, cancelled, self.cache)
         self._keep(keep)
+        self.follow.poll()
         return updates
 
     def _evict(self, ids) -> None:

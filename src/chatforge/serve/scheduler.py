@@ -119,10 +119,7 @@ class Scheduler:
 
     # ---- worker thread -------------------------------------------------------------------------------------
     def _loop(self) -> None:
-        from chatforge.threads import Follow
-
         batch = self.batcher(self.engine)
-        follow = Follow()  # torch's thread count follows the machine's load (set from this thread: it runs the ops)
         while True:
             new = self._take(batch)
             if new is None:
@@ -140,7 +137,6 @@ class Scheduler:
                 batch.clear()
             self._retire(set(batch.ids))
             self.running = batch.size
-            follow.poll()
         batch.clear()
         self._retire(set())
 
