@@ -9,7 +9,7 @@ slower, not 2x, with one of two cores taken). So the default counts
     processes of lower priority, `nice`d ones, do not count: they give the cores back).
 `--threads N` (any command), CHATFORGE_THREADS=N or OMP_NUM_THREADS=N choose the count instead.
 Load changes while a command runs (a build starts, a browser wakes up): Follow re-measures it from the time
-the command's loop already spends (no sleep) every few seconds, and moves torch's count to match; the training
+the command's loop already spends (no sleep) every two seconds, and moves torch's count to match; the training
 loop and the decode loop call it once per step. An explicit count is never changed.
 Standard library only: the CLI imports this before torch.
 """
@@ -133,7 +133,7 @@ class Follow:
     process's own time: no sleep) and, when the free count differs from the current one, sets it. Does nothing
     when the count was given explicitly or cannot be measured."""
 
-    def __init__(self, interval: float = 5.0, *, requested: int | str | None = None):
+    def __init__(self, interval: float = 2.0, *, requested: int | str | None = None):
         self.interval = interval
         self.enabled = explicit_threads(requested) is None and available_cores() > 1
         self._mark()
