@@ -7,7 +7,9 @@ every second (must answer within 2 s) and samples the server's RSS. Reports: req
 unexpected errors (target 0 unexpected), p50/p95 time to first token, aggregate tokens/s, server RSS at the
 start and the end (target: growth < 5%), slowest /health. The start is the end of a warm-up under the same
 load (--warmup-seconds, default 30 s, counted in the run): the allocator first grows to the largest batch and
-prompt shapes, which is not a leak; growth after that is. The RSS at every minute is printed too.
+prompt shapes, which is not a leak; growth after that is. The server's prefix cache (keys/values of recent
+sequences, bounded: 8,192 tokens, ~190 MB for this model in bf16) fills as answers come, so the growth is also
+reported from the moment /health says it is full (rss_growth_after_cache_full). The RSS at every minute too.
 
     flock /tmp/chatforge-heavy.lock .venv/bin/python bench/soak.py              # 8 clients, 5 minutes
     .venv/bin/python bench/soak.py --minutes 1 --clients 4 --model /path/to/model
@@ -80,7 +82,7 @@ def main() -> None:
     stats = {"served": 0, "disconnected": 0, "expected_errors": 0, "unexpected": [], "tokens": 0, "ttft": []}
     lock = threading.Lock()
     stop_at = time.monotonic() + args.minutes * 60
-    health = {"max_s": 0.0, "failures": 0, "rss": []}  # rss: (seconds since the load started, MB)
+    health = {"max_s": 0.0, "failures": 0, "rss": [], "cache_full_at": None}  # rss: (seconds since start, MB)
     started = time.monotonic()
 
     def client_loop(k: int) -> None:
@@ -126,7 +128,11 @@ def main() -> None:
         while time.monotonic() < stop_at:
             t0 = time.monotonic()
             try:
-                ok = httpx.get(base + "/health", timeout=2).status_code == 200
+                r = httpx.get(base + "/health", timeout=2)
+                ok = r.status_code == 200
+                cache = r.json().get("prefix_cache") if ok else None
+                if cache and health["cache_full_at"] is None and cache["tokens"] >= 0.8 * cache["capacity"]:
+                    health["cache_full_at"] = time.monotonic() - started
             except httpx.HTTPError:
                 ok = False
             health["max_s"] = max(health["max_s"], time.monotonic() - t0)
@@ -145,6 +151,8 @@ def main() -> None:
     rss_end = rss_mb(server.pid)
     after = [mb for t, mb in health["rss"] if t >= args.warmup_seconds]
     rss_start = after[0] if after else rss_first
+    full_at = health["cache_full_at"]
+    full = [mb for t, mb in health["rss"] if full_at is not None and t >= max(full_at, args.warmup_seconds)]
     per_minute = [round(next(mb for t, mb in health["rss"] if t >= 60 * m), 1)
                   for m in range(1, int(wall // 60) + 1) if any(t >= 60 * m for t, _ in health["rss"])]
     alive = server.poll() is None
@@ -162,6 +170,9 @@ def main() -> None:
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1), "rss_max_mb": round(max(
             [mb for _, mb in health["rss"]] + [rss_end]), 1), "rss_each_minute_mb": per_minute,
         "rss_growth": round(rss_end / rss_start - 1, 4) if rss_start else None,
+        "prefix_cache_full_at_s": round(full_at, 1) if full_at is not None else None,
+        "rss_when_cache_full_mb": round(full[0], 1) if full else None,
+        "rss_growth_after_cache_full": round(rss_end / full[0] - 1, 4) if full else None,
         "health_max_s": round(health["max_s"], 3), "health_failures": health["failures"], "server_alive": alive,
         "threads_env": os.environ.get("CHATFORGE_THREADS"),
     }

@@ -221,7 +221,11 @@ class _Service:
 
     async def health(self) -> dict:
         sched = self.scheduler
-        return {"status": "ok", "model": self.model_id, "running": sched.running, "waiting": sched.waiting}
+        out = {"status": "ok", "model": self.model_id, "running": sched.running, "waiting": sched.waiting}
+        cache = getattr(self.engine, "prefix_cache", None)
+        if cache is not None:  # a bounded cache that fills as requests come: the server's RSS grows with it
+            out["prefix_cache"] = {"tokens": cache.stored, "capacity": cache.max_tokens}
+        return out
 
     async def page(self) -> str:
         return self.html

@@ -156,6 +156,8 @@ def test_models_health_and_page(client, server, http):
     assert client.models.retrieve(server.model).id == server.model
     health = httpx.get(server.url + "/health").json()  # no key needed
     assert health["status"] == "ok" and health["model"] == server.model
+    cache = server.engine.prefix_cache  # how full the bounded prefix cache is (the soak benchmark reads it)
+    assert health["prefix_cache"] == {"tokens": cache.stored, "capacity": cache.max_tokens}
     page = httpx.get(server.url + "/")  # the page itself holds no data; it asks for the key
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'content="{server.model}"' in page.text
