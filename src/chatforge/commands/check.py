@@ -54,7 +54,7 @@ def check_data(data: str, cfg: CheckConfig) -> int:
     prepared, report = analyse(data, tokenizer, format=cfg.format, max_length=cfg.max_length,
                                overlong=cfg.overlong, eval_path=cfg.eval_data, columns=cfg.columns,
                                column_separator=cfg.column_separator, strict=cfg.strict)
-    estimate = _estimate(cfg, prepared.stats) if cfg.estimate and prepared.examples else None
+    estimate = _estimate(cfg, prepared) if cfg.estimate and prepared.examples else None
     if cfg.json:
         print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
     else:
@@ -88,22 +88,28 @@ def _check_preferences(data: str, cfg: CheckConfig, tokenizer) -> int:
     return 2 if report.errors else 0
 
 
-def _estimate(cfg: CheckConfig, stats: dict) -> dict:
-    """Seconds per epoch from measured steps of the default training recipe (chatforge.train.speed: LoRA,
-    bf16 where the CPU has it, packed rows of this data's mean example length) on this machine."""
+def _estimate(cfg: CheckConfig, prepared) -> dict:
+    """Seconds per epoch of `chatforge train --data` with its defaults, from measured steps of the default
+    recipe (chatforge.train.speed: LoRA, bf16 where the CPU has it, packed rows of this data's mean example
+    length) on this machine, scaled to the packed rows that run trains per epoch (its --max-length, its eval
+    split held out)."""
     from chatforge.data.stats import estimate_epoch_seconds
     from chatforge.models.load import load_model, set_threads
     from chatforge.train.config import TrainConfig
-    from chatforge.train.speed import DefaultStep
+    from chatforge.train.speed import DefaultStep, epoch_rows
 
+    stats = prepared.stats
     set_threads()
     loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
     train = TrainConfig()
     row = min(train.max_length, stats["max_length"])  # the rows `chatforge train` packs by default
+    rows = epoch_rows(prepared.examples, prepared.kind, row, eval_split=0.0 if cfg.eval_data else train.eval_split,
+                      seed=train.seed)
     step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
     out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
-                                 step=step, budget_s=6.0)
-    out.update(device=str(loaded.device), method=step.method, precision=step.precision)
+                                 step=step, budget_s=6.0, epoch_tokens=rows * row)
+    out.update(device=str(loaded.device), method=step.method, precision=step.precision, epoch_rows=rows,
+               row_length=row)
     return out
 
 

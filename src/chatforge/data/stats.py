@@ -105,11 +105,12 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
 
 
 def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0, rows: int = 1,
-                           step=None) -> dict:
+                           step=None, epoch_tokens: int | None = None) -> dict:
     """Time one epoch on this machine: real training steps of `model` on random (rows, seq_len) tokens, measured,
-    then scaled to the tokens of one packed epoch (padding included). A warm-up step comes first (kernel
-    selection, allocator). `step(model, ids)` is the training step to time (default: a plain forward + backward
-    with the model's own loss; `chatforge check` passes chatforge.train.speed.DefaultStep, the default recipe)."""
+    then scaled to the tokens of one packed epoch (padding included; `epoch_tokens`, default the packed rows of
+    `stats`). A warm-up step comes first (kernel selection, allocator). `step(model, ids)` is the training step
+    to time (default: a plain forward + backward with the model's own loss; `chatforge check` passes
+    chatforge.train.speed.DefaultStep, the default recipe, and the tokens of `chatforge train`'s own epoch)."""
     import torch
 
     seq_len = max(16, min(seq_len, stats["max_length"]))
@@ -134,9 +135,9 @@ def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: 
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     tokens_per_s = rows * seq_len * steps / measured
-    epoch_tokens = stats["packed_rows"] * stats["max_length"]
+    epoch_tokens = epoch_tokens or stats["packed_rows"] * stats["max_length"]
     return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 3),
-            "benchmark_tokens": rows * seq_len, "benchmark_steps": steps,
+            "epoch_tokens": epoch_tokens, "benchmark_tokens": rows * seq_len, "benchmark_steps": steps,
             "benchmark_seconds": round(time.perf_counter() - start, 2)}
 
 

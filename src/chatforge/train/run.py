@@ -177,8 +177,6 @@ def _check_request(cfg: TrainConfig) -> None:
 
 def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     """Read, validate and encode (chatforge.data); hold out an eval split when there is no --eval-data."""
-    import random
-
     from chatforge.data import prepare
 
     opts = dict(format=cfg.format, max_length=cfg.max_length, overlong=cfg.overlong, lenient=cfg.lenient)
@@ -195,10 +193,7 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
         eval_prepared = prepare(cfg.eval_data, tokenizer, **opts)
         eval_examples = list(eval_prepared.examples)
         stats["eval"] = eval_prepared.stats
-    elif cfg.eval_split > 0 and len(examples) >= 10:
-        order = list(range(len(examples)))
-        random.Random(cfg.seed).shuffle(order)
-        held = set(order[:min(MAX_EVAL_EXAMPLES, max(1, round(len(examples) * cfg.eval_split)))])
+    elif held := held_out(len(examples), cfg.eval_split, cfg.seed):
         eval_examples = [e for i, e in enumerate(examples) if i in held]
         examples = [e for i, e in enumerate(examples) if i not in held]
         stats["eval"] = {"examples": len(eval_examples), "held_out_from_train": cfg.eval_split}
@@ -206,6 +201,17 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
         eval_examples = []
     stats["train_examples_used"] = len(examples)
     return prepared.kind, examples, eval_examples, stats
+
+
+def held_out(n: int, split: float, seed: int) -> set[int]:
+    """Indices of the n examples held out for evaluation when there is no --eval-data (none below 10)."""
+    import random
+
+    if split <= 0 or n < 10:
+        return set()
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return set(order[:min(MAX_EVAL_EXAMPLES, max(1, round(n * split)))])
 
 
 def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainConfig:

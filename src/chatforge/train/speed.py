@@ -57,3 +57,22 @@ def _resolved(cfg):
     import dataclasses
 
     return dataclasses.replace(cfg, lr=cfg.learning_rate, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank)
+
+
+def epoch_rows(examples: list, kind: str, max_length: int, *, eval_split: float, seed: int) -> int:
+    """Packed rows of one epoch of `chatforge train` on these encoded examples, as it would run them: rows of
+    `max_length` (chats longer than it are dropped, raw text is cut into blocks of it), the eval split held out
+    (chatforge.train.run.held_out; 0 when there is --eval-data). Examples encoded at a longer --max-length
+    (chatforge check's default is 2048) give the rows of the train run's own encoding."""
+    from chatforge.data.encode import Encoded
+    from chatforge.data.pack import pack
+    from chatforge.train.run import held_out
+
+    if kind == "text":  # one token stream cut into blocks: the same tokens in blocks of max_length
+        stream = sum(len(e) for e in examples)
+        lengths = [min(max_length, stream - s) for s in range(0, stream, max_length)]
+        examples = [Encoded([0] * n, [0] * n) for n in lengths if n > 1]
+    else:
+        examples = [e for e in examples if len(e) <= max_length]
+    held = held_out(len(examples), eval_split, seed)
+    return len(pack([e for i, e in enumerate(examples) if i not in held], max_length))

@@ -1,0 +1,42 @@
+"""`chatforge check --estimate` predicts the epoch `chatforge train` runs: the same packed rows (its --max-length,
+its eval split held out, over-long chats dropped), timed with the default recipe's step."""
+
+import json
+
+import pytest
+
+
+def _train_rows(make_cfg, **overrides) -> int:
+    from chatforge.train.run import train
+
+    run = train(make_cfg(max_steps=1, save_every=100, eval_every=100, tensorboard=False, **overrides))
+    return json.loads((run / "data_stats.json").read_text())["packing"]["rows"]
+
+
+@pytest.mark.parametrize("eval_split", [0.1, 0.0])
+def test_epoch_rows_are_the_rows_train_packs(make_cfg, tokenizer, chat_file, eval_split):
+    """Examples encoded at check's longer --max-length give the rows of the train run's own encoding."""
+    from chatforge.data import prepare
+    from chatforge.train.speed import epoch_rows
+
+    rows = _train_rows(make_cfg, eval_split=eval_split, max_length=96)  # rows of 96: a few chats are longer
+    prepared = prepare(chat_file, tokenizer, max_length=2048)
+    assert any(len(e) > 96 for e in prepared.examples)  # the drop rule is exercised
+    assert epoch_rows(prepared.examples, "chat", 96, eval_split=eval_split, seed=42) == rows
+    assert epoch_rows(prepared.examples, "chat", 2048, eval_split=eval_split, seed=42) < rows
+
+
+def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_cli, tiny_model, chat_file, capsys):
+    from chatforge.train.config import TrainConfig
+
+    default = TrainConfig()
+    rows = _train_rows(make_cfg, max_length=default.max_length, micro_batch_tokens=default.micro_batch_tokens,
+                       batch_tokens=default.batch_tokens)
+    capsys.readouterr()  # the run's summary
+    code, out, err = run_cli("check", chat_file, "--model", tiny_model, "--json")
+    assert code == 0, err
+    est = json.loads(out)["estimate"]
+    assert est["row_length"] == default.max_length and est["benchmark_tokens"] == default.micro_batch_tokens
+    assert est["epoch_rows"] == rows  # train's own rows (check packs rows of 2048 over all examples)
+    assert est["epoch_tokens"] == rows * default.max_length
+    assert est["epoch_seconds"] == pytest.approx(est["epoch_tokens"] / est["tokens_per_second"], rel=0.01)
