@@ -52,8 +52,10 @@ def main() -> None:
                                                                      "default one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="chatforge TrainConfig overrides, e.g. --set method=full")
-    p.add_argument("--worker", choices=["chatforge", "chatforge-compile", "chatforge-sdpa", "trl"],
-                   help=argparse.SUPPRESS)
+    p.add_argument("--vs", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                   help="also run chatforge with these TrainConfig overrides, in the same run, e.g. "
+                        "--vs full:method=full --vs gemma:model=gemma3-270m (the ratio to chatforge is printed)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -71,11 +73,14 @@ def main() -> None:
     results = {}
     runs = ([("chatforge", args.steps)] + [("chatforge-sdpa", args.steps)] * args.sdpa
             + [("chatforge-compile", args.steps)] * args.compile + [("trl", trl_steps)] * (not args.no_trl))
+    variants = dict(v.partition(":")[::2] for v in args.vs)  # label -> "k=v,k=v"
+    runs[1:1] = [(f"chatforge-{label}", args.steps) for label in variants]
     for name, steps in runs:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(steps),
                "--batch-tokens", str(args.batch_tokens), "--max-length", str(args.max_length), "--model", args.model]
-        cmd += [a for kv in args.set for a in ("--set", kv)]
+        extra = variants.get(name.removeprefix("chatforge-"), "") if name.startswith("chatforge-") else ""
+        cmd += [a for kv in args.set + [kv for kv in extra.split(",") if kv] for a in ("--set", kv)]
         subprocess.run(cmd, check=True, env={**os.environ, "BENCH_TRL_ACCUM": str(accum)})
         results[name] = json.loads((workdir / f"{name}.json").read_text())
     report(results, args)
@@ -172,7 +177,8 @@ def chatforge_worker(args, workdir: Path) -> dict:
                 break
             except ValueError:
                 pass
-    cfg = TrainConfig(model=args.model, data=str(workdir / "train.jsonl"), eval_split=0.0,
+    model = overrides.pop("model", args.model)
+    cfg = TrainConfig(model=model, data=str(workdir / "train.jsonl"), eval_split=0.0,
                       max_length=args.max_length, batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR,
                       lora_rank=16, save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
                       compile=args.worker == "chatforge-compile", **overrides)
@@ -231,7 +237,7 @@ def report(results: dict, args) -> None:
             ("optimizer steps", "steps", "{}"), ("tokens per step", "tokens_per_step", "{:.0f}"),
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
             ("eval loss (assistant tokens)", "eval_loss", "{:.4f}")]
-    print(f"\ntrain throughput: {args.model} {' '.join(args.set)}, LoRA r=16 all linear, max length {args.max_length}, "
+    print(f"\ntrain throughput: {args.model} {' '.join(args.set)} {' '.join(args.vs)}, LoRA r=16 all linear, max length {args.max_length}, "
           f"{args.batch_tokens} tokens/step, lr {LR:g}, {os.cpu_count()} CPU threads\n")
     print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}" * bool(trl))
     for label, key, fmt in rows:
@@ -239,8 +245,10 @@ def report(results: dict, args) -> None:
               + (f" {fmt.format(trl[key]):>15}" if trl else ""))
     print(f"{'MFU (steady)':30}" + "".join(f" {100 * results[n]['mfu']:>17.1f}%" for n in ours))
     for name in ours[1:]:
-        print(f"\n{name} vs chatforge: {results[name]['tokens_per_s'] / results['chatforge']['tokens_per_s']:.2f}x "
-              "steady tokens/s")
+        a, b = results[name], results["chatforge"]
+        print(f"\n{name} vs chatforge: {a['tokens_per_s'] / b['tokens_per_s']:.2f}x steady tokens/s, "
+              f"{(a['seconds'] - a['first_step_s']) / max(1, a['steps'] - 1) / ((b['seconds'] - b['first_step_s']) / max(1, b['steps'] - 1)):.2f}x "
+              "steady step time")
     for name in ours * bool(trl):
         cf = results[name]
         print(f"\n{name} vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
