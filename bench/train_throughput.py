@@ -133,7 +133,7 @@ class StepTimer:
                 (t0, n0), (t1, n1), (tn, nn) = self.marks[0], self.marks[1], self.marks[-1]
                 return {"tokens": nn - n0, "steps": len(self.marks) - 1, "seconds": tn - t0,
                         "tokens_per_step": (nn - n0) / (len(self.marks) - 1),
-                        "first_step_s": t1 - t0, "tokens_per_s": (nn - n1) / (tn - t1),
+                        "first_step_s": t1 - t0, "tokens_per_s": (nn - n1) / max(tn - t1, 1e-9),  # (0: one step)
                         "tokens_per_s_all_steps": (nn - n0) / (tn - t0), "peak_rss_mb": self.peak_rss_mb}
 
         return _Timer()

@@ -93,7 +93,7 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
     recipe (chatforge.train.speed: LoRA, bf16 where the CPU has it, packed rows of this data's mean example
     length) on this machine, scaled to the packed rows that run trains per epoch (its --max-length, its eval
     split held out)."""
-    from chatforge.data.stats import estimate_epoch_seconds
+    from chatforge.data.stats import auto_epochs, estimate_epoch_seconds
     from chatforge.models.load import load_model, set_threads
     from chatforge.train.config import TrainConfig
     from chatforge.train.speed import DefaultStep, epoch_rows
@@ -103,13 +103,14 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
     loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
     train = TrainConfig()
     row = min(train.max_length, stats["max_length"])  # the rows `chatforge train` packs by default
-    rows = epoch_rows(prepared.examples, prepared.kind, row, eval_split=0.0 if cfg.eval_data else train.eval_split,
+    rows, examples = epoch_rows(prepared.examples, prepared.kind, row, eval_split=0.0 if cfg.eval_data else train.eval_split,
                       seed=train.seed)
     step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
     out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
                                  step=step, budget_s=6.0, epoch_tokens=rows * row)
+    epochs = auto_epochs(examples)  # what --epochs auto picks for the examples that train
     out.update(device=str(loaded.device), method=step.method, precision=step.precision, epoch_rows=rows,
-               row_length=row)
+               row_length=row, epochs=epochs, run_seconds=round(epochs * out["epoch_seconds"], 1))
     return out
 
 
@@ -184,5 +185,6 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
     if estimate:
         out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
                    f"(measured {estimate['tokens_per_second']:.0f} tokens/s, {estimate['method']}, "
-                   f"{estimate['precision']})")
+                   f"{estimate['precision']}); the default run: {estimate['epochs']} epochs, about "
+                   f"{format_duration(estimate['run_seconds'])} of training steps")
     return "\n".join(out)

@@ -7,10 +7,18 @@ import pytest
 
 
 def _train_rows(make_cfg, **overrides) -> int:
+    return _train_facts(make_cfg, **overrides)[0]
+
+
+def _train_facts(make_cfg, **overrides) -> tuple[int, int]:
+    """(packed rows, epochs) of a `chatforge train` run: its data_stats.json and config.yaml."""
+    import yaml
+
     from chatforge.train.run import train
 
     run = train(make_cfg(max_steps=1, save_every=100, eval_every=100, tensorboard=False, **overrides))
-    return json.loads((run / "data_stats.json").read_text())["packing"]["rows"]
+    epochs = yaml.safe_load((run / "config.yaml").read_text())["epochs"]
+    return json.loads((run / "data_stats.json").read_text())["packing"]["rows"], epochs
 
 
 @pytest.mark.parametrize("eval_split", [0.1, 0.0])
@@ -22,15 +30,15 @@ def test_epoch_rows_are_the_rows_train_packs(make_cfg, tokenizer, chat_file, eva
     rows = _train_rows(make_cfg, eval_split=eval_split, max_length=96)  # rows of 96: a few chats are longer
     prepared = prepare(chat_file, tokenizer, max_length=2048)
     assert any(len(e) > 96 for e in prepared.examples)  # the drop rule is exercised
-    assert epoch_rows(prepared.examples, "chat", 96, eval_split=eval_split, seed=42) == rows
-    assert epoch_rows(prepared.examples, "chat", 2048, eval_split=eval_split, seed=42) < rows
+    assert epoch_rows(prepared.examples, "chat", 96, eval_split=eval_split, seed=42)[0] == rows
+    assert epoch_rows(prepared.examples, "chat", 2048, eval_split=eval_split, seed=42)[0] < rows
 
 
 def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_cli, tiny_model, chat_file, capsys):
     from chatforge.train.config import TrainConfig
 
     default = TrainConfig()
-    rows = _train_rows(make_cfg, max_length=default.max_length, micro_batch_tokens=default.micro_batch_tokens,
+    rows, run_epochs = _train_facts(make_cfg, epochs="auto", max_length=default.max_length, micro_batch_tokens=default.micro_batch_tokens,
                        batch_tokens=default.batch_tokens)
     capsys.readouterr()  # the run's summary
     code, out, err = run_cli("check", chat_file, "--model", tiny_model, "--json")
@@ -40,3 +48,5 @@ def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_c
     assert est["epoch_rows"] == rows  # train's own rows (check packs rows of 2048 over all examples)
     assert est["epoch_tokens"] == rows * default.max_length
     assert est["epoch_seconds"] == pytest.approx(est["epoch_tokens"] / est["tokens_per_second"], rel=0.01)
+    assert est["epochs"] == run_epochs  # --epochs auto of the examples that train (not of all of them)
+    assert est["run_seconds"] == pytest.approx(run_epochs * est["epoch_seconds"], rel=0.01)
