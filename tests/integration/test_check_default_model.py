@@ -28,8 +28,9 @@ def test_bundled_examples_check_clean_with_estimate(run_cli):
     assert report["stats"]["examples"] == 383 and report["stats"]["auto_epochs"] == 8
     est = report["estimate"]
     assert est["tokens_per_second"] > 0 and est["benchmark_steps"] >= 1
-    assert est["epoch_seconds"] == pytest.approx(report["stats"]["packed_rows"] * 2048 / est["tokens_per_second"],
-                                                 rel=0.01)
+    # train's own epoch: rows of its --max-length (1024), nothing held out (--eval-data), all 383 examples
+    assert est["row_length"] == 1024 and est["epochs"] == 8
+    assert est["epoch_seconds"] == pytest.approx(est["epoch_rows"] * 1024 / est["tokens_per_second"], rel=0.01)
     assert est["benchmark_seconds"] < 60  # ~5 s on an idle 2-core CPU; CI machines are shared
 
 
