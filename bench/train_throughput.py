@@ -16,6 +16,8 @@ Each runs in its own child process, one after the other; each reports
     .venv/bin/python bench/train_throughput.py --compile  # also chatforge train --compile
     .venv/bin/python bench/train_throughput.py --max-length 2048 --batch-tokens 8192 --no-trl --sdpa
                                                     # long packed rows; --sdpa: also transformers' masked sdpa
+    .venv/bin/python bench/train_throughput.py --max-length 1024 --batch-tokens 2048 --no-trl --vs full:method=full
+                                                    # another config in the same run (here full fine-tuning)
 """
 
 from __future__ import annotations
