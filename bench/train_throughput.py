@@ -239,7 +239,8 @@ def report(results: dict, args) -> None:
             ("optimizer steps", "steps", "{}"), ("tokens per step", "tokens_per_step", "{:.0f}"),
             ("peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
             ("eval loss (assistant tokens)", "eval_loss", "{:.4f}")]
-    print(f"\ntrain throughput: {args.model} {' '.join(args.set)} {' '.join(args.vs)}, LoRA r=16 all linear, max length {args.max_length}, "
+    print(f"\ntrain throughput: {args.model} {' '.join(args.set + args.vs)}, LoRA r=16 all linear, "
+          f"max length {args.max_length}, "
           f"{args.batch_tokens} tokens/step, lr {LR:g}, {os.cpu_count()} CPU threads\n")
     print(f"{'':30}" + "".join(f" {name:>18}" for name in ours) + f" {'TRL SFTTrainer':>15}" * bool(trl))
     for label, key, fmt in rows:
@@ -248,9 +249,9 @@ def report(results: dict, args) -> None:
     print(f"{'MFU (steady)':30}" + "".join(f" {100 * results[n]['mfu']:>17.1f}%" for n in ours))
     for name in ours[1:]:
         a, b = results[name], results["chatforge"]
+        step_a, step_b = ((r["seconds"] - r["first_step_s"]) / max(1, r["steps"] - 1) for r in (a, b))
         print(f"\n{name} vs chatforge: {a['tokens_per_s'] / b['tokens_per_s']:.2f}x steady tokens/s, "
-              f"{(a['seconds'] - a['first_step_s']) / max(1, a['steps'] - 1) / ((b['seconds'] - b['first_step_s']) / max(1, b['steps'] - 1)):.2f}x "
-              "steady step time")
+              f"{step_a / step_b:.2f}x steady step time")
     for name in ours * bool(trl):
         cf = results[name]
         print(f"\n{name} vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "

@@ -103,8 +103,8 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
     loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
     train = TrainConfig()
     row = min(train.max_length, stats["max_length"])  # the rows `chatforge train` packs by default
-    rows, examples = epoch_rows(prepared.examples, prepared.kind, row, eval_split=0.0 if cfg.eval_data else train.eval_split,
-                      seed=train.seed)
+    split = 0.0 if cfg.eval_data else train.eval_split  # with --eval-data nothing is held out
+    rows, examples = epoch_rows(prepared.examples, prepared.kind, row, eval_split=split, seed=train.seed)
     step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
     out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
                                  step=step, budget_s=6.0, epoch_tokens=rows * row)

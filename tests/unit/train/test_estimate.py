@@ -38,8 +38,9 @@ def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_c
     from chatforge.train.config import TrainConfig
 
     default = TrainConfig()
-    rows, run_epochs = _train_facts(make_cfg, epochs="auto", max_length=default.max_length, micro_batch_tokens=default.micro_batch_tokens,
-                       batch_tokens=default.batch_tokens)
+    rows, run_epochs = _train_facts(make_cfg, epochs="auto", max_length=default.max_length,
+                                    micro_batch_tokens=default.micro_batch_tokens,
+                                    batch_tokens=default.batch_tokens)
     capsys.readouterr()  # the run's summary
     code, out, err = run_cli("check", chat_file, "--model", tiny_model, "--json")
     assert code == 0, err
