@@ -179,11 +179,11 @@ def chatforge_worker(args, workdir: Path) -> dict:
                 break
             except ValueError:
                 pass
-    model = overrides.pop("model", args.model)
-    cfg = TrainConfig(model=model, data=str(workdir / "train.jsonl"), eval_split=0.0,
-                      max_length=args.max_length, batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR,
-                      lora_rank=16, save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
-                      compile=args.worker == "chatforge-compile", **overrides)
+    values = dict(model=args.model, data=str(workdir / "train.jsonl"), eval_split=0.0,
+                  max_length=args.max_length, batch_tokens=args.batch_tokens, max_steps=args.steps, lr=LR,
+                  lora_rank=16, save_every=args.steps, out=str(workdir / f"{args.worker}-run"),
+                  compile=args.worker == "chatforge-compile")
+    cfg = TrainConfig(**{**values, **overrides})  # --set / --vs may override any of these
     run = setup(cfg)
     if args.worker == "chatforge-sdpa":
         model = run.trainer.model
