@@ -9,7 +9,6 @@ Input.insertText, Input.dispatchKeyEvent), not element.click(). Skipped when no 
 import base64
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -19,6 +18,7 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
+from conftest import chromium_path
 
 pytestmark = pytest.mark.e2e
 KEY = "page-key"
@@ -117,13 +117,6 @@ class DevTools:
                              f"{self.js('document.getElementById(`log`).outerHTML')}")
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no chromium found (scripts/install_chromium.sh installs it)")
-
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
@@ -145,7 +138,7 @@ def server(tiny_model):
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
-    proc = subprocess.Popen([_chromium(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+    proc = subprocess.Popen([chromium_path(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port_file = profile / "DevToolsActivePort"  # chromium writes its debugging port here
