@@ -23,9 +23,12 @@ Usage:
 
 from __future__ import annotations
 
-import hashlib
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_example_data import stable_order, write_jsonl  # noqa: E402 (the same order and JSONL as the English data)
 
 SYSTEM = "你是青禾电器的客服助手，请简洁、准确地回答用户的问题。"
 
@@ -219,8 +222,7 @@ def build() -> tuple[list[dict], list[dict]]:
         _, prod, answer, _, held = by_id[fid]
         heldout.append(_conv(held, answer, "这个产品的免费维修期有多长？", warranty[prod]))
     _check(train, heldout)
-    key = lambda r: hashlib.sha256(json.dumps(r, ensure_ascii=False).encode()).hexdigest()  # noqa: E731
-    return sorted(train, key=key), sorted(heldout, key=key)
+    return stable_order(train), stable_order(heldout)
 
 
 def _check(train: list[dict], heldout: list[dict]) -> None:
@@ -236,13 +238,6 @@ def _check(train: list[dict], heldout: list[dict]) -> None:
     rows = [json.dumps(r, ensure_ascii=False) for r in train]
     assert len(rows) == len(set(rows)), "duplicate training rows"
     assert len(train) >= 400, len(train)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def main() -> None:
