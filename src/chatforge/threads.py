@@ -93,12 +93,15 @@ def busy_cores(interval: float = 0.2) -> float:
     if a is None:
         return 0.0
     time.sleep(interval)
-    b, own_b = _cpu_times(), _own_jiffies()
-    total = b[1] - a[1]
-    if total <= 0:
+    return _others(a, own_a, _cpu_times(), _own_jiffies())
+
+
+def _others(a, own_a: int, b, own_b: int) -> float:
+    """Cores other processes kept busy between two (machine, own) samples; 0.0 when it cannot be told."""
+    if a is None or b is None or b[1] <= a[1]:
         return 0.0
     busy = max(0, (b[0] - a[0]) - (own_b - own_a))
-    return busy / total * (os.cpu_count() or 1)
+    return busy / (b[1] - a[1]) * (os.cpu_count() or 1)
 
 
 def explicit_threads(requested: int | str | None = None) -> int | None:
@@ -148,10 +151,8 @@ class Follow:
         before, own_before = self.machine, self.own
         self._mark()
         if before is None or self.machine is None or self.machine[1] <= before[1]:
-            return None
-        others = max(0, (self.machine[0] - before[0]) - (self.own - own_before))
-        busy = others / (self.machine[1] - before[1]) * (os.cpu_count() or 1)
-        n = _free(available_cores(), busy)
+            return None  # not measurable: keep the count
+        n = _free(available_cores(), _others(before, own_before, self.machine, self.own))
         import torch
 
         if n == torch.get_num_threads():
