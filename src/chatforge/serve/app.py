@@ -458,7 +458,8 @@ def _sse(job: Job, chunk: Callable[..., BaseModel], include_usage: bool,
 def _page(model_id: str, *, system: str | None = None, keeper=None, arena: bool = False,
           name: str = "static/index.html") -> str:
     """A page with the model id and the default system prompt (HTML-escaped), whether conversations are kept,
-    whether there is an arena, and the message catalogs (static/i18n-*.json) the page takes its texts from.
+    whether there is an arena, the message catalogs (static/i18n-*.json) the page takes its texts from and the
+    language code both pages share (static/i18n.js).
     One pass over the template: a value is never searched again for another placeholder."""
     import html
     import re
@@ -468,8 +469,9 @@ def _page(model_id: str, *, system: str | None = None, keeper=None, arena: bool 
               "KEPT": "1" if keeper is not None and keeper.enabled else "0",
               "ARENA": "1" if arena else "0",
               "SYSTEM_PROMPT": html.escape(system or "", quote=True),
-              "I18N": _catalogs_json()}
-    return re.sub(r"__(MODEL_ID|KEPT|ARENA|SYSTEM_PROMPT|I18N)__", lambda m: values[m.group(1)], text)
+              "I18N": _catalogs_json(),
+              "I18N_JS": resources.files("chatforge.serve").joinpath("static/i18n.js").read_text(encoding="utf-8")}
+    return re.sub(r"__(MODEL_ID|KEPT|ARENA|SYSTEM_PROMPT|I18N_JS|I18N)__", lambda m: values[m.group(1)], text)
 
 
 PAGE_LANGUAGES = ("en", "zh")
