@@ -134,11 +134,11 @@ class Follow:
     """Keeps torch's thread count matched to the load while a loop runs: poll() once per step; every `interval`
     seconds it measures the cores other processes used since the last measurement (/proc/stat minus this
     process's own time: no sleep) and, when the free count differs from the current one, sets it. Does nothing
-    when the count was given explicitly or cannot be measured."""
+    when the count was given explicitly, cannot be measured, or `enabled` is False."""
 
-    def __init__(self, interval: float = 2.0, *, requested: int | str | None = None):
+    def __init__(self, interval: float = 2.0, *, requested: int | str | None = None, enabled: bool = True):
         self.interval = interval
-        self.enabled = explicit_threads(requested) is None and available_cores() > 1
+        self.enabled = enabled and explicit_threads(requested) is None and available_cores() > 1
         self._mark()
 
     def _mark(self) -> None:

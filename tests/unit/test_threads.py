@@ -135,6 +135,9 @@ def test_training_and_decoding_follow_the_load(monkeypatch, tiny_model):
     polls: list[str] = []
 
     class Recorder:
+        def __init__(self, **kwargs):
+            pass
+
         def poll(self):
             polls.append(threading.current_thread().name)
 
@@ -147,3 +150,17 @@ def test_training_and_decoding_follow_the_load(monkeypatch, tiny_model):
     del polls[:]
     done = engine.generate([[1, 2, 3]], [SamplingParams(max_tokens=4, temperature=0.0)])[0]
     assert len(polls) == done.completion_tokens - 1  # one per decode step (the first token comes from prefill)
+
+
+def test_a_compiled_engine_keeps_its_thread_count(monkeypatch, tiny_model):
+    """torch.compile guards on the thread count: a change while decoding would compile the graph again (tens of
+    seconds mid-answer, and a second graph), so a compiled engine's Batch does not follow the load."""
+    from chatforge.infer import Engine
+    from chatforge.models.load import load_model
+
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    loaded = load_model(str(tiny_model))
+    assert Engine(loaded).new_batch().follow.enabled
+    assert not Engine(loaded, compile=True).new_batch().follow.enabled

@@ -55,8 +55,10 @@ class Batch:
         from chatforge.threads import Follow
 
         self.engine = engine
-        self.follow = Follow()  # torch's thread count follows the machine's load; polled by step(), in the thread
-        # that runs the model (torch's OpenMP count is per calling thread)
+        # torch's thread count follows the machine's load; polled by step(), in the thread that runs the model
+        # (torch's OpenMP count is per calling thread). Not with a compiled decode step: the thread count is one of
+        # torch.compile's global guards, so a change would recompile the graph (tens of seconds, mid-answer).
+        self.follow = Follow(enabled=not engine.compile)
         self.ids: list[int] = []  # row -> the caller's id of that sequence
         self.seqs: dict[int, Sequence] = {}
         self.cache = None  # the model's KV cache for the rows
