@@ -4,15 +4,17 @@ Both train LoRA r=16 (alpha 32) on all linear layers of the default model, bf16,
 reference being the same weights with the adapters disabled, on the same pairs (the bundled Lumora preference
 pairs, TRL's conversational prompt/chosen/rejected format, read by both), max length 256 (nothing is truncated),
 the same pairs per optimizer step (TRL: its default batch of 8 x gradient accumulation; chatforge: its token
-budget gives the same count) and the same learning rate. TRL is otherwise at its defaults. Each trainer runs in
-its own child process, one after the other, and reports
+budget gives the same count) and the same learning rate. TRL is otherwise at its defaults. chatforge runs twice:
+at its defaults (a run this short does not compile) and with --compile (what a run of >= 250k planned tokens
+gets by default). Each trainer runs in its own child process, one after the other, and reports
   - tokens/s: real (non-padding) tokens of chosen + rejected sequences / training-loop time (steps after the
-    first; the first step includes one-off warm-up),
+    first; the first step includes one-off warm-up: compiling, for --compile; inductor's on-disk cache makes
+    later runs compile quicker),
   - peak RSS of its process,
   - the held-out DPO loss and preference accuracy (reward accuracy) after training, over the held-out pairs,
     computed by the same function for both, in fp32.
 
-    .venv/bin/python bench/dpo_throughput.py             # ~5 minutes on 2 CPU cores
+    .venv/bin/python bench/dpo_throughput.py             # ~7 minutes on 2 CPU cores
     .venv/bin/python bench/dpo_throughput.py --steps 4   # quicker, noisier
 """
 
@@ -34,6 +36,7 @@ HELDOUT = ROOT / "examples" / "data" / "lumora_pairs_heldout.jsonl"
 TRL_BATCH = 8  # TRL's (TrainingArguments') default per-device batch size
 LR = 5e-4
 BETA = 0.1
+WORKERS = ("chatforge", "chatforge-compile", "trl")
 
 
 def main() -> None:
@@ -43,17 +46,18 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--heldout-pairs", type=int, default=40)
     p.add_argument("--model", default="smollm2-135m-instruct", help="any chatforge model argument")
-    p.add_argument("--worker", choices=["chatforge", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        result = (trl_worker if args.worker == "trl" else chatforge_worker)(args, Path(args.workdir))
+        result = trl_worker(args, Path(args.workdir)) if args.worker == "trl" else \
+            chatforge_worker(args, Path(args.workdir), compile=args.worker == "chatforge-compile")
         (Path(args.workdir) / f"{args.worker}.json").write_text(json.dumps(result))
         return
     workdir = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
     write_data(args, workdir)
     results = {}
-    for name in ("chatforge", "trl"):
+    for name in WORKERS:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(args.steps),
                "--pairs-per-step", str(args.pairs_per_step), "--max-length", str(args.max_length),
@@ -133,13 +137,12 @@ def heldout_dpo(peft_model, tokenizer, path: Path) -> dict:
     return {"heldout_dpo_loss": sum(losses) / len(losses), "heldout_reward_accuracy": sum(correct) / len(correct)}
 
 
-def chatforge_worker(args, workdir: Path) -> dict:
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from chatforge.models.resolve import resolve
+def chatforge_worker(args, workdir: Path, compile: bool) -> dict:
+    from chatforge.models.resolve import resolve  # first: chatforge quiets torchao's import-time warnings
     from chatforge.train.config import TrainConfig
     from chatforge.train.run import fit, save, setup
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
 
     data = workdir / "train.jsonl"
     mean_pair = _mean_pair_tokens(data, args.max_length, args.model)
@@ -148,7 +151,8 @@ def chatforge_worker(args, workdir: Path) -> dict:
     cfg = TrainConfig(model=args.model, data=str(data), method="dpo", beta=BETA, eval_split=0.0,
                       max_length=args.max_length,
                       micro_batch_tokens=budget, batch_tokens=budget, max_steps=args.steps, lr=LR, lora_rank=16,
-                      save_every=args.steps, tensorboard=False, out=str(workdir / "chatforge-run"))
+                      save_every=args.steps, tensorboard=False, out=str(workdir / ("chatforge-compile-run" if compile else "chatforge-run")),
+                      compile=compile)
     run = setup(cfg)
     timer = StepTimer()
     run.trainer.add_callback(timer)
@@ -203,7 +207,6 @@ def trl_worker(args, workdir: Path) -> dict:
 
 
 def report(results: dict, args) -> None:
-    cf, trl = results["chatforge"], results["trl"]
     rows = [("tokens/s (steady)", "tokens_per_s", "{:.0f}"),
             ("tokens/s (all steps)", "tokens_per_s_all_steps", "{:.0f}"),
             ("first step (s)", "first_step_s", "{:.1f}"), ("tokens trained", "tokens", "{:,}"),
@@ -213,13 +216,16 @@ def report(results: dict, args) -> None:
             ("held-out reward accuracy", "heldout_reward_accuracy", "{:.3f}")]
     print(f"\nDPO throughput: {args.model}, LoRA r=16 all linear, beta {BETA}, max length {args.max_length}, "
           f"lr {LR:g}, {os.cpu_count()} CPU threads\n")
-    print(f"{'':28} {'chatforge':>12} {'TRL DPOTrainer':>15}")
+    print(f"{'':28} {'chatforge':>12} {'--compile':>12} {'TRL DPOTrainer':>15}")
     for label, key, fmt in rows:
-        print(f"{label:28} {fmt.format(cf[key]):>12} {fmt.format(trl[key]):>15}")
-    print(f"\nchatforge vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
-          f"RSS ratio {cf['peak_rss_mb'] / trl['peak_rss_mb']:.2f}   final train loss {cf['final_train_loss']:.4f} "
-          f"vs {trl['final_train_loss']:.4f}   held-out DPO loss {cf['heldout_dpo_loss']:.4f} vs "
-          f"{trl['heldout_dpo_loss']:.4f}")
+        print(f"{label:28} " + " ".join(f"{fmt.format(results[w][key]):>{12 if w != 'trl' else 15}}" for w in WORKERS))
+    trl = results["trl"]
+    for name in ("chatforge", "chatforge-compile"):
+        cf = results[name]
+        print(f"\n{name} vs TRL: speed-up (steady tokens/s) {cf['tokens_per_s'] / trl['tokens_per_s']:.2f}x   "
+              f"RSS ratio {cf['peak_rss_mb'] / trl['peak_rss_mb']:.2f}   final train loss "
+              f"{cf['final_train_loss']:.4f} vs {trl['final_train_loss']:.4f}   held-out DPO loss "
+              f"{cf['heldout_dpo_loss']:.4f} vs {trl['heldout_dpo_loss']:.4f}")
     print(json.dumps(results))
 
 

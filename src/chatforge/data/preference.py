@@ -351,13 +351,15 @@ def mismatched(prompt_of: Encoded, answer_of: Encoded) -> Encoded:
                    [IGNORE] * a + answer_of.labels[b:])
 
 
-def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: bool = True) -> dict:
+def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: bool = True,
+                      fixed_width: bool = False) -> dict:
     """Sequences -> one batch whose trained positions know their sequence: {"input_ids", "labels",
     "position_ids"} (R, T) as data.pack.collate makes them, and "sequence" (R, T) int64, the index in `seqs`
     of the label at each position (-1 where there is none).
 
     pack=True puts several sequences in each row of max_length (best fit; position ids restart per sequence,
-    so no sequence attends to another): far less padding than one padded row per sequence.
+    so no sequence attends to another): far less padding than one padded row per sequence. fixed_width pads
+    every row to max_length (one shape for a compiled model; only the row count varies).
     """
     import torch
 
@@ -388,7 +390,7 @@ def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: b
             who += [i] * len(e)
         joined.append(Encoded(ids, labels, pos))
         owner.append(who)
-    batch = collate(joined, pad_id)
+    batch = collate(joined, pad_id, length=max_length if fixed_width else 0)
     seq = torch.full_like(batch["labels"], -1)
     for r, who in enumerate(owner):
         seq[r, :len(who)] = torch.tensor(who)

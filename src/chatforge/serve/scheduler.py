@@ -21,32 +21,13 @@ import time
 from typing import AsyncIterator, Callable
 
 from chatforge.infer import SamplingParams, Update
+from chatforge.memory import release_free_memory
 
 log = logging.getLogger("chatforge.serve")
 _END = object()  # posted to a job that was cancelled before it finished
 
 
-TRIM_SECONDS = 10.0  # how often the worker hands the allocator's free memory back to the system
-
-
-def _release_free_memory() -> None:
-    """glibc keeps memory freed by Python and torch in its arenas (one per thread that allocated: the event
-    loop, this worker, torch's); a long-running server's RSS then creeps up under varied tensor shapes.
-    malloc_trim(0) returns the free parts to the system. No-op where libc has no malloc_trim."""
-    global _trim
-    if _trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _trim = False
-    if _trim:
-        _trim(0)
-
-
-_trim = None
+TRIM_SECONDS = 10.0  # how often the worker hands the allocator's free memory back to the system (memory.py)
 
 
 class QueueFull(Exception):
@@ -162,7 +143,7 @@ class Scheduler:
             self._retire(set(batch.ids))
             self.running = batch.size
             if time.monotonic() - trimmed > TRIM_SECONDS:
-                _release_free_memory()
+                release_free_memory()
                 trimmed = time.monotonic()
         batch.clear()
         self._retire(set())

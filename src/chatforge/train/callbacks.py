@@ -136,6 +136,17 @@ class FollowLoad(TrainerCallback):
                             message=f"threads: {n} (the machine's load changed)"))
 
 
+class ReleaseFreeMemory(TrainerCallback):
+    """After each optimizer step, hand the allocator's free memory back to the system (chatforge/memory.py):
+    preference micro-batches pack into a varying number of rows, and without it the freed activations of one
+    step fit the next step's badly and the run's RSS grows step by step."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from chatforge.memory import release_free_memory
+
+        release_free_memory()
+
+
 class StopOnSigterm(TrainerCallback):
     """SIGTERM (a scheduler's preemption, `kill`) -> finish the current step, save a checkpoint, stop."""
 

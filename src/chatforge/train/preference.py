@@ -41,8 +41,9 @@ _NOT_MODEL_INPUTS = ("sequence", "count", "label")
 class PreferenceCollator:
     """Pairs (DPO) or labelled examples (KTO) -> one packed batch + "count" (pairs/examples) [+ "label"]."""
 
-    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True):
+    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True, fixed_width: bool = False):
         self.kind, self.pad_id, self.max_length, self.pack = kind, pad_id, max_length, pack
+        self.fixed_width = fixed_width  # rows padded to max_length: a compiled model sees one width
 
     def __call__(self, examples) -> dict:
         from chatforge.data.preference import collate_sequences, mismatched
@@ -53,7 +54,8 @@ class PreferenceCollator:
         else:  # each example, then its prompt with the previous example's answer (the KL estimate, as TRL's)
             seqs = [e.example for e in examples] + [mismatched(examples[i].example, examples[i - 1].example)
                                                     for i in range(n)]
-        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack)
+        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack,
+                                  fixed_width=self.fixed_width)
         batch["count"] = torch.tensor(n)
         batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))
         if self.kind == "unpaired":

@@ -110,7 +110,7 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
     trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16,
                             emit)
     if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
-        compile_layers(model)
+        compile_layers(model, fixed_rows=cfg.method not in ("dpo", "kto"))
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
               "bf16" if bf16 else "fp32", time.time(), emit, "packed" if packed_attention else "model default")
     _measure_mfu_scale(run, model, bf16)
@@ -221,10 +221,9 @@ def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainCo
     epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
     if cfg.method in ("dpo", "kto") and cfg.epochs == "auto":
         epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
-    if cfg.compile is None:  # automatic only for the supervised methods (the preference ones run other passes)
+    if cfg.compile is None:
         planned = cfg.max_steps * cfg.batch_tokens if cfg.max_steps else n_tokens * int(epochs)
-        cfg = dataclasses.replace(cfg, compile=cfg.method in ("lora", "full", "freeze")
-                                  and planned >= AUTO_COMPILE_TOKENS and can_compile(cfg.device))
+        cfg = dataclasses.replace(cfg, compile=planned >= AUTO_COMPILE_TOKENS and can_compile(cfg.device))
     out = cfg.out or str(Path("runs") / f"{Path(cfg.data).stem}-{cfg.method}-"
                                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
@@ -260,17 +259,27 @@ def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
     return model
 
 
-def compile_layers(model) -> None:
+def compile_layers(model, *, fixed_rows: bool = True) -> None:
     """torch.compile each transformer block: one graph for all of them (same code, same shapes), fusing the
     element-wise work (norms, rotary, activations, LoRA) that eager mode runs op by op. The fused head and loss,
-    PEFT and the Trainer stay eager."""
+    PEFT and the Trainer stay eager.
+
+    fixed_rows=False (dpo / kto: a micro-batch's pairs pack into a varying number of rows of --max-length):
+    sizes are symbolic from the start (dynamic=True), so a new row count reuses the graph; a dynamic first
+    compile measured no slower per step than static ones (bench/dpo_throughput.py) and saves a ~20 s recompile
+    at every new count. Their passes are separate graphs (the policy with grad -- its first block once more, as
+    its input needs no grad --, the reference without grad and with the adapters off, evaluation's two, and a
+    single row is a size torch specializes): up to ~10, over dynamo's default limit of 8 graphs per function, past
+    which it would run the blocks eagerly."""
     import torch._dynamo.config
 
     torch._dynamo.config.suppress_errors = True  # a compiler problem means eager execution, not a failed run
+    if not fixed_rows:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers, _ = _layers_and_final_norm(base)
     for layer in layers:
-        layer.compile(dynamic=False)
+        layer.compile(dynamic=False if fixed_rows else True)
 
 
 def _layers_and_final_norm(model):
@@ -342,7 +351,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
     from transformers.integrations import TensorBoardCallback
 
     from chatforge.data.pack import pack, padding_share
-    from chatforge.train.callbacks import FollowLoad, MetricsLog, StopOnSigterm, TrainEvents
+    from chatforge.train.callbacks import FollowLoad, MetricsLog, ReleaseFreeMemory, StopOnSigterm, TrainEvents
     from chatforge.train.trainer import ChatforgeTrainer
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -394,9 +403,9 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         from chatforge.train.preference import ChosenLogpsWatch, PreferenceCollator, PreferenceTrainer
 
         collator = PreferenceCollator("pairs" if cfg.method == "dpo" else "unpaired", tokenizer.pad_token_id,
-                                      cfg.max_length, pack=cfg.packing)
+                                      cfg.max_length, pack=cfg.packing, fixed_width=bool(cfg.compile))
         trainer_cls, extra = PreferenceTrainer, dict(objective=cfg.method, beta=cfg.beta, sft_weight=cfg.sft_weight)
-        callbacks.append(ChosenLogpsWatch(emit))
+        callbacks += [ChosenLogpsWatch(emit), ReleaseFreeMemory()]
     trainer = trainer_cls(model=model, args=args, data_collator=collator,
                           train_dataset=rows, eval_dataset=eval_rows or None, processing_class=tokenizer,
                           callbacks=callbacks, keep_checkpoints=cfg.keep_checkpoints, **extra)

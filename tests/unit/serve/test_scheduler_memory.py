@@ -32,7 +32,7 @@ class OneStepBatch:
 def test_the_worker_trims_the_allocator_periodically(monkeypatch):
     calls = []
     monkeypatch.setattr(scheduler, "TRIM_SECONDS", 0.0)
-    monkeypatch.setattr(scheduler, "_release_free_memory", lambda: calls.append(1))
+    monkeypatch.setattr(scheduler, "release_free_memory", lambda: calls.append(1))
 
     async def run():
         s = scheduler.Scheduler(object(), batcher=OneStepBatch)
@@ -48,8 +48,10 @@ def test_the_worker_trims_the_allocator_periodically(monkeypatch):
 def test_release_free_memory_finds_glibcs_malloc_trim():
     import platform
 
-    scheduler._release_free_memory()  # elsewhere than glibc a no-op, never an error
+    from chatforge import memory
+
+    memory.release_free_memory()  # elsewhere than glibc a no-op, never an error
     if platform.libc_ver()[0] == "glibc":
-        assert callable(scheduler._trim)
+        assert callable(memory._trim)
     else:
-        assert scheduler._trim is False
+        assert memory._trim is False

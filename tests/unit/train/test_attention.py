@@ -3,7 +3,15 @@
 import pytest
 import torch
 
+from chatforge.train import attention
 from chatforge.train.attention import NAME, _segments, use_packed_attention
+
+
+@pytest.fixture(autouse=True, params=["gemm", "flash"])
+def backward_kernel(request, monkeypatch):
+    """Every test runs with each backward: the matmul one (short examples) and PyTorch's flash kernel (long)."""
+    monkeypatch.setattr(attention, "GEMM_BACKWARD_MAX", 10**6 if request.param == "gemm" else 0)
+    return request.param
 
 
 def _random_llama(**overrides):
@@ -141,3 +149,23 @@ def test_fp32_weights_under_bf16_autocast_match_sdpa():
         out.logsumexp(-1).mean().backward()
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("window", [0, 5])
+def test_the_matmul_backward_equals_the_flash_kernel_in_bf16(monkeypatch, backward_kernel, window):
+    """On bf16 inputs, in several chunks (the scratch limit forced small), causal or with a sliding window."""
+    if backward_kernel == "flash":
+        pytest.skip("one kernel against the other: once is enough")
+    monkeypatch.setattr(attention, "_GEMM_CHUNK_BYTES", 3 * 4 * 24 * 24 * 5)  # 5 (example, head) pairs a chunk
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 24, 16, generator=gen).bfloat16() for _ in range(3))  # (n, H, L, D)
+    mask = attention._window(24, window, torch.bfloat16, "cpu") if window else None
+    o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, mask is None, attn_mask=mask,
+                                                                         scale=0.25)
+    g = torch.randn(o.shape, generator=gen).bfloat16()
+    want = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(g, q, k, v, o, lse, 0.0, mask is None,
+                                                                               attn_mask=mask, scale=0.25)
+    got = attention._gemm_backward(g, q, k, v, o, lse, 0.25, mask)
+    for name, a, b in zip("qkv", got, want):
+        assert a.dtype == torch.bfloat16
+        torch.testing.assert_close(a.float(), b.float(), atol=3e-2, rtol=2e-2, msg=name)

@@ -210,3 +210,6 @@ def test_compile_defaults_to_on_for_long_runs_only():
     assert _resolve(dataclasses.replace(cfg, max_steps=2), n_examples=1000, n_tokens=10**7).compile is False
     assert _resolve(dataclasses.replace(cfg, compile=False), n_examples=1000, n_tokens=10**7).compile is False
     assert _resolve(dataclasses.replace(cfg, compile=True), n_examples=10, n_tokens=10).compile is True
+    dpo = dataclasses.replace(cfg, method="dpo")  # preference runs too (3 epochs at most)
+    assert _resolve(dpo, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 3 + 1).compile is can_compile("cpu")
+    assert _resolve(dpo, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 4).compile is False
