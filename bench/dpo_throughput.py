@@ -151,8 +151,8 @@ def chatforge_worker(args, workdir: Path, compile: bool) -> dict:
     cfg = TrainConfig(model=args.model, data=str(data), method="dpo", beta=BETA, eval_split=0.0,
                       max_length=args.max_length,
                       micro_batch_tokens=budget, batch_tokens=budget, max_steps=args.steps, lr=LR, lora_rank=16,
-                      save_every=args.steps, tensorboard=False, out=str(workdir / ("chatforge-compile-run" if compile else "chatforge-run")),
-                      compile=compile)
+                      save_every=args.steps, tensorboard=False, compile=compile,
+                      out=str(workdir / ("chatforge-compile-run" if compile else "chatforge-run")))
     run = setup(cfg)
     timer = StepTimer()
     run.trainer.add_callback(timer)

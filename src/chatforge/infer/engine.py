@@ -13,7 +13,8 @@ int8 kernels instead of eager dispatch per op; the cache's time axis is marked d
 once per process (inductor's on-disk cache makes later processes quicker) and not per length. Prefill and
 batched steps (B > 1) stay eager: their shapes vary, and a graph per batch size would cost more compile time
 than it saves. The thread count stays the one chosen at start (threads.Follow is off): torch.compile guards on
-it, and a change would compile the graph again. The compiled step computes the same tokens as the eager one (tests/unit/infer/test_compile.py).
+it, and a change would compile the graph again. The compiled step computes the same tokens as the eager one
+(tests/unit/infer/test_compile.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from chatforge.config import option, positive_int
 from chatforge.models.catalog import DEFAULT_MODEL
 
-METHODS = ("lora", "full", "freeze", "dpo", "kto")
+PREFERENCE_METHODS = ("dpo", "kto")  # trained on preference data, with LoRA over the starting model
+METHODS = ("lora", "full", "freeze", *PREFERENCE_METHODS)
 AUTO_COMPILE_TOKENS = 250_000  # --compile's default: on from this many planned training tokens (lora/full/freeze)
 # Learning rates that work for each method on small chat models (LoRA adapters start at zero and
 # need a larger step; full fine-tuning of pretrained weights needs a small one).

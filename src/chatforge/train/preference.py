@@ -32,7 +32,6 @@ from transformers import TrainerCallback
 
 from chatforge.train.trainer import ChatforgeTrainer, selective_outputs, trained_positions
 
-PREFERENCE_METHODS = ("dpo", "kto")
 LOGGED = ("rewards_chosen", "rewards_rejected", "rewards_margin", "reward_accuracy", "logps_chosen",
           "logps_rejected", "kl", "sft_loss")
 _NOT_MODEL_INPUTS = ("sequence", "count", "label")

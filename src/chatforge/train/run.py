@@ -29,7 +29,7 @@ from typing import Any
 from chatforge.config import save_yaml
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
-from chatforge.train.config import AUTO_COMPILE_TOKENS, TrainConfig
+from chatforge.train.config import AUTO_COMPILE_TOKENS, PREFERENCE_METHODS, TrainConfig
 
 MAX_EVAL_EXAMPLES = 200
 
@@ -110,7 +110,7 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
     trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16,
                             emit)
     if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
-        compile_layers(model, fixed_rows=cfg.method not in ("dpo", "kto"))
+        compile_layers(model, fixed_rows=cfg.method not in PREFERENCE_METHODS)
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
               "bf16" if bf16 else "fp32", time.time(), emit, "packed" if packed_attention else "model default")
     _measure_mfu_scale(run, model, bf16)
@@ -180,7 +180,7 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     from chatforge.data import prepare
 
     opts = dict(format=cfg.format, max_length=cfg.max_length, overlong=cfg.overlong, lenient=cfg.lenient)
-    if cfg.method in ("dpo", "kto"):
+    if cfg.method in PREFERENCE_METHODS:
         from chatforge.train.preference import load_preference_data
 
         prepare = load_preference_data(cfg)  # same signature: path, tokenizer, **opts -> prepared
@@ -219,7 +219,7 @@ def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainCo
     from chatforge.data.stats import auto_epochs
 
     epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
-    if cfg.method in ("dpo", "kto") and cfg.epochs == "auto":
+    if cfg.method in PREFERENCE_METHODS and cfg.epochs == "auto":
         epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
     if cfg.compile is None:
         planned = cfg.max_steps * cfg.batch_tokens if cfg.max_steps else n_tokens * int(epochs)
@@ -355,7 +355,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
     from chatforge.train.trainer import ChatforgeTrainer
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    preference = cfg.method in ("dpo", "kto")
+    preference = cfg.method in PREFERENCE_METHODS
     if preference:  # items are pairs (examples), packed into rows per micro-batch by the collator
         from chatforge.train.preference import preference_batching
 
@@ -468,7 +468,7 @@ def save(run: Run) -> Path:
 def _finish_final(run: Run, staging: Path, final: Path) -> None:
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody needs to load
     record = {"system_prompt": system_prompt(run.stats)} if run.kind == "chat" else {}
-    if run.cfg.method in ("dpo", "kto"):
+    if run.cfg.method in PREFERENCE_METHODS:
         from chatforge.models.resolve import resolve
         from chatforge.train.preference import finish_adapter
 
