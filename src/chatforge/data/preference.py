@@ -352,14 +352,14 @@ def mismatched(prompt_of: Encoded, answer_of: Encoded) -> Encoded:
 
 
 def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: bool = True,
-                      fixed_width: bool = False) -> dict:
+                      length: int = 0) -> dict:
     """Sequences -> one batch whose trained positions know their sequence: {"input_ids", "labels",
     "position_ids"} (R, T) as data.pack.collate makes them, and "sequence" (R, T) int64, the index in `seqs`
     of the label at each position (-1 where there is none).
 
     pack=True puts several sequences in each row of max_length (best fit; position ids restart per sequence,
-    so no sequence attends to another): far less padding than one padded row per sequence. fixed_width pads
-    every row to max_length (one shape for a compiled model; only the row count varies).
+    so no sequence attends to another): far less padding than one padded row per sequence. Rows are padded
+    to the longest one, or to `length` when that is longer (data.pack.collate: one width for a compiled model).
     """
     import torch
 
@@ -390,7 +390,7 @@ def collate_sequences(seqs: list[Encoded], pad_id: int, max_length: int, pack: b
             who += [i] * len(e)
         joined.append(Encoded(ids, labels, pos))
         owner.append(who)
-    batch = collate(joined, pad_id, length=max_length if fixed_width else 0)
+    batch = collate(joined, pad_id, length=length)
     seq = torch.full_like(batch["labels"], -1)
     for r, who in enumerate(owner):
         seq[r, :len(who)] = torch.tensor(who)

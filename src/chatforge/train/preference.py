@@ -40,9 +40,9 @@ _NOT_MODEL_INPUTS = ("sequence", "count", "label")
 class PreferenceCollator:
     """Pairs (DPO) or labelled examples (KTO) -> one packed batch + "count" (pairs/examples) [+ "label"]."""
 
-    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True, fixed_width: bool = False):
+    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True, length: int = 0):
         self.kind, self.pad_id, self.max_length, self.pack = kind, pad_id, max_length, pack
-        self.fixed_width = fixed_width  # rows padded to max_length: a compiled model sees one width
+        self.length = length  # rows padded at least to this (a compiled model: --max-length, one width)
 
     def __call__(self, examples) -> dict:
         from chatforge.data.preference import collate_sequences, mismatched
@@ -54,7 +54,7 @@ class PreferenceCollator:
             seqs = [e.example for e in examples] + [mismatched(examples[i].example, examples[i - 1].example)
                                                     for i in range(n)]
         batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack,
-                                  fixed_width=self.fixed_width)
+                                  length=self.length)
         batch["count"] = torch.tensor(n)
         batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))
         if self.kind == "unpaired":

@@ -397,13 +397,14 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         tb = TensorBoardCallback()
         tb.logging_dir = str(run_dir / "tb")
         callbacks.append(tb)
-    collator = Collator(tokenizer.pad_token_id, length=cfg.max_length if cfg.compile else 0)  # compiled: one shape
+    width = cfg.max_length if cfg.compile else 0  # compiled: every row padded to one width
+    collator = Collator(tokenizer.pad_token_id, length=width)
     trainer_cls, extra = ChatforgeTrainer, {}
     if preference:
         from chatforge.train.preference import ChosenLogpsWatch, PreferenceCollator, PreferenceTrainer
 
         collator = PreferenceCollator("pairs" if cfg.method == "dpo" else "unpaired", tokenizer.pad_token_id,
-                                      cfg.max_length, pack=cfg.packing, fixed_width=bool(cfg.compile))
+                                      cfg.max_length, pack=cfg.packing, length=width)
         trainer_cls, extra = PreferenceTrainer, dict(objective=cfg.method, beta=cfg.beta, sft_weight=cfg.sft_weight)
         callbacks += [ChosenLogpsWatch(emit), ReleaseFreeMemory()]
     trainer = trainer_cls(model=model, args=args, data_collator=collator,
