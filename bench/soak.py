@@ -1,15 +1,20 @@
 """Soak test of `chatforge serve`: N concurrent streaming clients for M minutes against the real server.
 
 A real `chatforge serve` child process (loopback only) on the default model; each client thread loops:
-mixed prompt lengths (short / medium / long), streaming with the official openai client; every 7th request
-disconnects mid-stream; every 11th is a bad request (expects a 4xx OpenAI error). A monitor polls /health
-every second (must answer within 2 s) and samples the server's RSS. Reports: requests served, expected and
-unexpected errors (target 0 unexpected), p50/p95 time to first token, aggregate tokens/s, server RSS at the
-start and the end (target: growth < 5%), slowest /health. The start is the end of a warm-up under the same
-load (--warmup-seconds, default 30 s, counted in the run): the allocator first grows to the largest batch and
-prompt shapes, which is not a leak; growth after that is. The server's prefix cache (keys/values of recent
-sequences, bounded: 8,192 tokens, ~190 MB for this model in bf16) fills as answers come, so the growth is also
-reported from the moment /health says it is full (rss_growth_after_cache_full). The RSS at every minute too.
+mixed prompt lengths (short / medium / long; half of them new questions of 2-250 words), streaming with the
+official openai client; every 7th request disconnects mid-stream; every 11th is a bad request (expects a 4xx
+OpenAI error). A monitor polls /health every second (must answer within 2 s) and samples the server's RSS.
+Reports: requests served, expected and unexpected errors (target 0 unexpected), p50/p95 time to first token,
+aggregate tokens/s, server RSS at the start and the end (target: growth < 5%), slowest /health. The start is
+the end of a warm-up under the same load (--warmup-seconds, default 30 s, counted in the run): the allocator
+first grows to the largest batch and prompt shapes, which is not a leak; growth after that is. The server's
+prefix cache (keys/values of recent sequences, bounded: 8,192 tokens, ~190 MB for this model in bf16) fills as
+answers come, so the growth is also reported from the moment /health says it is full (>= 90 % of its tokens;
+an insert evicts down to below its capacity: rss_growth_after_cache_full). The RSS at every minute too. Under
+load the RSS also holds the running batch's keys/values (up to 8 long prompts: ~200 MB), so it swings with the
+prompt mix; the leak figure is therefore taken at rest: the clients pause once after the warm-up and once the
+cache is full, the server finishes what it has, and the RSS is read (rss_at_rest_start_mb); the same after the
+last request (rss_at_rest_end_mb; rss_growth_at_rest).
 
     flock /tmp/chatforge-heavy.lock .venv/bin/python bench/soak.py              # 8 clients, 5 minutes
     .venv/bin/python bench/soak.py --minutes 1 --clients 4 --model /path/to/model
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -32,6 +38,20 @@ PROMPTS = ["Hi!", "What is the capital of France?",
            "Write a detailed story about a lighthouse keeper who finds a message in a bottle. " * 6]
 BAD = [{"messages": [{"role": "robot", "content": "x"}]}, {"messages": [{"role": "user", "content": "x"}], "n": 5},
        {"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": 5}}, {"messages": "nope"}]
+REST_SECONDS = 3.0  # after the last request ends: the worker trims as its batch empties
+WORDS = ("the kettle filter light warranty battery water screen door cable order store price week colour room "
+         "cold warm quiet fast small large blue green first last daily manual setting reset button app phone "
+         "night morning garden kitchen window noise smell leak repair return refund delivery").split()
+
+
+def prompt_for(k: int, n: int) -> str:
+    """Every other request repeats one of PROMPTS (their prefixes are cached); the others are new questions of
+    2-250 words, so prompt lengths, and with them the batch's shapes, keep changing as on a real server."""
+    if n % 2:
+        return PROMPTS[(n * 3 + k) % len(PROMPTS)]
+    rng = random.Random(k * 100_003 + n)
+    words = rng.randint(*((2, 12), (20, 60), (100, 250))[rng.randrange(3)])
+    return "Question: " + " ".join(rng.choice(WORDS) for _ in range(words)) + "?"
 
 
 def free_port() -> int:
@@ -81,15 +101,20 @@ def main() -> None:
 
     stats = {"served": 0, "disconnected": 0, "expected_errors": 0, "unexpected": [], "tokens": 0, "ttft": []}
     lock = threading.Lock()
-    stop_at = time.monotonic() + args.minutes * 60
+    clock = {"stop_at": time.monotonic() + args.minutes * 60, "paused": 0.0}  # a pause moves stop_at
+    going = threading.Event()  # cleared while the clients pause (the RSS at rest)
+    going.set()
+    in_flight = [0]
     health = {"max_s": 0.0, "failures": 0, "rss": [], "cache_full_at": None}  # rss: (seconds since start, MB)
     started = time.monotonic()
 
     def client_loop(k: int) -> None:
         n = 0
         with httpx.Client(base_url=base, timeout=60) as http:
-            while time.monotonic() < stop_at:
+            while going.wait() and time.monotonic() < clock["stop_at"]:
                 n += 1
+                with lock:
+                    in_flight[0] += 1
                 try:
                     if (n + k) % 11 == 0:
                         r = http.post("/v1/chat/completions", json=BAD[(n + k) % len(BAD)])
@@ -100,7 +125,7 @@ def main() -> None:
                             else:
                                 stats["unexpected"].append(f"bad request got {r.status_code}")
                         continue
-                    prompt = PROMPTS[(n * 3 + k) % len(PROMPTS)]
+                    prompt = prompt_for(k, n)
                     t0 = time.monotonic()
                     first, tokens = None, 0
                     stream = client.chat.completions.create(
@@ -123,15 +148,18 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - every failure is counted and shown
                     with lock:
                         stats["unexpected"].append(f"{type(e).__name__}: {e}"[:200])
+                finally:
+                    with lock:
+                        in_flight[0] -= 1
 
     def monitor() -> None:
-        while time.monotonic() < stop_at:
+        while time.monotonic() < clock["stop_at"]:
             t0 = time.monotonic()
             try:
                 r = httpx.get(base + "/health", timeout=2)
                 ok = r.status_code == 200
                 cache = r.json().get("prefix_cache") if ok else None
-                if cache and health["cache_full_at"] is None and cache["tokens"] >= 0.8 * cache["capacity"]:
+                if cache and health["cache_full_at"] is None and cache["tokens"] >= 0.9 * cache["capacity"]:
                     health["cache_full_at"] = time.monotonic() - started
             except httpx.HTTPError:
                 ok = False
@@ -142,13 +170,34 @@ def main() -> None:
 
     threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(args.clients)]
     threads.append(threading.Thread(target=monitor))
+
+    def at_rest() -> float:
+        """The server's RSS once every request has ended and its worker has trimmed (it does when idle)."""
+        deadline = time.monotonic() + 120
+        while in_flight[0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(REST_SECONDS)
+        return rss_mb(server.pid)
+
     t0 = time.monotonic()
     for t in threads:
         t.start()
+    # pause the clients once, after the warm-up and once the prefix cache is full (both hold memory on purpose)
+    latest = started + max(args.warmup_seconds, args.minutes * 20)  # a third of the run at most
+    while time.monotonic() < latest and (time.monotonic() - started < args.warmup_seconds
+                                         or health["cache_full_at"] is None):
+        time.sleep(0.5)
+    going.clear()
+    paused = time.monotonic()
+    rest_start, rest_start_at = at_rest(), time.monotonic() - started
+    clock["paused"] = time.monotonic() - paused
+    clock["stop_at"] += clock["paused"]
+    going.set()
     for t in threads:
         t.join()
-    wall = time.monotonic() - t0
+    wall = time.monotonic() - t0 - clock["paused"]
     rss_end = rss_mb(server.pid)
+    rest_end = at_rest()
     after = [mb for t, mb in health["rss"] if t >= args.warmup_seconds]
     rss_start = after[0] if after else rss_first
     full_at = health["cache_full_at"]
@@ -173,6 +222,8 @@ def main() -> None:
         "prefix_cache_full_at_s": round(full_at, 1) if full_at is not None else None,
         "rss_when_cache_full_mb": round(full[0], 1) if full else None,
         "rss_growth_after_cache_full": round(rss_end / full[0] - 1, 4) if full else None,
+        "rss_at_rest_start_mb": round(rest_start, 1), "rss_at_rest_start_at_s": round(rest_start_at, 1),
+        "rss_at_rest_end_mb": round(rest_end, 1), "rss_growth_at_rest": round(rest_end / rest_start - 1, 4),
         "health_max_s": round(health["max_s"], 3), "health_failures": health["failures"], "server_alive": alive,
         "threads_env": os.environ.get("CHATFORGE_THREADS"),
     }

@@ -25,6 +25,17 @@ def _quiet_optional_libraries() -> None:
 _quiet_optional_libraries()
 
 
+def _bound_kernel_caches() -> None:
+    """Before torch builds its first CPU kernel: oneDNN's kernel caches would otherwise hold buffers for 2 x 1,024
+    problem shapes, GBs in a server or a preference run whose shapes vary (chatforge/memory.py)."""
+    from chatforge.memory import bound_kernel_caches
+
+    bound_kernel_caches()
+
+
+_bound_kernel_caches()
+
+
 def __getattr__(name):  # lazy, so `import chatforge` (and `chatforge --help`) stays instant
     if name == "load_model":
         from chatforge.models.load import load_model

@@ -27,7 +27,7 @@ log = logging.getLogger("chatforge.serve")
 _END = object()  # posted to a job that was cancelled before it finished
 
 
-TRIM_SECONDS = 10.0  # how often the worker hands the allocator's free memory back to the system (memory.py)
+TRIM_SECONDS = 10.0  # how often a busy worker hands the allocator's free memory back to the system (memory.py)
 
 
 class QueueFull(Exception):
@@ -142,7 +142,9 @@ class Scheduler:
                 batch.clear()
             self._retire(set(batch.ids))
             self.running = batch.size
-            if time.monotonic() - trimmed > TRIM_SECONDS:
+            # every TRIM_SECONDS under load, and whenever the batch has emptied: an idle server then waits in
+            # _take without looping, so this is its chance to give the batch's memory back
+            if not batch.size or time.monotonic() - trimmed > TRIM_SECONDS:
                 release_free_memory()
                 trimmed = time.monotonic()
         batch.clear()

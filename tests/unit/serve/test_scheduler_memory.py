@@ -1,5 +1,6 @@
-"""The server's generation worker hands the allocator's free memory back to the system every TRIM_SECONDS
-(glibc's malloc_trim), so a long-running server's RSS does not creep up (bench/soak.py measures it)."""
+"""The server's generation worker hands the allocator's free memory back to the system (glibc's malloc_trim)
+every TRIM_SECONDS under load and whenever its batch empties, so a long-running server's RSS does not creep up
+and an idle one holds no freed memory (bench/soak.py measures it)."""
 
 import asyncio
 
@@ -29,20 +30,41 @@ class OneStepBatch:
         self.rows = []
 
 
-def test_the_worker_trims_the_allocator_periodically(monkeypatch):
-    calls = []
-    monkeypatch.setattr(scheduler, "TRIM_SECONDS", 0.0)
-    monkeypatch.setattr(scheduler, "release_free_memory", lambda: calls.append(1))
+class TwoStepBatch(OneStepBatch):
+    """Each sequence needs two steps: the batch is busy after the first, empty after the second."""
+
+    def step(self, cancelled=None):
+        self.steps = getattr(self, "steps", 0) + 1
+        return [] if self.steps % 2 else super().step(cancelled)
+
+
+def trims(monkeypatch, seconds: float) -> list[int]:
+    """Serve one request with TRIM_SECONDS = seconds; the batch size at each trim."""
+    calls, box = [], {}
+    monkeypatch.setattr(scheduler, "TRIM_SECONDS", seconds)
+    monkeypatch.setattr(scheduler, "release_free_memory", lambda: calls.append(box["batch"].size))
+
+    def make(engine):
+        box["batch"] = TwoStepBatch(engine)
+        return box["batch"]
 
     async def run():
-        s = scheduler.Scheduler(object(), batcher=OneStepBatch)
+        s = scheduler.Scheduler(object(), batcher=make)
         s.start()
         got = [u async for u in s.submit([1], SamplingParams(max_tokens=1)).updates()]
         s.stop()
         return got
 
     assert asyncio.run(run())[-1].done is not None
-    assert calls
+    return calls
+
+
+def test_the_worker_trims_the_allocator_periodically_under_load(monkeypatch):
+    assert 1 in trims(monkeypatch, 0.0)  # while a sequence still runs
+
+
+def test_the_worker_trims_once_its_batch_empties(monkeypatch):
+    assert trims(monkeypatch, 3600.0) == [0]  # not while busy; once, when the batch emptied
 
 
 def test_release_free_memory_finds_glibcs_malloc_trim():
