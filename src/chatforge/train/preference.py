@@ -53,8 +53,7 @@ class PreferenceCollator:
         else:  # each example, then its prompt with the previous example's answer (the KL estimate, as TRL's)
             seqs = [e.example for e in examples] + [mismatched(examples[i].example, examples[i - 1].example)
                                                     for i in range(n)]
-        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack,
-                                  length=self.length)
+        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack, length=self.length)
         batch["count"] = torch.tensor(n)
         batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))
         if self.kind == "unpaired":

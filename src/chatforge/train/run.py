@@ -279,7 +279,7 @@ def compile_layers(model, *, fixed_rows: bool = True) -> None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers, _ = _layers_and_final_norm(base)
     for layer in layers:
-        layer.compile(dynamic=False if fixed_rows else True)
+        layer.compile(dynamic=not fixed_rows)
 
 
 def _layers_and_final_norm(model):
