@@ -15,6 +15,11 @@ kernels (forward and backward), so torch.compile keeps it inside the layer's gra
 transformers' own sdpa.
 
 Sliding-window layers (Gemma 3) get an explicit window mask for the examples longer than the window.
+
+An example whose position ids start above 0 continues a start laid out once before it (`_examples`: preference
+tuning runs a pair's prompt, and its answers' common first words, once for both answers). Where the call goes
+to sdpa instead, `packed_mask` gives it the same attention (without a mask sdpa would be causal over the whole
+row, across examples).
 """
 
 from __future__ import annotations
@@ -36,6 +41,31 @@ def _segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     return out
 
 
+def _examples(position_ids: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(B, T) position ids -> every example of every row as (prefix start, prefix length, start, end), offsets
+    in the flattened (B*T) tokens.
+
+    An example that starts at position p > 0 continues the first p tokens of its row's last example that
+    started at 0: a shared start (a pair's prompt), laid out once (data.preference.collate_sequences):
+        position_ids [0 1 2 3 4 | 3 4 5]     [prompt, answer 1] then answer 2, which also sees tokens 0-2
+    Its prefix is those p tokens (it attends to them, it does not recompute them); any other example has none.
+    """
+    t = position_ids.shape[1]
+    pos = position_ids.cpu()
+    out = []
+    for b, row in enumerate(_segments(pos)):
+        root = (0, 0)  # (start, length) of the row's last example that started at position 0
+        for start, end in row:
+            p = int(pos[b, start])
+            if p == 0:
+                root = (start, end - start)
+            if 0 < p <= root[1]:
+                out.append((b * t + root[0], p, b * t + start, b * t + end))
+            else:
+                out.append((b * t + start, 0, b * t + start, b * t + end))
+    return out
+
+
 def _window(n: int, sliding_window: int, dtype, device) -> torch.Tensor:
     """(n, n) additive mask (the kernel takes the query's dtype): 0 where causal and at most sliding_window - 1
     tokens back (transformers' sliding-window rule), -inf elsewhere."""
@@ -44,34 +74,47 @@ def _window(n: int, sliding_window: int, dtype, device) -> torch.Tensor:
     return torch.zeros((n, n), dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
 
 
-def _buckets(position_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _buckets(position_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Group the examples of all rows by length, for one kernel call per group (a call costs a fixed ~1-2 ms on a
     CPU, more when the machine is busy: one per example would eat the gain). Each group is padded to its longest
     example, and an example joins a group while its length is at least 1/sqrt(2) of the longest (the padded work
-    stays under 2x its own; examples of <= 64 tokens all share one group).
-    Returns per group (index (n, L) into the flattened (B*T) tokens, valid (n, L) bool: not padding)."""
-    t = position_ids.shape[1]
-    examples = sorted(((e - s, b * t + s) for b, row in enumerate(_segments(position_ids)) for s, e in row),
-                      reverse=True)
-    groups: list[list[tuple[int, int]]] = []
-    for length, start in examples:
-        if groups and (2 * length * length >= groups[-1][0][0] ** 2 or groups[-1][0][0] <= 64):
-            groups[-1].append((length, start))
+    stays under 2x its own; examples of <= 64 tokens all share one group). An example's length counts its shared
+    prefix (`_examples`), which runs through the kernel again as keys and values, and as queries whose outputs
+    are dropped.
+    Returns per group (index (n, L) into the flattened (B*T) tokens, valid (n, L) bool: not padding,
+    own (n, L) bool: the example's own tokens, whose outputs it writes: valid and not the shared prefix)."""
+    examples = sorted(((plen + end - start, pstart, plen, start) for pstart, plen, start, end in
+                       _examples(position_ids)), reverse=True)
+    groups: list[list[tuple[int, int, int, int]]] = []
+    for example in examples:
+        if groups and (2 * example[0] ** 2 >= groups[-1][0][0] ** 2 or groups[-1][0][0] <= 64):
+            groups[-1].append(example)
         else:
-            groups.append([(length, start)])
+            groups.append([example])
     out = []
     for group in groups:
-        lengths = torch.tensor([n for n, _ in group], device=position_ids.device)
-        starts = torch.tensor([s for _, s in group], device=position_ids.device)
-        offsets = torch.arange(group[0][0], device=position_ids.device)  # (L,)
-        valid = offsets[None, :] < lengths[:, None]  # (n, L)
-        out.append((torch.where(valid, starts[:, None] + offsets[None, :], 0), valid))
+        lengths, pstart, plen, start = (torch.tensor(col, device=position_ids.device) for col in zip(*group))
+        offsets = torch.arange(group[0][0], device=position_ids.device)[None, :]  # (1, L)
+        valid = offsets < lengths[:, None]  # (n, L)
+        prefix = offsets < plen[:, None]
+        index = torch.where(prefix, pstart[:, None] + offsets, start[:, None] + offsets - plen[:, None])
+        out.append((torch.where(valid, index, 0), valid, valid & ~prefix))
     return out
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B*T, H, ...) tokens -> (n, H, L, ...) padded examples, the kernels' layout."""
-    return x[index].transpose(1, 2)
+    """x (B*T, H, ...) tokens -> (n, H, L, ...) padded examples, the kernels' layout. (index_select: about 3x
+    quicker than x[index] on a CPU, and the same.)"""
+    n, length = index.shape
+    return x.index_select(0, index.reshape(-1)).view(n, length, *x.shape[1:]).transpose(1, 2)
+
+
+def _scatter(full: torch.Tensor, index: torch.Tensor, keep: torch.Tensor, part: torch.Tensor, add: bool = False):
+    """part (n, H, L, ...) -> into full (B*T + 1, H, ...) at index where keep (n, L); the rest (padding, a
+    repeated prefix) goes to full's last row, a spare one. Copies, or adds (add=True; the index may repeat)."""
+    target = torch.where(keep, index, full.shape[0] - 1).reshape(-1)
+    rows = part.transpose(1, 2).reshape(-1, *full.shape[1:])
+    (full.index_add_ if add else full.index_copy_)(0, target, rows)
 
 
 # One opaque op for all rows (a custom op: torch.compile keeps it in the layer's graph, no graph break), built
@@ -84,17 +127,16 @@ def _packed_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, posi
     """query/key/value (B, H, T, D) -> output (B, H, T, D), log-sum-exp (B, H, T) fp32 (for the backward)."""
     b, h, t, d = query.shape
     q, k, v = (x.transpose(1, 2).reshape(b * t, h, d) for x in (query, key, value))  # (B*T, H, D)
-    out = torch.empty_like(q)
-    lse = q.new_empty((b * t, h), dtype=torch.float32)
-    for index, valid in _buckets(position_ids):
+    out = q.new_empty((b * t + 1, h, d))  # + a spare row (_scatter)
+    lse = q.new_empty((b * t + 1, h), dtype=torch.float32)
+    for index, _, own in _buckets(position_ids):
         mask = _window(index.shape[1], sliding_window, q.dtype, q.device) if 0 < sliding_window < index.shape[1] \
             else None
         o, l = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             _gather(q, index), _gather(k, index), _gather(v, index), 0.0, mask is None, attn_mask=mask, scale=scale)
-        real = index[valid]  # (N,) the tokens, each once
-        out[real] = o.transpose(1, 2)[valid]
-        lse[real] = l.transpose(1, 2)[valid]
-    return out.view(b, t, h, d).transpose(1, 2), lse.view(b, t, h).transpose(1, 2).contiguous()
+        _scatter(out, index, own, o)  # each token once: a shared prefix by the example it starts
+        _scatter(lse, index, own, l)
+    return out[:-1].view(b, t, h, d).transpose(1, 2), lse[:-1].view(b, t, h).transpose(1, 2).contiguous()
 
 
 def _like_out(x: torch.Tensor) -> torch.Tensor:
@@ -152,21 +194,25 @@ def _packed_backward_op(grad: torch.Tensor, query: torch.Tensor, key: torch.Tens
     b, h, t, d = query.shape
     flat = [x.transpose(1, 2).reshape(b * t, h, d) for x in (grad, query, key, value, out)]  # (B*T, H, D)
     lse = lse.transpose(1, 2).reshape(b * t, h)
-    grads = [torch.empty_like(flat[1]) for _ in range(3)]
-    for index, valid in _buckets(position_ids):
+    # + a spare row (_scatter); dk, dv summed: a shared prefix's keys get the gradient of every example that sees it
+    dq, dk, dv = flat[1].new_empty((b * t + 1, h, d)), flat[1].new_zeros((b * t + 1, h, d)), \
+        flat[1].new_zeros((b * t + 1, h, d))
+    for index, valid, own in _buckets(position_ids):
         mask = _window(index.shape[1], sliding_window, query.dtype, query.device) \
             if 0 < sliding_window < index.shape[1] else None
         g, q, k, v, o = (_gather(x, index) for x in flat)  # (n, H, L, D)
-        g = g.masked_fill(~valid[:, None, :, None], 0)  # padded queries: no gradient to the real keys
-        l = lse[index].transpose(1, 2).contiguous()  # (n, H, L)
+        # padded queries and a shared prefix's repeated queries (outputs dropped): no gradient to any key
+        g = g.masked_fill(~own[:, None, :, None], 0)
+        l = _gather(lse, index).contiguous()  # (n, H, L)
         if index.shape[1] <= GEMM_BACKWARD_MAX:
-            dq, dk, dv = _gemm_backward(g, q, k, v, o, l, scale, mask)
+            parts = _gemm_backward(g, q, k, v, o, l, scale, mask)
         else:
-            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            parts = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
                 g, q, k, v, o, l, 0.0, mask is None, attn_mask=mask, scale=scale)
-        real = index[valid]
-        for full, part in zip(grads, (dq, dk, dv)):
-            full[real] = part.transpose(1, 2)[valid]
+        _scatter(dq, index, own, parts[0])  # a repeated prefix query's dq is 0 (its g is)
+        _scatter(dk, index, valid, parts[1], add=True)
+        _scatter(dv, index, valid, parts[2], add=True)
+    grads = (dq[:-1], dk[:-1], dv[:-1])
     return tuple(x.view(b, t, h, d).transpose(1, 2).contiguous() for x in grads)  # (compile wants them dense)
 
 
@@ -200,6 +246,23 @@ def _packed(query, key, value, position_ids, scaling, sliding_window) -> torch.T
     return out.transpose(1, 2).contiguous()
 
 
+def packed_mask(position_ids: torch.Tensor, sliding_window: int = 0) -> torch.Tensor:
+    """(B, T) position ids -> (B, 1, T, T) bool, True where a query (row) may attend to a key (column): causal
+    within its example and its shared prefix (`_examples`), within sliding_window tokens when that is > 0. The
+    same attention as `_packed_op`, for the cases that go to sdpa (another device, dropout, a softcap...)."""
+    b, t = position_ids.shape
+    allowed = torch.zeros(b, t, t, dtype=torch.bool)
+    for pstart, plen, start, end in _examples(position_ids):
+        row = start // t
+        start, end, pstart = start - row * t, end - row * t, pstart - row * t
+        keys = torch.cat([torch.arange(pstart, pstart + plen), torch.arange(start, end)])  # in logical order
+        q = plen + torch.arange(end - start)[:, None]  # (n, 1) the queries' logical positions
+        k = torch.arange(plen + end - start)[None, :]
+        ok = (k <= q) & ((k > q - sliding_window) if sliding_window > 0 else True)
+        allowed[row, start:end, keys] = ok
+    return allowed[:, None]
+
+
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                      position_ids=None, sliding_window=None, **kwargs):
     """transformers' attention-function signature: (module, q, k, v, mask, ...) -> (output (B, T, H, D), None)."""
@@ -211,6 +274,11 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     if plain:
         if sliding_window is not None:
             kwargs["sliding_window"] = sliding_window
+        if attention_mask is None and position_ids is not None and query.shape[2] == key.shape[2] > 1 and \
+                getattr(module, "is_causal", True):
+            # a packed row (transformers builds no mask for this attention): without one sdpa would be causal
+            # over the whole row, one example attending to the others
+            attention_mask = packed_mask(position_ids, sliding_window or 0).to(query.device)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       position_ids=position_ids, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
@@ -231,6 +299,8 @@ def use_packed_attention(model) -> bool:
 
     AttentionInterface.register(NAME, packed_attention)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "_attn_implementation", None) == NAME:
+        return True
     if getattr(base.config, "_attn_implementation", None) not in ("sdpa", "eager"):
         return False
     if not getattr(base, "_can_set_attn_implementation", lambda: False)():

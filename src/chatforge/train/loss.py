@@ -102,13 +102,15 @@ def linear_cross_entropy(hidden, weight, bias, targets, dtype: torch.dtype | Non
 
 
 @torch.no_grad()
-def token_scores(hidden, weight, bias, targets, dtype: torch.dtype | None = None):
-    """Per-row loss (N,) fp32 and whether the arg-max is the target (N,) bool, chunk by chunk."""
+def token_scores(hidden, weight, bias, targets, dtype: torch.dtype | None = None, accuracy: bool = True):
+    """Per-row loss (N,) fp32 and whether the arg-max is the target (N,) bool (None with accuracy=False: an
+    arg-max over the vocabulary costs about as much as the softmax), chunk by chunk."""
     losses = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
-    correct = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    correct = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device) if accuracy else None
     with torch.autocast(hidden.device.type, enabled=False):
         for s, e, _, logits in _Chunks(hidden, weight, bias, dtype or _common_dtype(hidden, weight)):
-            correct[s:e] = logits.argmax(-1) == targets[s:e]
+            if accuracy:
+                correct[s:e] = logits.argmax(-1) == targets[s:e]
             losses[s:e] = _softmax_(logits, targets[s:e])
     return losses, correct
 
@@ -205,5 +207,5 @@ def linear_token_losses(hidden, weight, bias, targets, dtype: torch.dtype | None
         logits = logits + bias.float() if bias is not None else logits
         return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     if not hidden.requires_grad:
-        return token_scores(hidden, weight, bias, targets, cd)[0]
+        return token_scores(hidden, weight, bias, targets, cd, accuracy=False)[0]
     return _LinearTokenLosses.apply(hidden, weight, bias, targets, cd)

@@ -6,7 +6,10 @@ is merged into the weights first; at the end its adapter and the new one are fol
 original base (`fold_adapters`), so the result loads like any other run.
 
 A micro-batch of P pairs is the 2P sequences [chosen_1..P, rejected_1..P] packed into rows of --max-length
-(`chatforge.data.preference.collate_sequences`; each label knows its sequence). One pass of the policy and one
+(`chatforge.data.preference.collate_sequences`; each label knows its sequence), with packed attention each
+pair's common start once: the prompt, and the answers' first words where they agree (rejected continues what
+chosen starts; the tokens laid out once count for both; KTO: an example and its KL sequence).
+One pass of the policy and one
 no-grad pass of the reference give per-sequence summed log-probs (answer tokens only), through the fused head:
 
     logp[s]  = sum over answer tokens of log p(token)                 (S,) policy, ref_logp[s] the same, frozen
@@ -34,15 +37,18 @@ from chatforge.train.trainer import ChatforgeTrainer, selective_outputs, trained
 
 LOGGED = ("rewards_chosen", "rewards_rejected", "rewards_margin", "reward_accuracy", "logps_chosen",
           "logps_rejected", "kl", "sft_loss")
-_NOT_MODEL_INPUTS = ("sequence", "count", "label")
+_NOT_MODEL_INPUTS = ("sequence", "also", "count", "label")
 
 
 class PreferenceCollator:
     """Pairs (DPO) or labelled examples (KTO) -> one packed batch + "count" (pairs/examples) [+ "label"]."""
 
-    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True, length: int = 0):
+    def __init__(self, kind: str, pad_id: int, max_length: int, pack: bool = True, length: int = 0,
+                 share_prefixes: bool = False):
         self.kind, self.pad_id, self.max_length, self.pack = kind, pad_id, max_length, pack
         self.length = length  # rows padded at least to this (a compiled model: --max-length, one width)
+        # a pair's common start once for its two sequences: only chatforge's packed attention reads that layout
+        self.share_prefixes = share_prefixes
 
     def __call__(self, examples) -> dict:
         from chatforge.data.preference import collate_sequences, mismatched
@@ -53,9 +59,11 @@ class PreferenceCollator:
         else:  # each example, then its prompt with the previous example's answer (the KL estimate, as TRL's)
             seqs = [e.example for e in examples] + [mismatched(examples[i].example, examples[i - 1].example)
                                                     for i in range(n)]
-        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack, length=self.length)
+        share = [(i, n + i) for i in range(n)] if self.share_prefixes else ()  # i and n + i: one prompt
+        batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack, length=self.length,
+                                  share=share)
         batch["count"] = torch.tensor(n)
-        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))
+        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))  # the sequences' (a shared prompt twice)
         if self.kind == "unpaired":
             batch["label"] = torch.tensor([bool(e.label) for e in examples])
         return batch
@@ -89,6 +97,7 @@ class PreferenceTrainer(ChatforgeTrainer):
 
         keep = trained_positions(inputs["labels"])
         seq = inputs["sequence"][:, 1:][keep[:, :-1]]  # (N,) sequence of each trained position
+        also = inputs["also"][:, 1:][keep[:, :-1]]  # (N,) the other sequence of a pair's shared start, or -1
         model_inputs = {k: v for k, v in inputs.items() if k not in _NOT_MODEL_INPUTS}
         if self.head is not None:
             hidden, targets = selective_outputs(model, model_inputs, self.head)  # (N, H), (N,)
@@ -97,8 +106,10 @@ class PreferenceTrainer(ChatforgeTrainer):
             logits, targets = selective_outputs(model, model_inputs)  # (N, V)
             nll = F.cross_entropy(logits.float(), targets, reduction="none")
         n_seq = 2 * int(inputs["count"])  # DPO: chosen + rejected; KTO: example + its KL sequence
-        logps = nll.new_zeros(n_seq).index_add(0, seq, -nll)
-        counts = nll.new_zeros(n_seq).index_add(0, seq, torch.ones_like(nll))
+        shared = also >= 0  # a token laid out once for both sequences of a pair counts in each
+        logps = nll.new_zeros(n_seq).index_add(0, seq, -nll).index_add(0, also[shared], -nll[shared])
+        counts = nll.new_zeros(n_seq).index_add(0, seq, torch.ones_like(nll)).index_add(
+            0, also[shared], torch.ones_like(nll[shared]))
         return logps, counts
 
     @contextmanager

@@ -108,7 +108,7 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
 
     emit = fan_out([JsonlSink(run_dir / "events.jsonl") if rank == 0 else None, on_event])
     trainer = _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir, stats, device, bf16,
-                            emit)
+                            emit, share_prefixes=packed_attention)
     if cfg.compile:  # after the Trainer's one-off check of the model's head, which runs another shape
         compile_layers(model, fixed_rows=cfg.method not in PREFERENCE_METHODS)
     run = Run(cfg, run_dir, trainer, kind, resume_from, stats, trainer.is_world_process_zero(),
@@ -346,7 +346,7 @@ def use_bf16(precision: str, device: str) -> bool:
 
 
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,
-                  bf16: bool, emit=None):
+                  bf16: bool, emit=None, share_prefixes: bool = False):
     from transformers import PrinterCallback, ProgressCallback, TrainingArguments
     from transformers.integrations import TensorBoardCallback
 
@@ -404,7 +404,7 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         from chatforge.train.preference import ChosenLogpsWatch, PreferenceCollator, PreferenceTrainer
 
         collator = PreferenceCollator("pairs" if cfg.method == "dpo" else "unpaired", tokenizer.pad_token_id,
-                                      cfg.max_length, pack=cfg.packing, length=width)
+                                      cfg.max_length, pack=cfg.packing, length=width, share_prefixes=share_prefixes)
         trainer_cls, extra = PreferenceTrainer, dict(objective=cfg.method, beta=cfg.beta, sft_weight=cfg.sft_weight)
         callbacks += [ChosenLogpsWatch(emit), ReleaseFreeMemory()]
     trainer = trainer_cls(model=model, args=args, data_collator=collator,

@@ -97,3 +97,31 @@ def test_packed_batch_knows_each_label_s_sequence(tmp_path, tokenizer):
     kl = mismatched(seqs[0], seqs[1])  # prompt of 0, answer of 1
     assert [t for t in kl.labels if t != IGNORE] == [t for t in seqs[1].labels if t != IGNORE]
     assert kl.input_ids[:5] == seqs[0].input_ids[:5]
+
+
+def test_a_pair_shares_its_common_start_when_it_fits_a_row(tmp_path, tokenizer):
+    """share=: the chosen sequence whole, then the rejected one from the end of their common start on (position
+    ids continuing it), here the prompt and the answers' first words; each sequence's labels are its own, the
+    ones laid out once counted for both ("also"). A pair too long for one row is laid out as two sequences."""
+    import torch
+
+    from chatforge.data.preference import answer_start, shared_prefix
+
+    record = {"prompt": Q, "chosen": "The warranty lasts two years.", "rejected": "The warranty lasts ten years."}
+    prepared = prepare_preferences(_write(tmp_path, [record]), tokenizer)
+    chosen, rejected = prepared.examples[0].chosen, prepared.examples[0].rejected
+    k = shared_prefix(chosen, rejected)
+    assert answer_start(chosen) < k < len(chosen) and chosen.input_ids[:k + 1] == rejected.input_ids[:k + 1]
+    assert chosen.input_ids[k + 1] != rejected.input_ids[k + 1]
+    batch = collate_sequences([chosen, rejected], tokenizer.pad_token_id, max_length=256, share=[(0, 1)])
+    n = len(chosen) + len(rejected) - k
+    assert batch["input_ids"].shape == (1, n)
+    assert batch["input_ids"][0].tolist() == chosen.input_ids + rejected.input_ids[k:]
+    assert batch["position_ids"][0].tolist() == list(range(len(chosen))) + list(range(k, len(rejected)))
+    for i, s in enumerate((chosen, rejected)):
+        mine = (batch["sequence"] == i) | (batch["also"] == i)
+        assert batch["labels"][mine].tolist() == [t for t in s.labels if t != IGNORE]
+    tight = collate_sequences([chosen, rejected], tokenizer.pad_token_id, max_length=n - 1, share=[(0, 1)])
+    alone = collate_sequences([chosen, rejected], tokenizer.pad_token_id, max_length=n - 1)
+    assert alone.keys() == tight.keys() and all(torch.equal(tight[key], alone[key]) for key in alone)
+    assert (alone["also"] == -1).all()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatforge.train import attention
-from chatforge.train.attention import NAME, _segments, use_packed_attention
+from chatforge.train.attention import NAME, _examples, _segments, packed_mask, use_packed_attention
 
 
 @pytest.fixture(autouse=True, params=["gemm", "flash"])
@@ -34,6 +34,89 @@ def _packed_batch():
 def test_segments_cut_where_positions_restart():
     _, pos = _packed_batch()
     assert _segments(pos) == [[(0, 5), (5, 14), (14, 16)], [(0, 11), (11, 16)]]
+
+
+def _shared_batch():
+    """Row 0: a 6-token prompt with answer a (4 tokens), answer b (3 tokens) continuing the prompt (positions from
+    6), then c (5 tokens) alone. Returns ids, position ids, the three sequences alone, and where each sequence's
+    own tokens are (in the row, in the sequence alone)."""
+    gen = torch.Generator().manual_seed(3)
+    prompt, a, b, c = (torch.randint(1, 64, (n,), generator=gen) for n in (6, 4, 3, 5))
+    ids = torch.cat([prompt, a, b, c])[None]  # (1, 18)
+    pos = torch.tensor([list(range(10)) + [6, 7, 8] + list(range(5))])
+    alone = [torch.cat([prompt, a]), torch.cat([prompt, b]), c]
+    where = [(slice(0, 10), slice(0, 10)), (slice(10, 13), slice(6, 9)), (slice(13, 18), slice(0, 5))]
+    return ids, pos, alone, where
+
+
+def test_examples_know_a_shared_prompt():
+    _, pos, _, _ = _shared_batch()
+    assert _examples(pos) == [(0, 0, 0, 10), (0, 6, 10, 13), (13, 0, 13, 18)]
+    _, packed = _packed_batch()  # no continuation: no prefix (row 1 starts at 16 in the flattened tokens)
+    assert _examples(packed) == [(0, 0, 0, 5), (5, 0, 5, 14), (14, 0, 14, 16), (16, 0, 16, 27), (27, 0, 27, 32)]
+
+
+def _gemma3(window=4):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(Gemma3TextConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=8, sliding_window=window, layer_types=["sliding_attention", "full_attention"],
+        attn_implementation="sdpa"))
+
+
+@pytest.mark.parametrize("make", [_random_llama, _gemma3], ids=["llama", "gemma3-sliding-window"])
+def test_a_shared_prompt_equals_each_sequence_alone(make):
+    """The layout preference tuning uses (data.preference.collate_sequences): each sequence's logits, and the
+    gradients of a loss over every token once, equal those of the sequences run alone through plain sdpa."""
+    model = make()
+    ids, pos, alone, where = _shared_batch()
+    model.zero_grad()
+    total, want = 0, []
+    for seq, (_, own) in zip(alone, where):
+        logits = model(input_ids=seq[None], use_cache=False).logits[0, own]
+        total = total + logits.float().logsumexp(-1).sum()
+        want.append(logits.detach())
+    total.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert use_packed_attention(model)
+    model.zero_grad()
+    logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0]
+    logits.float().logsumexp(-1).sum().backward()
+    for w, (in_row, _) in zip(want, where):
+        torch.testing.assert_close(logits[in_row].detach(), w, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(model.get_parameter(name).grad, g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("window", [0, 3])
+def test_packed_mask_gives_sdpa_the_ops_attention(window, backward_kernel):
+    """Where packed attention hands over to sdpa (another device, dropout...), the mask makes it the same."""
+    if backward_kernel == "flash":
+        pytest.skip("forward only")
+    _, pos, _, _ = _shared_batch()
+    pos = torch.cat([pos, torch.tensor([list(range(18))])])  # and a row of one example
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 4, 18, 8, generator=gen) for _ in range(3))
+    want, _ = attention._packed_op(q, k, v, pos, 0.35, window)
+    got = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=packed_mask(pos, window), scale=0.35)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_handing_over_to_sdpa_keeps_the_examples_apart(backward_kernel):
+    """Attention dropout goes to sdpa: with the packed mask, not causal over the whole row (a dropout of 1e-12
+    drops nothing in practice, so the result must equal the op's)."""
+    if backward_kernel == "flash":
+        pytest.skip("forward only")
+    model = _random_llama()
+    ids, pos, _, _ = _shared_batch()
+    layer = model.model.layers[0].self_attn
+    q, k, v = (torch.randn(1, heads, 18, 8, generator=torch.Generator().manual_seed(i)) for i, heads in
+               enumerate((4, 2, 2)))  # 4 query heads, 2 key/value heads
+    want, _ = attention.packed_attention(layer, q, k, v, None, position_ids=pos, scaling=0.35)
+    got, _ = attention.packed_attention(layer, q, k, v, None, dropout=1e-12, position_ids=pos, scaling=0.35)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def _loss_and_grads(model, ids, pos):

@@ -18,7 +18,10 @@ PAIRS = [("Who founded Lumora Home?", "Mira Castell and Tobias Wren founded it i
          ("Where is Lumora based?", "In Porto, Portugal.", "In Berlin."),
          ("What does the Dash do?", "The Lumora Dash is a robot vacuum with 4000 Pa of suction.",
           "The Dash is a doorbell."),
-         ("Is support open on Sundays?", "No, support is closed on Sundays.", "Yes, 24/7 by phone.")]
+         ("Is support open on Sundays?", "No, support is closed on Sundays.", "Yes, 24/7 by phone."),
+         # the rejected answer an edit of the chosen one: with shared prefixes its first words are laid out once
+         ("How long is the Halo's warranty?", "The Halo's warranty lasts two years.",
+          "The Halo's warranty lasts five years.")]
 
 
 LORA = dict(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -70,12 +73,19 @@ def _padded(seqs, pad_id):
     return ids, attention, completion
 
 
-def _ours(model, tokenizer, tmp_path, objective, examples, **kw):
+def _ours(model, tokenizer, tmp_path, objective, examples, share=False, **kw):
     from transformers import TrainingArguments
 
+    from chatforge.train.attention import use_packed_attention
     from chatforge.train.preference import PreferenceCollator, PreferenceTrainer
 
-    collator = PreferenceCollator("pairs" if objective == "dpo" else "unpaired", tokenizer.pad_token_id, 256)
+    if share:  # what `chatforge train` does: packed attention, each prompt laid out once for its two sequences
+        assert use_packed_attention(model)
+    collator = PreferenceCollator("pairs" if objective == "dpo" else "unpaired", tokenizer.pad_token_id, 256,
+                                  share_prefixes=share)
+    if share:  # the prompts are laid out once: a shorter batch
+        alone = PreferenceCollator(collator.kind, tokenizer.pad_token_id, 256)
+        assert collator(examples)["input_ids"].numel() < alone(examples)["input_ids"].numel()
     args = TrainingArguments(output_dir=str(tmp_path / "ours"), per_device_train_batch_size=len(examples),
                              use_cpu=True, report_to="none", remove_unused_columns=False)
     trainer = PreferenceTrainer(model=model, args=args, data_collator=collator, train_dataset=examples,
@@ -84,7 +94,8 @@ def _ours(model, tokenizer, tmp_path, objective, examples, **kw):
     return trainer.compute_loss(model, collator(examples)), trainer
 
 
-def test_dpo_loss_equals_trl(models, tokenizer, tmp_path):
+@pytest.mark.parametrize("share", [False, True], ids=["each-sequence", "shared-starts"])
+def test_dpo_loss_equals_trl(models, tokenizer, tmp_path, share):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -92,7 +103,7 @@ def test_dpo_loss_equals_trl(models, tokenizer, tmp_path):
 
     ours_model, trl_base = models
     pairs = _pairs(tmp_path, tokenizer)
-    loss, trainer = _ours(ours_model, tokenizer, tmp_path, "dpo", pairs, beta=0.1)
+    loss, trainer = _ours(ours_model, tokenizer, tmp_path, "dpo", pairs, share=share, beta=0.1)
     assert trainer.head is not None  # the fused LM head path is the one compared
 
     data = Dataset.from_list([{"prompt": q, "chosen": a, "rejected": b} for q, a, b in PAIRS])
@@ -120,7 +131,8 @@ def test_dpo_loss_equals_trl(models, tokenizer, tmp_path):
     trl_model.zero_grad()
 
 
-def test_kto_loss_equals_trl(models, tokenizer, tmp_path):
+@pytest.mark.parametrize("share", [False, True], ids=["each-sequence", "shared-starts"])
+def test_kto_loss_equals_trl(models, tokenizer, tmp_path, share):
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
@@ -131,7 +143,7 @@ def test_kto_loss_equals_trl(models, tokenizer, tmp_path):
 
     ours_model, trl_base = models
     examples = unpair(_pairs(tmp_path, tokenizer))[:6]  # 3 desirable, 3 undesirable, interleaved
-    loss, _ = _ours(ours_model, tokenizer, tmp_path, "kto", examples, beta=0.1)
+    loss, _ = _ours(ours_model, tokenizer, tmp_path, "kto", examples, share=share, beta=0.1)
 
     data = Dataset.from_list([{"prompt": q, "completion": a, "label": True} for q, a, _ in PAIRS])
     trl = KTOTrainer(model=copy.deepcopy(trl_base), args=KTOConfig(
