@@ -66,11 +66,14 @@ class Store:
         self._lock = threading.RLock()
         self._db.row_factory = sqlite3.Row
         try:
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self.version = migrate(self._db, self.path)
+            self._set_up(fsync)
+        except sqlite3.OperationalError as e:
+            self._db.close()
+            if _locked(e):
+                raise ChatforgeError(f"{self.path}: the store stayed locked by another process for 30 s ({e})",
+                                     exit_code=1) from None
+            raise ChatforgeError(f"{self.path}: not a chatforge store, or damaged ({e})",
+                                 hint="pass another file with --store PATH") from None
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise ChatforgeError(f"{self.path}: not a chatforge store, or damaged ({e})",
@@ -78,6 +81,26 @@ class Store:
         except ChatforgeError:
             self._db.close()
             raise
+
+    def _set_up(self, fsync: bool) -> None:
+        """Pragmas and migrations. Several processes opening a new store at once can get "database is locked"
+        at once, without SQLite's busy wait (turning a new file into WAL mode takes an exclusive lock that
+        SQLite does not wait for): retried for up to 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._db.execute("PRAGMA busy_timeout = 30000")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self.version = migrate(self._db, self.path)
+                return
+            except sqlite3.OperationalError as e:
+                if not _locked(e) or time.monotonic() > deadline:
+                    raise
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:
@@ -348,6 +371,10 @@ def _feedback(row: sqlite3.Row) -> dict:
         out["right"] = {"completion_id": d["right_id"], "model": d["right_model"]}
     out["source"] = d["source"]
     return out
+
+
+def _locked(e: sqlite3.OperationalError) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> int:

@@ -247,19 +247,27 @@ def _packed(query, key, value, position_ids, scaling, sliding_window) -> torch.T
 
 
 def packed_mask(position_ids: torch.Tensor, sliding_window: int = 0) -> torch.Tensor:
-    """(B, T) position ids -> (B, 1, T, T) bool, True where a query (row) may attend to a key (column): causal
-    within its example and its shared prefix (`_examples`), within sliding_window tokens when that is > 0. The
-    same attention as `_packed_op`, for the cases that go to sdpa (another device, dropout, a softcap...)."""
-    b, t = position_ids.shape
-    allowed = torch.zeros(b, t, t, dtype=torch.bool)
-    for pstart, plen, start, end in _examples(position_ids):
-        row = start // t
-        start, end, pstart = start - row * t, end - row * t, pstart - row * t
-        keys = torch.cat([torch.arange(pstart, pstart + plen), torch.arange(start, end)])  # in logical order
-        q = plen + torch.arange(end - start)[:, None]  # (n, 1) the queries' logical positions
-        k = torch.arange(plen + end - start)[None, :]
-        ok = (k <= q) & ((k > q - sliding_window) if sliding_window > 0 else True)
-        allowed[row, start:end, keys] = ok
+    """(B, T) position ids -> (B, 1, T, T) bool on their device, True where a query (row) may attend to a key
+    (column): causal within its example and its shared prefix (`_examples`, the same rule), within
+    sliding_window tokens when that is > 0. The same attention as `_packed_op`, for the cases that go to sdpa
+    (another device, dropout, a softcap...); built with tensor operations, no loop over the examples."""
+    pos = position_ids
+    b, t = pos.shape
+    i = torch.arange(t, device=pos.device).expand(b, t)
+    starts = torch.ones_like(pos, dtype=torch.bool)
+    starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
+    own = torch.where(starts, i, 0).cummax(1).values  # (B, T) where each token's example starts
+    first = pos.gather(1, own)  # the position its example starts at
+    root = torch.where(starts & (pos == 0), i, -1).cummax(1).values  # the row's last example that started at 0
+    after = torch.where(starts, i, t)  # the next example's start after each token's own start:
+    after = torch.cat([after[:, 1:], after.new_full((b, 1), t)], 1).flip(1).cummin(1).values.flip(1)
+    root_len = after.gather(1, root.clamp(min=0)) - root
+    prefix = torch.where((first > 0) & (root >= 0) & (first <= root_len), first, 0)  # (B, T) tokens it continues
+    qi, qown, qprefix, qroot, qpos = (x[:, :, None] for x in (i, own, prefix, root, pos))  # (B, T, 1) queries
+    ki, kown, kpos = (x[:, None, :] for x in (i, own, pos))  # (B, 1, T) keys
+    allowed = ((kown == qown) & (ki <= qi)) | ((ki >= qroot) & (ki < qroot + qprefix))
+    if sliding_window > 0:
+        allowed &= qpos - kpos < sliding_window
     return allowed[:, None]
 
 
@@ -278,7 +286,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
                 getattr(module, "is_causal", True):
             # a packed row (transformers builds no mask for this attention): without one sdpa would be causal
             # over the whole row, one example attending to the others
-            attention_mask = packed_mask(position_ids, sliding_window or 0).to(query.device)
+            attention_mask = packed_mask(position_ids.to(query.device), sliding_window or 0)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       position_ids=position_ids, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)

@@ -8,9 +8,9 @@ original base (`fold_adapters`), so the result loads like any other run.
 A micro-batch of P pairs is the 2P sequences [chosen_1..P, rejected_1..P] packed into rows of --max-length
 (`chatforge.data.preference.collate_sequences`; each label knows its sequence), with packed attention each
 pair's common start once: the prompt, and the answers' first words where they agree (rejected continues what
-chosen starts; the tokens laid out once count for both; KTO: an example and its KL sequence).
-One pass of the policy and one
-no-grad pass of the reference give per-sequence summed log-probs (answer tokens only), through the fused head:
+chosen starts; the tokens laid out once count for both; KTO: an example and its KL sequence). One pass of the
+policy and one no-grad pass of the reference give per-sequence summed log-probs (answer tokens only), through
+the fused head:
 
     logp[s]  = sum over answer tokens of log p(token)                 (S,) policy, ref_logp[s] the same, frozen
     DPO      loss_i = -logsigmoid(beta * ((logp_c - ref_c) - (logp_r - ref_r)))                 TRL's "sigmoid"
@@ -59,11 +59,11 @@ class PreferenceCollator:
         else:  # each example, then its prompt with the previous example's answer (the KL estimate, as TRL's)
             seqs = [e.example for e in examples] + [mismatched(examples[i].example, examples[i - 1].example)
                                                     for i in range(n)]
-        share = [(i, n + i) for i in range(n)] if self.share_prefixes else ()  # i and n + i: one prompt
+        share = [(i, n + i) for i in range(n)] if self.share_prefixes else ()  # i and n + i: one prompt each
         batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack, length=self.length,
                                   share=share)
         batch["count"] = torch.tensor(n)
-        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))  # the sequences' (a shared prompt twice)
+        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))  # the sequences' (a shared start counts twice)
         if self.kind == "unpaired":
             batch["label"] = torch.tensor([bool(e.label) for e in examples])
         return batch

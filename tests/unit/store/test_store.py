@@ -260,3 +260,28 @@ def test_a_failed_write_is_a_clear_error_and_leaves_nothing(store):
         log(store, "chatcmpl-a", "The same id again.")
     assert e.value.exit_code == 1 and store.completion("chatcmpl-a")["answer"] == "A smart lamp."
     assert store.counts()["completions"] == 1 and store.integrity() == "ok"
+
+
+def test_a_lock_sqlite_does_not_wait_for_is_waited_for(tmp_path, monkeypatch):
+    """Several processes turning a new store into WAL mode at once can get "database is locked" straight away
+    (SQLite's busy wait does not cover it): opening retries instead of calling the store damaged; a lock that
+    never goes is a clear error, not "damaged"."""
+    from chatforge.store import db as store_db
+
+    failures = {"left": 2}
+
+    class Flaky(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA journal_mode") and failures["left"]:
+                failures["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return super().execute(sql, *args)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(store_db.sqlite3, "connect", lambda *a, **kw: connect(*a, factory=Flaky, **kw))
+    with Store(tmp_path / "a.db") as s:
+        assert failures["left"] == 0 and s.version == len(MIGRATIONS)
+    failures["left"] = 10**9
+    monkeypatch.setattr(store_db.time, "monotonic", iter(range(0, 10**6, 20)).__next__)  # 20 s per try
+    with pytest.raises(ChatforgeError, match="stayed locked by another process"):
+        Store(tmp_path / "b.db")

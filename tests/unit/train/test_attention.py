@@ -96,9 +96,11 @@ def test_packed_mask_gives_sdpa_the_ops_attention(window, backward_kernel):
     if backward_kernel == "flash":
         pytest.skip("forward only")
     _, pos, _, _ = _shared_batch()
-    pos = torch.cat([pos, torch.tensor([list(range(18))])])  # and a row of one example
+    pos = torch.cat([pos, torch.tensor([list(range(18)), list(range(3)) + list(range(5, 20))])])
+    # row 1: one example; row 2: one that starts at 5 after one of 3 tokens (continues nothing: on its own)
+    assert _examples(pos)[-1] == (39, 0, 39, 54)
     gen = torch.Generator().manual_seed(4)
-    q, k, v = (torch.randn(2, 4, 18, 8, generator=gen) for _ in range(3))
+    q, k, v = (torch.randn(3, 4, 18, 8, generator=gen) for _ in range(3))
     want, _ = attention._packed_op(q, k, v, pos, 0.35, window)
     got = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=packed_mask(pos, window), scale=0.35)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
