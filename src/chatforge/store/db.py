@@ -67,15 +67,11 @@ class Store:
         self._db.row_factory = sqlite3.Row
         try:
             self._set_up(fsync)
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             self._db.close()
             if _locked(e):
                 raise ChatforgeError(f"{self.path}: the store stayed locked by another process for 30 s ({e})",
                                      exit_code=1) from None
-            raise ChatforgeError(f"{self.path}: not a chatforge store, or damaged ({e})",
-                                 hint="pass another file with --store PATH") from None
-        except sqlite3.DatabaseError as e:
-            self._db.close()
             raise ChatforgeError(f"{self.path}: not a chatforge store, or damaged ({e})",
                                  hint="pass another file with --store PATH") from None
         except ChatforgeError:
@@ -373,8 +369,8 @@ def _feedback(row: sqlite3.Row) -> dict:
     return out
 
 
-def _locked(e: sqlite3.OperationalError) -> bool:
-    return "locked" in str(e) or "busy" in str(e)
+def _locked(e: sqlite3.DatabaseError) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> int:

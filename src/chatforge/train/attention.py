@@ -41,29 +41,41 @@ def _segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     return out
 
 
+def _continuations(position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one rule for a shared start: an example that starts at position p > 0 continues the first p tokens of
+    its row's last example that started at 0 (when that one has at least p tokens; else it stands alone):
+        position_ids [0 1 2 3 4 | 3 4 5]     [prompt, answer 1] then answer 2, which also sees tokens 0-2
+    (B, T) position ids -> per token (B, T) int64, on their device: where (index in the row) its example
+    starts, where that root example starts (-1: none), and how many of the root's tokens it continues (0: none).
+    Tensor operations only (`packed_mask` runs it on the GPU)."""
+    pos = position_ids
+    b, t = pos.shape
+    i = torch.arange(t, device=pos.device).expand(b, t)
+    starts = torch.ones_like(pos, dtype=torch.bool)
+    starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
+    own = torch.where(starts, i, 0).cummax(1).values  # (B, T) where each token's example starts
+    first = pos.gather(1, own)  # the position its example starts at
+    root = torch.where(starts & (pos == 0), i, -1).cummax(1).values  # the row's last example that started at 0
+    after = torch.where(starts, i, t)  # the next example's start after each token's own start:
+    after = torch.cat([after[:, 1:], after.new_full((b, 1), t)], 1).flip(1).cummin(1).values.flip(1)
+    root_len = after.gather(1, root.clamp(min=0)) - root
+    prefix = torch.where((first > 0) & (root >= 0) & (first <= root_len), first, 0)
+    return own, root, prefix
+
+
 def _examples(position_ids: torch.Tensor) -> list[tuple[int, int, int, int]]:
     """(B, T) position ids -> every example of every row as (prefix start, prefix length, start, end), offsets
-    in the flattened (B*T) tokens.
-
-    An example that starts at position p > 0 continues the first p tokens of its row's last example that
-    started at 0: a shared start (a pair's prompt), laid out once (data.preference.collate_sequences):
-        position_ids [0 1 2 3 4 | 3 4 5]     [prompt, answer 1] then answer 2, which also sees tokens 0-2
-    Its prefix is those p tokens (it attends to them, it does not recompute them); any other example has none.
-    """
+    in the flattened (B*T) tokens. An example continuing a shared start (`_continuations`: a pair's prompt, laid
+    out once by data.preference.collate_sequences) has that start as its prefix: it attends to those tokens, it
+    does not recompute them; any other example has none (its prefix start is its start)."""
     t = position_ids.shape[1]
     pos = position_ids.cpu()
+    _, root, prefix = _continuations(pos)
     out = []
     for b, row in enumerate(_segments(pos)):
-        first = pos[b].tolist()  # (one conversion per row: indexing the tensor per example costs ~5 us each)
-        root = (0, 0)  # (start, length) of the row's last example that started at position 0
+        r, p = root[b].tolist(), prefix[b].tolist()  # (once per row: indexing a tensor costs ~5 us a time)
         for start, end in row:
-            p = first[start]
-            if p == 0:
-                root = (start, end - start)
-            if 0 < p <= root[1]:
-                out.append((b * t + root[0], p, b * t + start, b * t + end))
-            else:
-                out.append((b * t + start, 0, b * t + start, b * t + end))
+            out.append((b * t + (r[start] if p[start] else start), p[start], b * t + start, b * t + end))
     return out
 
 
@@ -249,23 +261,13 @@ def _packed(query, key, value, position_ids, scaling, sliding_window) -> torch.T
 
 def packed_mask(position_ids: torch.Tensor, sliding_window: int = 0) -> torch.Tensor:
     """(B, T) position ids -> (B, 1, T, T) bool on their device, True where a query (row) may attend to a key
-    (column): causal within its example and its shared prefix (`_examples`, the same rule), within
+    (column): causal within its example and the shared start it continues (`_continuations`), within
     sliding_window tokens when that is > 0. The same attention as `_packed_op`, for the cases that go to sdpa
     (another device, dropout, a softcap...); built with tensor operations, no loop over the examples."""
-    pos = position_ids
-    b, t = pos.shape
-    i = torch.arange(t, device=pos.device).expand(b, t)
-    starts = torch.ones_like(pos, dtype=torch.bool)
-    starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
-    own = torch.where(starts, i, 0).cummax(1).values  # (B, T) where each token's example starts
-    first = pos.gather(1, own)  # the position its example starts at
-    root = torch.where(starts & (pos == 0), i, -1).cummax(1).values  # the row's last example that started at 0
-    after = torch.where(starts, i, t)  # the next example's start after each token's own start:
-    after = torch.cat([after[:, 1:], after.new_full((b, 1), t)], 1).flip(1).cummin(1).values.flip(1)
-    root_len = after.gather(1, root.clamp(min=0)) - root
-    prefix = torch.where((first > 0) & (root >= 0) & (first <= root_len), first, 0)  # (B, T) tokens it continues
-    qi, qown, qprefix, qroot, qpos = (x[:, :, None] for x in (i, own, prefix, root, pos))  # (B, T, 1) queries
-    ki, kown, kpos = (x[:, None, :] for x in (i, own, pos))  # (B, 1, T) keys
+    own, root, prefix = _continuations(position_ids)
+    i = torch.arange(position_ids.shape[1], device=position_ids.device).expand_as(position_ids)
+    qi, qown, qprefix, qroot, qpos = (x[:, :, None] for x in (i, own, prefix, root, position_ids))  # queries
+    ki, kown, kpos = (x[:, None, :] for x in (i, own, position_ids))  # (B, 1, T) keys
     allowed = ((kown == qown) & (ki <= qi)) | ((ki >= qroot) & (ki < qroot + qprefix))
     if sliding_window > 0:
         allowed &= qpos - kpos < sliding_window

@@ -63,7 +63,7 @@ class PreferenceCollator:
         batch = collate_sequences(seqs, self.pad_id, self.max_length, pack=self.pack, length=self.length,
                                   share=share)
         batch["count"] = torch.tensor(n)
-        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))  # the sequences' (a shared start counts twice)
+        batch["num_tokens"] = torch.tensor(sum(len(s) for s in seqs))  # the sequences' (a shared start twice)
         if self.kind == "unpaired":
             batch["label"] = torch.tensor([bool(e.label) for e in examples])
         return batch
