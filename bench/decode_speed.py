@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=8, help="Concurrent streams (default: 8).")
     p.add_argument("--skip-agreement", action="store_true", help="Skip the held-out answers (agreement, eval time).")
     p.add_argument("--skip-compile", action="store_true", help="Skip the compiled decode step (it compiles twice).")
+    p.add_argument("--eval-only", action="store_true", help="Only the held-out answers (agreement, eval time).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     args = p.parse_args(argv)
     global MODEL, THREADS
@@ -315,55 +316,56 @@ def main(argv: list[str] | None = None) -> int:
             print(*a, flush=True)
 
     engines = {"fp32": load("float32"), "bf16": load("bfloat16"), "int8": load("bfloat16", "int8")}
-    bounds = {}
-    for name, e in engines.items():
-        b = bytes_per_token(e.model)
-        bw = read_bandwidth(b)
-        bounds[name] = bw / b
-        R[f"bound_{name}"] = {"weight_bytes_per_token": b, "read_GBps": round(bw / 1e9, 1),
-                              "tokens_per_s": round(bw / b, 1)}
-        say(f"bound {name}: {b / 1e6:.0f} MB/token at {bw / 1e9:.1f} GB/s -> {bw / b:.0f} tokens/s")
+    if not args.eval_only:
+        bounds = {}
+        for name, e in engines.items():
+            b = bytes_per_token(e.model)
+            bw = read_bandwidth(b)
+            bounds[name] = bw / b
+            R[f"bound_{name}"] = {"weight_bytes_per_token": b, "read_GBps": round(bw / 1e9, 1),
+                                  "tokens_per_s": round(bw / b, 1)}
+            say(f"bound {name}: {b / 1e6:.0f} MB/token at {bw / 1e9:.1f} GB/s -> {bw / b:.0f} tokens/s")
 
-    def ratio(r: dict, bound: str) -> dict:
-        if "tokens_per_s" in r:
-            r["of_bound"] = round(r["tokens_per_s"] / bounds[bound], 2)
-            r["bound"] = bound
-        return r
+        def ratio(r: dict, bound: str) -> dict:
+            if "tokens_per_s" in r:
+                r["of_bound"] = round(r["tokens_per_s"] / bounds[bound], 2)
+                r["bound"] = bound
+            return r
 
-    for name, e in engines.items():
-        R[f"chatforge_{name}"] = ratio(single_stream(e, args.tokens), name)
-        say(f"single stream chatforge {name}: {R[f'chatforge_{name}']}")
-    for name in ("bf16", "int8") if not args.skip_compile else ():
-        e = engines[name]
-        e.compile = True  # the same model: only its single-stream decode step is compiled
-        R[f"chatforge_{name}_compiled"] = ratio(single_stream(e, args.tokens), name)
-        import torch
+        for name, e in engines.items():
+            R[f"chatforge_{name}"] = ratio(single_stream(e, args.tokens), name)
+            say(f"single stream chatforge {name}: {R[f'chatforge_{name}']}")
+        for name in ("bf16", "int8") if not args.skip_compile else ():
+            e = engines[name]
+            e.compile = True  # the same model: only its single-stream decode step is compiled
+            R[f"chatforge_{name}_compiled"] = ratio(single_stream(e, args.tokens), name)
+            import torch
 
-        e._compiled = None  # compile again, as a second process would: dynamo traces anew, inductor's
-        torch._dynamo.reset()  # on-disk caches (FX graphs, C++ kernels) now hold this graph
-        t = time.perf_counter()
-        stream_timing(e, e.encode_chat(STORY), 4)
-        R[f"chatforge_{name}_compiled"]["cached_first_call_s"] = round(time.perf_counter() - t, 1)
-        e.compile = False  # what follows measures the eager engine (batched steps are eager anyway)
-        say(f"single stream chatforge {name}, compiled decode step: {R[f'chatforge_{name}_compiled']}")
-    for name in ("fp32", "bf16"):
-        R[f"hf_generate_{name}"] = ratio(hf_generate(engines[name], args.tokens), name)
-        say(f"single stream HF generate {name}: {R[f'hf_generate_{name}']}")
-    R["llama_cpp_f16"] = ratio(llama_cpp(args.tokens, tmp), "bf16")  # f16 reads as many bytes as bf16
-    say(f"single stream llama.cpp f16: {R['llama_cpp_f16']}")
-    if "tokens_per_s" in R["llama_cpp_f16"]:
-        best = max((k for k in R if k.startswith("chatforge_")), key=lambda k: R[k]["tokens_per_s"])
-        R["best_single_stream_vs_llama_cpp"] = {
-            "chatforge": best, "ratio": round(R[best]["tokens_per_s"] / R["llama_cpp_f16"]["tokens_per_s"], 2)}
-        say(f"fastest chatforge single stream vs llama.cpp f16: {R['best_single_stream_vs_llama_cpp']}")
+            e._compiled = None  # compile again, as a second process would: dynamo traces anew, inductor's
+            torch._dynamo.reset()  # on-disk caches (FX graphs, C++ kernels) now hold this graph
+            t = time.perf_counter()
+            stream_timing(e, e.encode_chat(STORY), 4)
+            R[f"chatforge_{name}_compiled"]["cached_first_call_s"] = round(time.perf_counter() - t, 1)
+            e.compile = False  # what follows measures the eager engine (batched steps are eager anyway)
+            say(f"single stream chatforge {name}, compiled decode step: {R[f'chatforge_{name}_compiled']}")
+        for name in ("fp32", "bf16"):
+            R[f"hf_generate_{name}"] = ratio(hf_generate(engines[name], args.tokens), name)
+            say(f"single stream HF generate {name}: {R[f'hf_generate_{name}']}")
+        R["llama_cpp_f16"] = ratio(llama_cpp(args.tokens, tmp), "bf16")  # f16 reads as many bytes as bf16
+        say(f"single stream llama.cpp f16: {R['llama_cpp_f16']}")
+        if "tokens_per_s" in R["llama_cpp_f16"]:
+            best = max((k for k in R if k.startswith("chatforge_")), key=lambda k: R[k]["tokens_per_s"])
+            R["best_single_stream_vs_llama_cpp"] = {
+                "chatforge": best, "ratio": round(R[best]["tokens_per_s"] / R["llama_cpp_f16"]["tokens_per_s"], 2)}
+            say(f"fastest chatforge single stream vs llama.cpp f16: {R['best_single_stream_vs_llama_cpp']}")
 
-    R["ttft_bf16"] = long_prompt_ttft(engines["bf16"])
-    say(f"time to first token, bf16: {R['ttft_bf16']}")
-    R["concurrent_bf16"] = ratio(concurrent(engines["bf16"], args.tokens, args.streams), "bf16")
-    R["concurrent_vs_single"] = round(R["concurrent_bf16"]["tokens_per_s"] / R["chatforge_bf16"]["tokens_per_s"], 2)
-    say(f"{args.streams} streams chatforge bf16: {R['concurrent_bf16']}  ({R['concurrent_vs_single']}x one stream)")
-    R["hf_continuous_batching_bf16"] = hf_continuous_batching(engines["bf16"], args.tokens, args.streams)
-    say(f"{args.streams} streams transformers generate_batch bf16: {R['hf_continuous_batching_bf16']}")
+        R["ttft_bf16"] = long_prompt_ttft(engines["bf16"])
+        say(f"time to first token, bf16: {R['ttft_bf16']}")
+        R["concurrent_bf16"] = ratio(concurrent(engines["bf16"], args.tokens, args.streams), "bf16")
+        R["concurrent_vs_single"] = round(R["concurrent_bf16"]["tokens_per_s"] / R["chatforge_bf16"]["tokens_per_s"], 2)
+        say(f"{args.streams} streams chatforge bf16: {R['concurrent_bf16']}  ({R['concurrent_vs_single']}x one stream)")
+        R["hf_continuous_batching_bf16"] = hf_continuous_batching(engines["bf16"], args.tokens, args.streams)
+        say(f"{args.streams} streams transformers generate_batch bf16: {R['hf_continuous_batching_bf16']}")
 
     if not args.skip_agreement:
         from chatforge.infer import SamplingParams
@@ -379,12 +381,21 @@ def main(argv: list[str] | None = None) -> int:
                 engines[name], convs, outs["fp32"])
             say(f"greedy agreement {name} vs fp32 on {len(convs)} held-out questions: "
                 f"{R[f'agreement_{name}_vs_fp32']}")
-        old = old_engine_class().Engine(_loaded_fp32())
+        from chatforge.evaluate.config import EvalConfig
+
+        width = EvalConfig().batch_size  # what `chatforge eval` runs at once
+        bf16 = engines["bf16"]
+        bf16.max_batch_size, single = width, bf16.max_batch_size
+        R["heldout_seconds_bf16_eval_batch"], _ = answer_time(bf16, convs, params)
+        bf16.max_batch_size = single
+        old = old_engine_class().Engine(_loaded_fp32())  # its own default batch (16), eval's default then
         R["heldout_seconds_before_fp32"], _ = answer_time(old, convs, params)
-        R["heldout_speedup_auto_vs_before"] = round(R["heldout_seconds_before_fp32"] / R["heldout_seconds_bf16"], 2)
+        R["heldout_speedup_auto_vs_before"] = round(R["heldout_seconds_before_fp32"]
+                                                    / R["heldout_seconds_bf16_eval_batch"], 2)
         say(f"answering {len(convs)} held-out questions: before (fp32) {R['heldout_seconds_before_fp32']:.1f} s, "
             f"now fp32 {R['heldout_seconds_fp32']:.1f} s, bf16 {R['heldout_seconds_bf16']:.1f} s, "
-            f"int8 {R['heldout_seconds_int8']:.1f} s -> {R['heldout_speedup_auto_vs_before']}x")
+            f"int8 {R['heldout_seconds_int8']:.1f} s ({single} at once); bf16 {width} at once (eval's default) "
+            f"{R['heldout_seconds_bf16_eval_batch']:.1f} s -> {R['heldout_speedup_auto_vs_before']}x")
     if args.json:
         print(json.dumps(R, indent=2))
     else:

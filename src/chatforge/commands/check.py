@@ -108,7 +108,7 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
     step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
     out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
                                  step=step, budget_s=6.0, epoch_tokens=rows * row)
-    epochs = auto_epochs(examples)  # what --epochs auto picks for the examples that train
+    epochs = auto_epochs(len(examples), sum(e.trained for e in examples))  # train's --epochs auto
     out.update(device=str(loaded.device), method=step.method, precision=step.precision, epoch_rows=rows,
                row_length=row, epochs=epochs, run_seconds=round(epochs * out["epoch_seconds"], 1))
     return out

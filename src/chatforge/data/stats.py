@@ -9,15 +9,27 @@ from collections import Counter
 DOMINANT_SHARE = 0.5  # a system prompt on more than half of the conversations is the run's default one
 
 
-def auto_epochs(n_examples: int) -> int:
+ANSWER_TOKEN_PASSES = 250_000  # trained (answer) tokens a run needs to see at most; see auto_epochs
+
+
+def auto_epochs(n_examples: int, trained_tokens: int = 0) -> int:
     """OpenAI's rule: 3 epochs, more for small sets (aim at >= 3000 example passes, at most 25 epochs),
-    fewer for large ones (at most ~25000 example passes)."""
+    fewer for large ones (at most ~25000 example passes). Then, given `trained_tokens` (the answer tokens of one
+    epoch): no more epochs than it takes to train on about ANSWER_TOKEN_PASSES answer tokens. The example rule
+    assumes short chats; with long answers 3000 example passes are many more tokens than a small set needs (540
+    MedQuAD pairs of ~140 answer tokens: held-out loss after 3 epochs was no worse than after the example rule's
+    6, at half the time; bench/train_quality.py, README "Training at real lengths"). Short chats are not affected
+    (the bundled 383 examples, 11k answer tokens an epoch, keep their 8)."""
     n = max(1, n_examples)
     if n * 3 < 3000:
-        return min(25, max(1, math.ceil(3000 / n)))
-    if n * 3 > 25000:
-        return max(1, 25000 // n)
-    return 3
+        epochs = min(25, max(1, math.ceil(3000 / n)))
+    elif n * 3 > 25000:
+        epochs = max(1, 25000 // n)
+    else:
+        epochs = 3
+    if trained_tokens > 0:
+        epochs = min(epochs, max(1, round(ANSWER_TOKEN_PASSES / trained_tokens)))
+    return epochs
 
 
 def percentile(sorted_values: list[int], q: float) -> int:
@@ -64,7 +76,7 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
         "max_length": max_length,
         "packed_rows": len(rows),
         "padding_share": round(padding_share(rows, max_length), 4),
-        "auto_epochs": auto_epochs(len(examples)),
+        "auto_epochs": auto_epochs(len(examples), sum(e.trained for e in examples)),
         "dropped": dict(prepared.dropped),
         **_characters(prepared),
     }

@@ -36,7 +36,7 @@ class EvalConfig:
                                       parse=positive_int, metavar="N")
     max_tokens: int | None = option(None, "Most new tokens per generated answer (default: twice the longest "
                                     "reference answer, at least 64).", parse=positive_int, metavar="N")
-    batch_size: int = option(16, "Conversations generated at once (lower it if memory runs out).",
+    batch_size: int = option(32, "Conversations generated at once (lower it if memory runs out).",
                              parse=positive_int, metavar="B")
     out: str | None = option(None, "Report directory (default: RUN/eval for a run, else ./eval-report).",
                              metavar="DIR")

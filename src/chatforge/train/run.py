@@ -91,7 +91,8 @@ def setup(cfg: TrainConfig, on_event=None) -> Run:
                         allow_pickle=cfg.allow_pickle)
     tokenizer = loaded.tokenizer
     kind, train_examples, eval_examples, stats = _load_data(cfg, tokenizer)
-    cfg = _resolve(cfg, n_examples=len(train_examples), n_tokens=sum(len(e) for e in train_examples))
+    cfg = _resolve(cfg, n_examples=len(train_examples), n_tokens=sum(len(e) for e in train_examples),
+                   n_trained=sum(e.trained for e in train_examples) if kind in ("chat", "text") else 0)
     from transformers import set_seed
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the seed: the same config gives the same run
@@ -214,11 +215,11 @@ def held_out(n: int, split: float, seed: int) -> set[int]:
     return set(order[:min(MAX_EVAL_EXAMPLES, max(1, round(n * split)))])
 
 
-def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0) -> TrainConfig:
+def _resolve(cfg: TrainConfig, *, n_examples: int, n_tokens: int = 0, n_trained: int = 0) -> TrainConfig:
     """Fill in the automatic values, so config.yaml records exactly what ran."""
     from chatforge.data.stats import auto_epochs
 
-    epochs = auto_epochs(n_examples) if cfg.epochs == "auto" else cfg.epochs
+    epochs = auto_epochs(n_examples, n_trained) if cfg.epochs == "auto" else cfg.epochs
     if cfg.method in PREFERENCE_METHODS and cfg.epochs == "auto":
         epochs = min(epochs, 3)  # preference tuning moves away from the reference quickly: a few passes
     if cfg.compile is None:

@@ -59,8 +59,8 @@ def _resolved(cfg):
     return dataclasses.replace(cfg, lr=cfg.learning_rate, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank)
 
 
-def epoch_rows(examples: list, kind: str, max_length: int, *, eval_split: float, seed: int) -> tuple[int, int]:
-    """(packed rows, training examples) of one epoch of `chatforge train` on these encoded examples: rows of
+def epoch_rows(examples: list, kind: str, max_length: int, *, eval_split: float, seed: int) -> tuple[int, list]:
+    """(packed rows, the examples that train) of one epoch of `chatforge train` on these encoded examples: rows of
     `max_length` (chats longer than it are dropped, raw text is cut into blocks of it), the eval split held out
     (chatforge.train.run.held_out; 0 when there is --eval-data). Examples encoded at a longer --max-length
     (chatforge check's default is 2048) give the rows of the train run's own encoding."""
@@ -76,4 +76,4 @@ def epoch_rows(examples: list, kind: str, max_length: int, *, eval_split: float,
         examples = [e for e in examples if len(e) <= max_length]
     held = held_out(len(examples), eval_split, seed)
     kept = [e for i, e in enumerate(examples) if i not in held]
-    return len(pack(kept, max_length)), len(kept)
+    return len(pack(kept, max_length)), kept

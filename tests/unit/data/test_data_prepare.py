@@ -81,6 +81,17 @@ def test_auto_epochs_follows_openai(n, epochs):
     assert auto_epochs(n) == epochs
 
 
+@pytest.mark.parametrize("n, answer_tokens, epochs", [
+    (383, 11_076, 8),     # the bundled chats: short answers, the example rule stands
+    (540, 77_323, 3),     # 540 MedQuAD pairs: 6 by the example rule, 3 by their answer tokens
+    (540, 200_000, 1),    # long answers: one pass is already more than enough tokens
+    (100, 40_000, 6),     # round(250k / 40k): the token rule, below the example rule's 25
+    (30000, 10_000_000, 1)])
+def test_auto_epochs_stops_at_enough_answer_tokens(n, answer_tokens, epochs):
+    assert auto_epochs(n, answer_tokens) == epochs
+    assert auto_epochs(n, answer_tokens) <= auto_epochs(n)  # the token rule only ever lowers the count
+
+
 def test_percentile_and_histogram():
     values = list(range(1, 101))
     assert [percentile(values, q) for q in (50, 90, 99, 100)] == [50, 90, 99, 100]

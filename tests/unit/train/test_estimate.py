@@ -34,8 +34,16 @@ def test_epoch_rows_are_the_rows_train_packs(make_cfg, tokenizer, chat_file, eva
     assert epoch_rows(prepared.examples, "chat", 2048, eval_split=eval_split, seed=42)[0] < rows
 
 
-def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_cli, tiny_model, chat_file, capsys):
+@pytest.mark.parametrize("answer_token_passes", [None, 20_000])
+def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_cli, tiny_model, chat_file, capsys,
+                                                                 monkeypatch, answer_token_passes):
+    """The estimate's epochs are the run's; with a small answer-token budget the token rule picks them (fewer
+    than the 25 the example rule gives these 72 training chats), in check and in train alike."""
+    from chatforge.data import stats
     from chatforge.train.config import TrainConfig
+
+    if answer_token_passes:
+        monkeypatch.setattr(stats, "ANSWER_TOKEN_PASSES", answer_token_passes)
 
     default = TrainConfig()
     rows, run_epochs = _train_facts(make_cfg, epochs="auto", max_length=default.max_length,
@@ -50,4 +58,5 @@ def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_c
     assert est["epoch_tokens"] == rows * default.max_length
     assert est["epoch_seconds"] == pytest.approx(est["epoch_tokens"] / est["tokens_per_second"], rel=0.01)
     assert est["epochs"] == run_epochs  # --epochs auto of the examples that train (not of all of them)
+    assert (run_epochs < 25) == bool(answer_token_passes)
     assert est["run_seconds"] == pytest.approx(run_epochs * est["epoch_seconds"], rel=0.01)
