@@ -13,7 +13,7 @@ examples as the runs (their held-out split excluded), given recipe B's wall time
 
     .venv/bin/python bench/train_quality.py                 # defaults vs the previous defaults, 1 epoch
     .venv/bin/python bench/train_quality.py --a "--batch-tokens 8192 --lr 2e-4" --b "" --epochs 1
-    .venv/bin/python bench/train_quality.py --a "--epochs 6" --b "" --epochs auto --plain   # issue #18's check
+    .venv/bin/python bench/train_quality.py --epochs auto --a "--epochs 6 --lr 2e-4" --b "" --plain  # the old defaults
 """
 
 from __future__ import annotations
