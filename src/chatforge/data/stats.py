@@ -62,13 +62,14 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
     lengths = sorted(len(e) for e in examples)
     max_length = max_length or getattr(prepared, "max_length", None) or (lengths[-1] if lengths else 1)
     rows = pack(examples, max_length) if examples else []
+    trained = sum(e.trained for e in examples)  # a pass over every label: once
     stats = {
         "kind": prepared.kind,
         "examples": len(examples),
         "turns": sum(sum(m["role"] == "assistant" for m in r) for r in prepared.records)
         if prepared.kind == "chat" else 0,
         "tokens_total": sum(lengths),
-        "tokens_trained": sum(e.trained for e in examples),
+        "tokens_trained": trained,
         "length": {"min": lengths[0] if lengths else 0, "p50": percentile(lengths, 50),
                    "p90": percentile(lengths, 90), "p99": percentile(lengths, 99),
                    "max": lengths[-1] if lengths else 0},
@@ -76,7 +77,7 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
         "max_length": max_length,
         "packed_rows": len(rows),
         "padding_share": round(padding_share(rows, max_length), 4),
-        "auto_epochs": auto_epochs(len(examples), sum(e.trained for e in examples)),
+        "auto_epochs": auto_epochs(len(examples), trained),
         "dropped": dict(prepared.dropped),
         **_characters(prepared),
     }
