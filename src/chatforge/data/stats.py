@@ -18,8 +18,8 @@ def auto_epochs(n_examples: int, trained_tokens: int = 0) -> int:
     epoch): no more epochs than it takes to train on about ANSWER_TOKEN_PASSES answer tokens. The example rule
     assumes short chats; with long answers 3000 example passes are many more tokens than a small set needs (540
     MedQuAD pairs of ~140 answer tokens: 3 epochs at LoRA's default lr reached a lower held-out loss than the
-    example rule's 6, in 41 % of the time; bench/train_quality.py, README "Training at real lengths"). Short chats are not affected
-    (the bundled 383 examples, 11k answer tokens an epoch, keep their 8)."""
+    example rule's 6, in half the steps; bench/train_quality.py, README "Training at real lengths"). Short chats
+    are not affected (the bundled 383 examples, 11k answer tokens an epoch, keep their 8)."""
     n = max(1, n_examples)
     if n * 3 < 3000:
         epochs = min(25, max(1, math.ceil(3000 / n)))
