@@ -69,9 +69,11 @@ def bytes_per_token(model) -> int:
     """Weight bytes one decode step reads: every linear layer (the LM head too), not the embedding table."""
     import torch
 
+    from chatforge.models.int8 import Int8Linear
+
     total = 0
     for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
+        if isinstance(m, (torch.nn.Linear, Int8Linear)):
             w = m.weight
             inner = getattr(w, "qdata", None)  # torchao's Int8Tensor keeps int8 data + per-row scales
             if inner is not None:
@@ -207,9 +209,7 @@ def llama_cpp(tokens: int, tmp: Path) -> dict:
         from chatforge.export.config import ExportConfig
         from chatforge.export.run import export
 
-        export(ExportConfig(model=MODEL, format="gguf", quant="f16", out=str(tmp / "gguf"),
-                            verify=False))
-        gguf = next((tmp / "gguf").glob("*.gguf"))
+        export(ExportConfig(model=MODEL, format="gguf", quant="f16", out=str(gguf), verify=False))  # kept for the next run
     llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=THREADS, verbose=False)
     prompt = llm.tokenize(b"<|im_start|>user\n" + STORY[0]["content"].encode() + b"<|im_end|>\n<|im_start|>assistant\n",
                           add_bos=False, special=True)
@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     global MODEL, THREADS
     MODEL, THREADS = args.model, args.threads or THREADS
+    # chatforge's decode loop follows the machine's load (threads.Follow) unless a count is given: give it this
+    # one, so every engine here runs on the same THREADS
+    os.environ["CHATFORGE_THREADS"] = str(THREADS)
     _quiet()
     import torch
 
@@ -335,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, e in engines.items():
             R[f"chatforge_{name}"] = ratio(single_stream(e, args.tokens), name)
             say(f"single stream chatforge {name}: {R[f'chatforge_{name}']}")
+        from chatforge.models import int8
+
+        rows, int8.SMALL_ROWS = int8.SMALL_ROWS, 0  # every product through torchao's own eager linear (before)
+        R["torchao_int8_eager"] = ratio(single_stream(engines["int8"], args.tokens), "int8")
+        int8.SMALL_ROWS = rows
+        say(f"single stream int8, torchao's eager linear in every layer: {R['torchao_int8_eager']}")
         for name in ("bf16", "int8") if not args.skip_compile else ():
             e = engines[name]
             e.compile = True  # the same model: only its single-stream decode step is compiled

@@ -1,4 +1,5 @@
-"""The inference engine chat, generate, eval, serve and the arena share.
+"""The inference engine chat, generate, eval, serve and the arena share (precision and --quantize int8 are
+chosen when the model is loaded: models/load.py, models/int8.py).
 
     sampling.py  SamplingParams (every sampling setting, checked) and `sample`: logits -> next tokens
     text.py      incremental detokenizer and stop-string filter (constant work per token)
@@ -6,7 +7,6 @@
     prefix.py    the prefix cache (keys/values of recent sequences, reused by prompts that share a beginning)
     batch.py     Batch: the one step-level decode loop (admit, step, evict)
     engine.py    Engine: prompts/messages -> Completions or streamed text, over a Batch
-    optimize.py  inference precision (bf16 on AMX / AVX-512 bf16 CPUs) and int8 weight-only quantization
 """
 
 from chatforge.infer.batch import Batch

@@ -168,7 +168,7 @@ class Engine:
         if self._compiled is None:
             import torch
 
-            # freezing: weights become constants of the graph, so inductor prepacks them for oneDNN (bf16) and
-            # picks the fused int8 weight-only kernel (torchao) instead of dequantizing per call.
+            # freezing: weights become constants of the graph, so inductor prepacks them for oneDNN (bf16); int8
+            # layers keep PyTorch's int8 kernel (models/int8.py), which eager decoding already uses.
             self._compiled = torch.compile(self.model, fullgraph=True, options={"freezing": True})
         return self._compiled

@@ -140,7 +140,7 @@ QUANTIZATIONS = ("int8",)
 
 
 def quantize_weights(net, method: str, name: str = "model") -> None:
-    """int8 weight-only quantization of every nn.Linear, in place (torchao; its CPU int8 matmul kernel)."""
+    """int8 weight-only quantization of every nn.Linear, in place: torchao quantizes, models/int8.py multiplies."""
     if method not in QUANTIZATIONS:
         raise ChatforgeError(f"--quantize {method}: unknown method", hint="use --quantize int8")
     import logging
@@ -157,6 +157,9 @@ def quantize_weights(net, method: str, name: str = "model") -> None:
         quantize_(net, Int8WeightOnlyConfig())
     except Exception as e:  # an architecture torchao cannot handle
         raise ChatforgeError(f"{name}: cannot quantize to int8 ({type(e).__name__}: {e})") from None
+    from chatforge.models.int8 import use_int8_kernel
+
+    use_int8_kernel(net)  # decode steps through PyTorch's int8 kernel instead of torchao's per-call bf16 copy
 
 
 def _load_weights(resolved: ResolvedModel, torch_dtype, trust_remote_code: bool, allow_pickle: bool):
