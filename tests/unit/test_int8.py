@@ -78,3 +78,19 @@ def test_quantized_model_decodes_close_to_torchaos_and_every_linear_uses_the_ker
         monkeypatch.setattr(int8, "SMALL_ROWS", 0)  # torchao's path everywhere
         want = loaded.model(input_ids=ids[:, :1]).logits.float()
     assert (got - want).abs().max() <= 0.05 * want.abs().max()
+
+
+def test_a_torch_without_a_working_kernel_keeps_torchaos_layers(monkeypatch):
+    """The kernel is a private ATen op: where it is missing (or wrong), nothing is swapped and int8 still works."""
+    from chatforge.models import int8
+
+    assert int8.kernel_works()
+    net = _quantized_linear(64, 32)
+    monkeypatch.setattr(int8, "_int8_mm", None)
+    assert not int8.kernel_works() and int8.use_int8_kernel(net) == 0
+    monkeypatch.setattr(int8, "_int8_mm", lambda x, w, s: torch.zeros(x.shape[0], w.shape[0], dtype=x.dtype))
+    assert not int8.kernel_works() and int8.use_int8_kernel(net) == 0
+    assert hasattr(net[0].weight, "qdata")
+    x = torch.randn(1, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.isfinite(net(x)).all()
