@@ -45,6 +45,7 @@ def test_int8_kernel_is_for_few_rows_only(monkeypatch):
         x = torch.randn(int8.SMALL_ROWS + 1, 64, dtype=torch.bfloat16)
         assert torch.equal(layer(x), torch.nn.functional.linear(x, net[0].weight))
         layer(x[:2])
+        assert layer(x[:0]).shape == (0, 32)  # no rows: torchao's path (the kernel is not asked for M = 0)
     assert calls == [(2, 64)]
 
 

@@ -59,7 +59,7 @@ class Int8Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[:-1].numel()
-        if rows > SMALL_ROWS or x.dtype != self.row_scale.dtype:
+        if not 0 < rows <= SMALL_ROWS or x.dtype != self.row_scale.dtype:
             return F.linear(x, self.weight, self.bias)
         y = _int8_mm(x.reshape(rows, x.shape[-1]), self.weight.qdata, self.row_scale)
         y = y.view(*x.shape[:-1], self.out_features)
