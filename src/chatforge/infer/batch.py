@@ -19,9 +19,10 @@ Layout: rows are left padded, and padding may also sit between a reused prefix a
 
 Joining rows pads both caches' time axes to the same width and concatenates them on the batch axis; leaving
 rows are index_select-ed out, then leading columns no row uses are dropped. Merging and prefix reuse need the
-plain DynamicCache layout (per layer `keys`/`values` of shape (B, H, T, D)), which most decoder models use;
-with any other cache (sliding windows...) `can_admit` is False while rows run (new sequences wait for the
-batch to empty: plain dynamic batching) and no prefix is reused.
+plain DynamicCache layout (per layer `keys`/`values` of shape (B, H, T, D)), which most decoder models use,
+and which Engine.new_cache also gives models with sliding-window layers (Gemma 3); with any other cache
+`can_admit` is False while rows run (new sequences wait for the batch to empty: plain dynamic batching) and
+no prefix is reused.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Batch:
             attention[i, width + span - len(r):] = 1
             positions[i, span - len(r):] = torch.arange(n, n + len(r))
         input_ids, attention, positions = input_ids.to(device), attention.to(device), positions.to(device)
-        cache = None
+        cache = engine.new_cache()
         if width:
             from transformers import DynamicCache
 

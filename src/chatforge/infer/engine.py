@@ -130,6 +130,21 @@ class Engine:
     def new_batch(self) -> Batch:
         return Batch(self)
 
+    def new_cache(self):
+        """The cache a prefill starts from: None (the model makes its own) except for models whose layers are full
+        and sliding-window attention (Gemma 3), which get a DynamicCache of plain layers. transformers would give
+        their sliding layers a cache that keeps only the last window of keys, a layout rows cannot be merged in
+        nor prefixes reused from; plain layers keep every key, and the sliding-window mask (built from the
+        config, whatever the cache) still limits what each token sees. Costs a window's keys more per layer."""
+        config = self.model.config
+        types = getattr(config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config,
+                        "layer_types", None) or ()
+        if "sliding_attention" not in types or not set(types) <= {"full_attention", "sliding_attention"}:
+            return None
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
     def new_sequence(self, prompt: list[int], params: SamplingParams, cached: int = 0) -> Sequence:
         return Sequence(prompt, params, self.tokenizer, self.eot_ids, self.vocab, self.device, cached)
 
