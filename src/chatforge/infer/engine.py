@@ -135,7 +135,8 @@ class Engine:
         and sliding-window attention (Gemma 3), which get a DynamicCache of plain layers. transformers would give
         their sliding layers a cache that keeps only the last window of keys, a layout rows cannot be merged in
         nor prefixes reused from; plain layers keep every key, and the sliding-window mask (built from the
-        config, whatever the cache) still limits what each token sees. Costs a window's keys more per layer."""
+        config, whatever the cache) still limits what each token sees. The cost: memory, as a sliding layer then
+        holds every key of a row, not only the last window's."""
         config = self.model.config
         types = getattr(config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config,
                         "layer_types", None) or ()
