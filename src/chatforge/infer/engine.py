@@ -137,9 +137,7 @@ class Engine:
         nor prefixes reused from; plain layers keep every key, and the sliding-window mask (built from the
         config, whatever the cache) still limits what each token sees. The cost: memory, as a sliding layer then
         holds every key of a row, not only the last window's."""
-        config = self.model.config
-        types = getattr(config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config,
-                        "layer_types", None) or ()
+        types = getattr(self.model.config.get_text_config(decoder=True), "layer_types", None) or ()
         if "sliding_attention" not in types or not set(types) <= {"full_attention", "sliding_attention"}:
             return None
         from transformers import DynamicCache
