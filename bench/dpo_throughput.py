@@ -1,6 +1,7 @@
 """DPO throughput: `chatforge train --method dpo` vs TRL's DPOTrainer on the same model, pairs and batch.
 
-Both train LoRA r=16 (alpha 32) on all linear layers of the default model, bf16, sigmoid DPO with beta 0.1, the
+Both train LoRA r=16 (alpha 32) on all linear layers of the default model, in the precision chatforge's auto picks (bf16
+where its matmuls are native and fast, else fp32), sigmoid DPO with beta 0.1, the
 reference being the same weights with the adapters disabled, on the same pairs (the bundled Lumora preference
 pairs, TRL's conversational prompt/chosen/rejected format, read by both), max length 256 (nothing is truncated),
 the same pairs per optimizer step (TRL: its default batch of 8 x gradient accumulation; chatforge: its token
@@ -180,16 +181,17 @@ def trl_worker(args, workdir: Path) -> dict:
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from chatforge.models.load import load_tokenizer, quiet_transformers, set_threads
+    from chatforge.models.load import cpu_prefers_bf16, load_tokenizer, quiet_transformers, set_threads
     from chatforge.models.resolve import resolve
 
     quiet_transformers()
     set_threads()
+    bf16 = cpu_prefers_bf16()  # the precision chatforge's auto picks here, so both run the same arithmetic
     model_dir = str(resolve(args.model).path)
     tokenizer = load_tokenizer(args.model)
     accum = max(1, args.pairs_per_step // TRL_BATCH)
     config = DPOConfig(output_dir=str(workdir / "trl-run"), max_steps=args.steps, per_device_train_batch_size=TRL_BATCH,
-                       gradient_accumulation_steps=accum, learning_rate=LR, max_length=args.max_length, bf16=True,
+                       gradient_accumulation_steps=accum, learning_rate=LR, max_length=args.max_length, bf16=bf16,
                        beta=BETA, use_cpu=True, report_to="none", include_num_input_tokens_seen="non_padding",
                        seed=42, logging_steps=1, save_strategy="no")
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -200,7 +202,7 @@ def trl_worker(args, workdir: Path) -> dict:
     trainer.add_callback(timer)
     trainer.train()
     result = timer.summary()
-    result["precision"] = "bf16"
+    result["precision"] = "bf16" if bf16 else "fp32"
     result["pairs_per_step"] = TRL_BATCH * accum
     result.update(heldout_dpo(trainer.model, tokenizer, workdir / "heldout.jsonl"))
     return result

@@ -8,7 +8,7 @@ with paired bootstrap intervals). Wall time and held-out loss are reported per r
 
 With --plain, a third model comes from a plain PyTorch + PEFT LoRA loop (no chatforge training code: the chat
 template's tokens, assistant-only labels, dynamically padded micro-batches of <= --plain-tokens tokens, one
-optimizer step each, AdamW at a constant --plain-lr, bf16 autocast where the CPU has it) on the same training
+optimizer step each, AdamW at a constant --plain-lr, bf16 autocast where chatforge would use it) on the same training
 examples as the runs (their held-out split excluded), given recipe B's wall time; B is scored against it too.
 
     .venv/bin/python bench/train_quality.py                 # defaults vs the previous defaults, 1 epoch
@@ -109,7 +109,7 @@ def plain_loop(data: Path, out: Path, *, seconds: float, lr: float, step_tokens:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from chatforge.models.load import cpu_supports_bf16
+    from chatforge.models.load import cpu_prefers_bf16
     from chatforge.models.resolve import resolve
     from chatforge.train.run import held_out
 
@@ -129,7 +129,7 @@ def plain_loop(data: Path, out: Path, *, seconds: float, lr: float, step_tokens:
         ids = tok.apply_chat_template(msgs, tokenize=True, return_dict=False)[:max_length]
         examples.append((ids, [-100] * len(prompt) + ids[len(prompt):]))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    bf16 = cpu_supports_bf16()
+    bf16 = cpu_prefers_bf16()  # chatforge's own rule, so both sides use the faster precision here
     rng, steps, tokens = random.Random(seed), 0, 0
     model.train()
     while time.perf_counter() - t0 < seconds:

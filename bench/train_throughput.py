@@ -1,6 +1,7 @@
 """Training throughput: `chatforge train` vs TRL's SFTTrainer on the same model, data and token budget.
 
-Both train LoRA r=16 (alpha 32) on all linear layers of the default model, bf16, max length 512, on the same
+Both train LoRA r=16 (alpha 32) on all linear layers of the default model, in the precision chatforge's auto picks (bf16
+where its matmuls are native and fast, else fp32), max length 512, on the same
 MedQuAD conversations (question -> user, answer -> assistant; only examples that fit in 512 tokens, so neither
 side truncates or drops), with the same tokens per optimizer step and the same learning rate. TRL is otherwise
 at its defaults (no packing, batch 8 padded to the longest, gradient checkpointing on, loss on all tokens).
@@ -205,16 +206,17 @@ def trl_worker(args, workdir: Path) -> dict:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from chatforge.models.load import load_tokenizer, quiet_transformers, set_threads
+    from chatforge.models.load import cpu_prefers_bf16, load_tokenizer, quiet_transformers, set_threads
     from chatforge.models.resolve import resolve
 
     quiet_transformers()
     set_threads()
+    bf16 = cpu_prefers_bf16()  # the precision chatforge's auto picks here, so both run the same arithmetic
     model_dir = str(resolve("smollm2-135m-instruct").path)
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     accum = int(os.environ["BENCH_TRL_ACCUM"])  # about the same tokens per optimizer step as chatforge
     config = SFTConfig(output_dir=str(workdir / "trl-run"), max_steps=args.steps, per_device_train_batch_size=TRL_BATCH,
-                       gradient_accumulation_steps=accum, learning_rate=LR, max_length=args.max_length, bf16=True,
+                       gradient_accumulation_steps=accum, learning_rate=LR, max_length=args.max_length, bf16=bf16,
                        use_cpu=True, report_to="none", include_num_input_tokens_seen="non_padding", seed=42)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     train = datasets.load_dataset("json", data_files=str(workdir / "train.jsonl"))["train"]
@@ -224,7 +226,7 @@ def trl_worker(args, workdir: Path) -> dict:
     trainer.add_callback(timer)
     trainer.train()
     result = timer.summary()
-    result["precision"] = "bf16"
+    result["precision"] = "bf16" if bf16 else "fp32"
     result["gradient_accumulation"] = accum
     result["eval_loss"] = assistant_eval_loss(trainer.model.float(), tokenizer, workdir / "eval.jsonl")
     return result

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from chatforge.config import add_arguments, non_negative_int, option, positive_int
 
-DTYPE_HELP = ("Weights dtype: auto (bf16 on GPUs and on CPUs with AMX / AVX-512 bf16, else fp32), float32, "
-              "bfloat16, float16.")
+DTYPE_HELP = ("Weights dtype: auto (bf16 on GPUs and on CPUs with AMX / AVX-512 bf16 where a bf16 matmul measured "
+              "at start is not slower than fp32's, else fp32), float32, bfloat16, float16.")
 QUANTIZE_HELP = ("int8: int8 weight-only linear layers (torchao; decode steps run PyTorch's int8 kernel: the fastest "
-                 "single stream on a CPU, no compile needed; pip install 'chatforge[quantize]').")
+                 "single stream on a CPU with bf16 instructions, no compile needed; on other CPUs it saves memory but "
+                 "decodes slower than fp32; pip install 'chatforge[quantize]').")
 COMPILE_HELP = ("Compile the single-stream decode step (torch.compile, needs a C++ compiler on a CPU): ~30 s for the "
                 "default model once per process, then faster tokens.")
 

@@ -63,6 +63,10 @@ def test_only_layers_the_kernel_takes_are_swapped():
     assert hasattr(net[1].weight, "qdata")  # N = 72 (not a multiple of 16), K = 72 (of 64): torchao's path
     # a plain (unquantized) layer is never swapped
     assert use_int8_kernel(torch.nn.Sequential(torch.nn.Linear(64, 64))) == 0
+    # nor a layer of an fp32 model: the kernel is fast for bf16 activations only (fp32: slower than torchao's path)
+    fp32 = torch.nn.Sequential(torch.nn.Linear(128, 64))
+    quantize_(fp32, Int8WeightOnlyConfig())
+    assert use_int8_kernel(fp32) == 0 and hasattr(fp32[0].weight, "qdata")
 
 
 def test_quantized_model_decodes_close_to_torchaos_and_every_linear_uses_the_kernel(tiny_model, monkeypatch):

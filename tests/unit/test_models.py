@@ -133,3 +133,30 @@ def test_help_is_fast_and_imports_nothing_heavy():
     heavy, seconds = out.rsplit(" ", 1)
     assert heavy == "[]"
     assert float(seconds) < 1.0
+
+
+def test_auto_dtype_is_bf16_only_where_its_matmul_is_fast(monkeypatch, tiny_model):
+    """--dtype auto on a CPU: bf16 where it has the instructions and its matmul measured here is >= 0.8x fp32's;
+    fp32 where bf16 runs at half speed (a VM showing avx512_bf16 without AMX). int8 weights keep bf16 activations
+    wherever the instructions exist (PyTorch's int8 kernel is fast for bf16 only); an explicit dtype is kept."""
+    import torch
+
+    from chatforge.models import load
+
+    monkeypatch.setattr(load, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(load, "bf16_matmul_speed", lambda: 1.9)
+    assert load._torch_dtype("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(load, "bf16_matmul_speed", lambda: 0.55)
+    assert load._torch_dtype("auto", "cpu") is torch.float32
+    assert load._torch_dtype(None, "cpu", "int8") is torch.bfloat16
+    assert load._torch_dtype("bf16", "cpu") is torch.bfloat16
+    assert load_model(str(tiny_model)).model.dtype is torch.float32
+    monkeypatch.setattr(load, "cpu_supports_bf16", lambda: False)
+    assert load._torch_dtype(None, "cpu", "int8") is torch.float32
+
+
+def test_bf16_matmul_speed_is_measured_once():
+    from chatforge.models import load
+
+    speed = load.bf16_matmul_speed()
+    assert 0 < speed < 1000 and load.bf16_matmul_speed() == speed

@@ -11,7 +11,10 @@ many rows), hence `SMALL_ROWS`: decode steps of up to 16 sequences use the kerne
 torchao's path. The two compute the same product (x @ (w_int8 * scale).T) with different rounding.
 
 The kernel's vectorized CPU paths need K to be a multiple of their vector width (a K of 577 or 520 reads out of
-bounds: garbage or a crash), so it is used only where K and N are multiples of 64 and 16, on a CPU.
+bounds: garbage or a crash), so it is used only where K and N are multiples of 64 and 16, on a CPU. Its fast
+paths are for bf16 activations only: in fp32 (or fp16) it was 4-10x slower than bf16 here, and slower than
+torchao's dequantized matmul, so layers of an fp32 model keep torchao's path (the loader picks bf16 activations
+for int8 wherever the CPU has bf16 instructions).
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ def kernel_works() -> bool:
 
 
 def kernel_fits(weight) -> bool:
-    """The int8 kernel can take this (N, K) weight: K a multiple of 64, N of 16, on a CPU."""
+    """The int8 kernel can take this (N, K) weight, and is the fast way to: K a multiple of 64, N of 16, on a CPU,
+    the layer's activations in bf16."""
     n, k = weight.shape
-    return weight.device.type == "cpu" and k % 64 == 0 and n % 16 == 0
+    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and k % 64 == 0 and n % 16 == 0
 
 
 class Int8Linear(torch.nn.Module):

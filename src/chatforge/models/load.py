@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ def pick_device(device: str | None = None) -> str:
 
 
 def cpu_supports_bf16() -> bool:
-    """This CPU has AMX or AVX-512 bf16 instructions (bf16 matmuls run at full speed, not emulated)."""
+    """This CPU has AMX or AVX-512 bf16 instructions (bf16 matmuls are not emulated; see cpu_prefers_bf16 for
+    whether they are also the faster ones)."""
     import torch
 
     capability = (torch.backends.cpu.get_cpu_capability() or "").lower()
@@ -65,15 +67,54 @@ def cpu_supports_bf16() -> bool:
     return "amx" in capability or "bf16" in capability or "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _torch_dtype(dtype: str | None, device: str):
-    """auto: bf16 where the hardware runs it natively (GPUs with bf16, CPUs with AMX / AVX-512 bf16), else fp32.
-    Inference reads every weight once per token, so half the bytes is up to twice the tokens/s."""
+# bf16 stays the default while its matmul runs at >= this share of fp32's FLOP/s: it also halves the bytes of every
+# weight (decoding) and activation (training), which a slightly slower kernel does not outweigh.
+BF16_MIN_SPEED = 0.8
+
+
+@functools.cache
+def bf16_matmul_speed() -> float:
+    """FLOP/s of a bf16 matmul / of the same fp32 one on this CPU, measured once per process (~50 ms): a
+    (256, 576) @ (576, 1536) product (a default-model layer over a micro-batch's rows), the best of 5 of each,
+    interleaved so that a busy moment slows both."""
+    import time
+
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 576, generator=g), torch.randn(576, 1536, generator=g)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16) * 6:
+        x, w = a.to(dtype), b.to(dtype)
+        out = torch.empty(256, 1536, dtype=dtype)
+        t = time.perf_counter()
+        torch.mm(x, w, out=out)
+        best[dtype] = min(best.get(dtype, float("inf")), time.perf_counter() - t)  # first of each: the warm-up
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+def cpu_prefers_bf16() -> bool:
+    """bf16 by default on this CPU: it has the instructions and a bf16 matmul measured here runs at >= 0.8x the
+    speed of fp32's. Some machines (VMs that show avx512_bf16 but not AMX) run oneDNN's bf16 kernel at half
+    fp32's speed: there bf16 would slow every matmul of training and decoding (measured on such an Intel Xeon: 79 vs
+    150 GFLOP/s for a 1024^3 product on one core; the default LoRA step 72 vs 183 tokens/s on two)."""
+    return cpu_supports_bf16() and bf16_matmul_speed() >= BF16_MIN_SPEED
+
+
+def _torch_dtype(dtype: str | None, device: str, quantize: str | None = None):
+    """auto: bf16 where the hardware runs it natively and fast (GPUs with bf16, CPUs where cpu_prefers_bf16), else
+    fp32. Inference reads every weight once per token, so half the bytes is up to twice the tokens/s. With int8
+    weights, bf16 wherever the CPU has the instructions: PyTorch's int8 kernel (models/int8.py) is fast for bf16
+    activations only."""
     import torch
 
     if dtype in (None, "auto"):
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.bfloat16 if device == "cpu" and cpu_supports_bf16() else torch.float32
+        if device != "cpu":
+            return torch.float32
+        bf16 = cpu_supports_bf16() if quantize == "int8" else cpu_prefers_bf16()
+        return torch.bfloat16 if bf16 else torch.float32
     try:
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                 "float16": torch.float16, "fp16": torch.float16}[dtype]
@@ -109,7 +150,7 @@ def load_model(model: str | ResolvedModel | None = None, *, dtype: str | None = 
                quantize: str | None = None) -> LoadedModel:
     """Load weights + tokenizer for inference (eval mode). An adapter is merged unless merge_adapter=False.
 
-    dtype None/"auto" picks bf16 where the hardware runs it natively (see _torch_dtype), else fp32.
+    dtype None/"auto" picks bf16 where the hardware runs it natively and fast (see _torch_dtype), else fp32.
     quantize="int8": int8 weight-only linear layers (torchao), on top of dtype for the rest.
     Only safetensors (or GGUF, converted) weights are read unless allow_pickle=True: pickle files can run code.
     """
@@ -117,7 +158,7 @@ def load_model(model: str | ResolvedModel | None = None, *, dtype: str | None = 
     resolved = model if isinstance(model, ResolvedModel) else resolve(model)
     tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
     device = pick_device(device)
-    torch_dtype = _torch_dtype(dtype, device)
+    torch_dtype = _torch_dtype(dtype, device, quantize)
     import torch
 
     # An adapter is merged in fp32 and the sum cast once: merging in bf16 would round twice, and the run would

@@ -106,7 +106,8 @@ class TrainConfig:
     lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.")
     freeze_layers: int = option(2, "freeze: how many of the last transformer layers are trained.",
                                 parse=positive_int)
-    precision: str = option("auto", "auto: bf16 autocast on a GPU or a CPU with AMX/AVX-512 bf16, else fp32.",
+    precision: str = option("auto", "auto: bf16 autocast on a GPU, or on a CPU with AMX/AVX-512 bf16 where a "
+                            "bf16 matmul measured at start is not slower than fp32's; else fp32.",
                             choices=["auto", "bf16", "fp32"])
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, "
                                                  "~30% slower).")

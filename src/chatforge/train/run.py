@@ -334,16 +334,16 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def use_bf16(precision: str, device: str) -> bool:
-    """bf16 autocast on GPUs that support it and on CPUs with AMX or AVX-512 bf16 instructions."""
+    """bf16 autocast on GPUs that support it and on CPUs where bf16 matmuls are native and fast (cpu_prefers_bf16)."""
     if precision != "auto":
         return precision == "bf16"
     import torch
 
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    from chatforge.models.load import cpu_supports_bf16
+    from chatforge.models.load import cpu_prefers_bf16
 
-    return cpu_supports_bf16()
+    return cpu_prefers_bf16()
 
 
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,

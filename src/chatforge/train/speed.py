@@ -1,7 +1,7 @@
 """A measured training step, as `chatforge train` runs it by default, for `chatforge check`'s time estimate.
 
 The estimate is only as good as its likeness to the real step: the default method (LoRA on every linear layer),
-the default precision (bf16 autocast where the CPU has AMX / AVX-512 bf16), packed attention over rows of
+the default precision (bf16 autocast where the CPU runs bf16 matmuls natively and fast), packed attention over rows of
 several examples, the fused LM head + loss on the trained positions, and the AdamW step over the adapters.
 data.stats.estimate_epoch_seconds times it on random tokens and scales it to one packed epoch.
 """

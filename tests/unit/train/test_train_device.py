@@ -70,13 +70,20 @@ def test_a_gpu_trains_in_bf16_when_it_supports_it(monkeypatch, bf16_ok):
     assert use_bf16("fp32", "cuda") is False and use_bf16("bf16", "cpu") is True
 
 
-def test_cpu_bf16_follows_the_cpu_flags(monkeypatch):
+def test_cpu_bf16_follows_the_cpu_flags_and_the_measured_speed(monkeypatch):
+    """auto trains in bf16 on a CPU with bf16 instructions whose bf16 matmul is not much slower than fp32's;
+    a CPU without them, or one (a VM showing avx512_bf16 without AMX) where bf16 runs at half speed, trains in fp32."""
     from pathlib import Path
 
+    from chatforge.models import load
     from chatforge.train.run import use_bf16
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(load, "bf16_matmul_speed", lambda: 2.0)
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "flags: fpu sse avx2 avx512f")
     assert use_bf16("auto", "cpu") is False
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "flags: fpu avx512f avx512_bf16 amx_tile")
     assert use_bf16("auto", "cpu") is True
+    monkeypatch.setattr(load, "bf16_matmul_speed", lambda: 0.55)
+    assert use_bf16("auto", "cpu") is False
+    assert use_bf16("bf16", "cpu") is True  # asked for: kept

@@ -174,11 +174,10 @@ def test_refusals_are_clear_errors(make_cfg, run_cli, tiny_model, chat_file, tmp
 def test_bf16_choice():
     from chatforge.train.run import use_bf16
 
+    from chatforge.models.load import cpu_prefers_bf16
+
     assert use_bf16("bf16", "cpu") and not use_bf16("fp32", "cpu")
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    if "amx_bf16" in flags or "avx512_bf16" in flags:
-        assert use_bf16("auto", "cpu")
+    assert use_bf16("auto", "cpu") is cpu_prefers_bf16()
 
 
 def test_compiled_layers_train_like_eager_ones(make_cfg, tmp_path):
