@@ -12,7 +12,8 @@ Every chat and text completion is kept in the store (chatforge.store) unless the
 the request says "store": false (OpenAI's field); its id (chatcmpl-... / cmpl-...) is the key feedback refers to.
 
 Every error is OpenAI's object {"error": {"message", "type", "param", "code"}}: 400 a request the server
-cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template), 401 missing or wrong
+cannot serve (not JSON, n != 1, prompt or max_tokens beyond the context, a chat template, a field that would
+change the answer but is not supported: _UNSUPPORTED, a tool result answering no call), 401 missing or wrong
 API key, 404 unknown model or route, 413 body too large, 422 a field of the wrong type or out of its range,
 429 queue full (with Retry-After), 503 the server stopped (Ctrl-C) before the answer was done.
 Unlike OpenAI, `model` may be left out (there is one model). Defaults follow OpenAI: temperature 1, top_p 1;
@@ -46,10 +47,17 @@ from chatforge.serve.scheduler import Job, QueueFull, Scheduler
 
 log = logging.getLogger("chatforge.serve")
 _TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")  # a request never chooses the template
-# OpenAI fields that would change the answer but are not supported: refused unless at their no-op value.
+# OpenAI fields that would change the answer but are not supported: refused unless at their no-op values
+# (null is always one). Fields that do not change the answer are accepted and ignored: user, store and
+# metadata (used by the store), service_tier, prompt_cache_key, safety_identifier, and prediction (a predicted
+# output only makes OpenAI faster; the answer is the same). functions / function_call: serve/tools.py.
 _UNSUPPORTED = {"logit_bias": (None, {}), "logprobs": (None, False), "top_logprobs": (None, 0),
                 "response_format": (None, {"type": "text"}), "echo": (None, False), "best_of": (None, 1),
-                "suffix": (None, "")}
+                "suffix": (None, ""),
+                "modalities": (None, ["text"]), "audio": (None,),  # audio output
+                "web_search_options": (None,),  # even {} turns web search on
+                "reasoning_effort": (None,),  # a reasoning budget the served model has no switch for
+                "verbosity": (None, "medium")}  # "medium" is OpenAI's default
 _MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflows to inf; such requests are greedy (= 0)
 
 
@@ -319,7 +327,9 @@ async def _read_json(request: Request, limit: int, timeout: float = 30.0) -> dic
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     for name, harmless in _UNSUPPORTED.items():
         if name in data and not any(_same(data[name], h) for h in harmless):
-            raise ApiError(400, f"{name} is not supported by this server (it would change the answer)", param=name,
+            allowed = " or ".join(json.dumps(h) for h in harmless if h is not None)
+            raise ApiError(400, f"{name} is not supported by this server (it would change the answer): leave it "
+                                "out" + (f" or send {allowed}" if allowed else ""), param=name,
                            code="unsupported_parameter")
     for name in _TEMPLATE_FIELDS:
         if name in data:

@@ -19,6 +19,8 @@ from typing import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 
+from chatforge.serve.tools import RequestError, template_messages
+
 
 @dataclass
 class Side:
@@ -40,7 +42,13 @@ def arena_router(sides: list[Side], keeper, check_key: Callable, read_json: Call
         req = parse(request_type, await read_json(request))
         if req.stream:
             raise api_error(400, "the arena answers are not streamed: leave out \"stream\"", param="stream")
-        messages = [m.as_template_message() for m in req.messages]
+        if req.tools or req.tool_choice is not None:  # both answers are plain text: tools would go unheard
+            raise api_error(400, "the arena does not take tools: leave out \"tools\" and \"tool_choice\"",
+                            param="tools" if req.tools else "tool_choice")
+        try:  # the chat route's message checks (content null, tool results of no call, ...): a 4xx, never a 500
+            messages = template_messages(req.messages)
+        except RequestError as e:
+            raise api_error(e.status, e.message, param=e.param, code="invalid_value") from None
         prepared = [side.prepare(req, messages) for side in sides]  # every check before any generation
         conversation = new_id("conv")
         ids = [new_id("chatcmpl") for _ in sides]

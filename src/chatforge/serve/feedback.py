@@ -100,6 +100,17 @@ _USAGE = ('send one of {"completion_id", "rating": "up"|"down"}, {"completion_id
           '{"chosen_id", "rejected_id"} or {"battle_id", "vote"} (each may add a "comment")')
 
 
+def _shape_problem(given: set[str]) -> str:
+    """Why `given` (the fields sent, comment aside) is no kind of feedback: nothing sent, a kind's field
+    missing, or fields of different kinds together (each field may be valid; the combination is not)."""
+    if not given:
+        return f"no feedback in the request: {_USAGE}"
+    needs = [" and ".join(sorted(fields - given)) for fields in _SHAPES.values() if given < fields]
+    if needs:
+        return f"{' and '.join(sorted(given))} needs {' or '.join(needs)}: {_USAGE}"
+    return f"{', '.join(sorted(given))} cannot be sent together (one request is one kind of feedback): {_USAGE}"
+
+
 def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Request], Awaitable[dict]],
                     parse: Callable, api_error: type) -> APIRouter:
     """The /v1/feedback routes. The app passes its own key check, body reader, parser and error type."""
@@ -116,7 +127,7 @@ def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Re
         given = {k for k, v in req.model_dump().items() if v is not None and k != "comment"}
         kind = next((k for k, fields in _SHAPES.items() if given == fields), None)
         if kind is None:
-            raise api_error(400, f"unexpected fields {sorted(given) or 'none'}: {_USAGE}", code="invalid_feedback")
+            raise api_error(400, _shape_problem(given), code="invalid_feedback")
         from chatforge.store import StoreError
 
         store = keeper.store

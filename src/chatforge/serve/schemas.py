@@ -2,8 +2,9 @@
 
 Validation is strict (no "10" for 10, no true for 1) so a wrong type is a 422 naming the field. The sampling
 fields are OpenAI's (temperature, top_p, frequency_penalty, presence_penalty, seed, stop) plus vLLM's extensions
-top_k, min_p and repetition_penalty. Other unknown fields (user, ...) are accepted and ignored; the few that would change what the server
-runs (a chat template, n != 1) are refused by the routes with a 400.
+top_k, min_p and repetition_penalty. Other unknown fields (user, ...) are accepted and ignored; the few that
+would change what the server runs (a chat template, n != 1, logprobs, modalities: serve.app._UNSUPPORTED) are
+refused by the routes with a 400.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    # NaN and Infinity are not JSON but Python's parser reads them; refused as "must be a finite number" (not
+    # as a misleading range error) before any range check sees them.
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
 
 class TextPart(_Strict):

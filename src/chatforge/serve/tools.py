@@ -52,12 +52,16 @@ class ToolPlan:
 # ---- the request -------------------------------------------------------------------------------------------
 def template_messages(messages) -> list[dict]:
     """Request messages (serve.schemas.Message) -> chat-template messages, tool calls' arguments parsed."""
-    out = []
+    out, call_ids = [], set()  # the ids of the assistant's calls so far: what a tool message may answer
     for i, m in enumerate(messages):
         at = f"messages[{i}]"
         if m.role == "tool":
             if m.tool_call_id is None:
                 raise RequestError(422, f"{at}.tool_call_id: a tool message needs the id of the call it answers",
+                                   f"{at}.tool_call_id")
+            if m.tool_call_id not in call_ids:  # else the model is shown the result of a call it never made
+                raise RequestError(400, f"{at}.tool_call_id: {m.tool_call_id!r} is the id of no earlier assistant "
+                                        "tool call (a tool message answers a call in messages[].tool_calls)",
                                    f"{at}.tool_call_id")
             out.append({"role": "tool", "content": _text(m, at), "tool_call_id": m.tool_call_id})
         elif m.tool_calls:
@@ -74,6 +78,7 @@ def template_messages(messages) -> list[dict]:
                     raise RequestError(400, f"{where}: must be a JSON object", where)
                 calls.append({"id": c.id, "type": "function", "function": {"name": c.function.name,
                                                                           "arguments": args}})
+                call_ids.add(c.id)
             out.append({"role": "assistant", "content": _text(m, at, optional=True), "tool_calls": calls})
         else:
             _text(m, at)  # content is required here
@@ -85,7 +90,8 @@ def _text(m, at: str, optional: bool = False) -> str:
     if m.content is None:
         if optional:
             return ""
-        raise RequestError(422, f"{at}.content: Field required", f"{at}.content")
+        got = "null" if "content" in m.model_fields_set else "missing"  # "content": null, or no field at all
+        raise RequestError(422, f"{at}.content: must be a string or a list of text parts ({got})", f"{at}.content")
     return m.content if isinstance(m.content, str) else "\n".join(p.text for p in m.content)
 
 

@@ -154,6 +154,36 @@ def test_bad_feedback_is_a_4xx_with_an_openai_error(client, server, http):
     assert http.get("/health").status_code == 200  # and the server keeps serving
 
 
+def test_a_feedback_body_of_no_kind_says_what_is_missing_or_which_combinations_are_allowed(http):
+    allowed = ('send one of {"completion_id", "rating": "up"|"down"}, {"completion_id", "correction"}, '
+               '{"chosen_id", "rejected_id"} or {"battle_id", "vote"}')
+    cases = [
+        ({}, "no feedback in the request: "),  # not "unexpected fields none"
+        ({"comment": "nice"}, "no feedback in the request: "),
+        ({"completion_id": "chatcmpl-x"}, "completion_id needs rating or correction: "),
+        ({"rating": "up"}, "rating needs completion_id: "),
+        ({"completion_id": "chatcmpl-x", "rating": "up", "correction": "Hi"},  # each field valid, not together
+         "completion_id, correction, rating cannot be sent together (one request is one kind of feedback): "),
+        ({"chosen_id": "chatcmpl-x", "vote": "left"}, "chosen_id, vote cannot be sent together"),
+    ]
+    for body, start in cases:
+        message = _error(http.post("/v1/feedback", json=body), 400)["message"]
+        assert message.startswith(start) and allowed in message and "unexpected" not in message, (body, message)
+
+
+def test_bad_arena_requests_are_4xx_like_the_chat_route(http):
+    err = _error(http.post("/v1/arena", json={"messages": [{"role": "user", "content": None}]}), 422)  # was a 500
+    assert err["param"] == "messages[0].content" and "must be a string" in err["message"]
+    err = _error(http.post("/v1/arena", json={"messages": HELLO + [{"role": "tool", "tool_call_id": "zz",
+                                                                     "content": "x"}]}), 400)
+    assert err["param"] == "messages[1].tool_call_id"
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    assert _error(http.post("/v1/arena", json={"messages": HELLO, "tools": tools}), 400)["param"] == "tools"
+    assert _error(http.post("/v1/arena", json={"messages": HELLO, "modalities": ["audio"]}), 400)["param"] == \
+        "modalities"
+    assert http.post("/v1/arena", json={"messages": HELLO, "max_tokens": 2}).status_code == 200
+
+
 def test_the_arena_hides_the_models_then_reveals_them_with_the_vote(server, http):
     seen_left = set()
     for _ in range(8):

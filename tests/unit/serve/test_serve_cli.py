@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 
 def test_serve_runs_until_ctrl_c_and_prints_how_to_use_it(tiny_model):
@@ -61,3 +62,24 @@ def test_a_busy_port_is_a_clear_error_before_the_model_loads(run_cli, tiny_model
 def test_compare_without_the_log_is_a_clear_error(run_cli, tiny_model):
     code, out, err = run_cli("serve", tiny_model, "--compare", tiny_model, "--no-log", "--port", "0")
     assert code == 2 and "--compare needs the store" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_refused_while_parsing_before_any_model_loads(run_cli, capsys, tmp_path, port):
+    missing = tmp_path / "no-such-model"  # were it loaded first, the error would be about the model
+    with pytest.raises(SystemExit) as e:
+        run_cli("serve", missing, "--port", port)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert f"argument --port: must be 0-65535 (0: any free port), got {port}" in err, err
+    assert "no-such-model" not in err and "OverflowError" not in err and "Traceback" not in err
+
+
+def test_a_port_out_of_range_in_a_config_mapping_names_the_option():
+    from chatforge.config import from_mapping
+    from chatforge.errors import ChatforgeError
+    from chatforge.serve.config import ServeConfig
+
+    assert from_mapping(ServeConfig, {"port": 0}, "serve.yaml") == {"port": 0}  # 0: any free port
+    with pytest.raises(ChatforgeError, match=r"serve.yaml: port: must be 0-65535"):
+        from_mapping(ServeConfig, {"port": 70000}, "serve.yaml")

@@ -67,6 +67,16 @@ ABUSIVE = [  # (route, body: dict or raw bytes, status, param)
     ("chat", {"messages": HELLO, "logprobs": True}, 400, "logprobs"),
     ("chat", {"messages": HELLO, "top_logprobs": 5}, 400, "top_logprobs"),
     ("chat", {"messages": HELLO, "response_format": {"type": "json_object"}}, 400, "response_format"),
+    ("chat", {"messages": HELLO, "modalities": ["audio"]}, 400, "modalities"),
+    ("chat", {"messages": HELLO, "modalities": ["text", "audio"], "audio": {"voice": "alloy"}}, 400, "modalities"),
+    ("chat", {"messages": HELLO, "modalities": ["text"]}, 200, None),  # OpenAI's default: a no-op
+    ("chat", {"messages": HELLO, "audio": {"voice": "alloy", "format": "wav"}}, 400, "audio"),
+    ("chat", {"messages": HELLO, "web_search_options": {}}, 400, "web_search_options"),  # {} = search on
+    ("chat", {"messages": HELLO, "reasoning_effort": "high"}, 400, "reasoning_effort"),
+    ("chat", {"messages": HELLO, "verbosity": "low"}, 400, "verbosity"),
+    ("chat", {"messages": HELLO, "user": "u1", "service_tier": "auto", "prediction": {"type": "content",
+     "content": "Hi"}, "prompt_cache_key": "k", "safety_identifier": "s"}, 200, None),  # the answer is the same
+    ("chat", b'{"messages": [{"role": "user", "content": "Hello"}], "temperature": NaN}', 422, "temperature"),
     ("chat", {"messages": HELLO, "frequency_penalty": 9}, 422, "frequency_penalty"),
     ("chat", {"messages": HELLO, "presence_penalty": "high"}, 422, "presence_penalty"),
     ("chat", {"messages": HELLO, "chat_template": "{% for x in range(10**9) %}{% endfor %}"}, 400, "chat_template"),
@@ -120,6 +130,25 @@ def test_abusive_request_gets_openai_error_and_server_keeps_serving(http, route,
         assert error["param"] == param, error
         assert "X-Injected" not in r.headers and "x-injected" not in {k.lower() for k in r.headers}
     _alive(http)
+
+
+@pytest.mark.parametrize("body, says", [
+    (b'{"messages": [{"role": "user", "content": "Hello"}], "temperature": NaN}', "temperature: Input should be "
+     "a finite number"),  # not "less than or equal to 2": NaN is in no range
+    (b'{"messages": [{"role": "user", "content": "Hello"}], "top_p": -Infinity}', "top_p: Input should be a "
+     "finite number"),
+    (b'{"messages": [{"role": "user", "content": null}]}', "messages[0].content: must be a string or a list of "
+     "text parts (null)"),  # not "Field required": the field is there
+    (b'{"messages": [{"role": "user"}]}', "messages[0].content: must be a string or a list of text parts "
+     "(missing)"),
+    (b'{"messages": [{"role": "user", "content": "Hello"}], "web_search_options": {}}', "web_search_options is not "
+     "supported by this server (it would change the answer): leave it out"),
+    (b'{"messages": [{"role": "user", "content": "Hello"}], "modalities": ["audio"]}', 'modalities is not supported '
+     'by this server (it would change the answer): leave it out or send ["text"]'),
+])
+def test_error_messages_say_what_is_wrong(http, body, says):
+    r = http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and r.json()["error"]["message"] == says, r.text
 
 
 def test_slowloris_body_is_cut_off_and_others_are_served(server, http):

@@ -166,6 +166,20 @@ def test_round_trip_call_result_answer(client):
     assert streamed == "Your order LM-1042 has shipped."
 
 
+def test_results_of_parallel_calls_are_accepted_in_later_turns_too(client):
+    """Every tool message answers one of the calls before it (the check of its tool_call_id passes)."""
+    two = [{"role": "user", "content": "TWO things please"}]
+    first = _ask(client, two).choices[0].message
+    a, b = (c.id for c in first.tool_calls)
+    messages = two + [first.model_dump(exclude_none=True),
+                      {"role": "tool", "tool_call_id": a, "content": '{"status": "shipped"}'},
+                      {"role": "tool", "tool_call_id": b, "content": '{"status": "on"}'}]
+    r = _ask(client, messages)
+    assert r.choices[0].message.content == "Your order LM-1042 has shipped."
+    later = _ask(client, messages + [r.choices[0].message.model_dump(exclude_none=True)] + ASK)
+    assert later.choices[0].finish_reason == "tool_calls"  # the next turn: a new call, the old ones still valid
+
+
 def test_tool_choice_none_required_and_named(client):
     r = _ask(client, tool_choice="none")
     assert r.choices[0].message.content == "I cannot look that up." and not r.choices[0].message.tool_calls
@@ -229,6 +243,10 @@ BAD = [  # (extra body fields, status, param)
         "name": "get_order_status", "arguments": "{oops"}}]}], "tools": TOOLS}, 400,
      "messages[1].tool_calls[0].function.arguments"),
     ({"messages": [{"role": "tool", "content": "x"}]}, 422, "messages[0].tool_call_id"),
+    ({"messages": ASK + [{"role": "tool", "tool_call_id": "zz", "content": "x"}]}, 400, "messages[1].tool_call_id"),
+    ({"messages": ASK + [{"role": "tool", "tool_call_id": "c", "content": "x"},  # a result before its call
+                         {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
+                             "name": "get_order_status", "arguments": "{}"}}]}]}, 400, "messages[1].tool_call_id"),
     ({"messages": [{"role": "user"}]}, 422, "messages[0].content"),
 ]
 
