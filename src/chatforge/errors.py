@@ -16,3 +16,9 @@ class ChatforgeError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+def json_error(e) -> str:
+    """A json.JSONDecodeError as a user reads it, with its column: some of json's messages already end in "at"
+    ("Unterminated string starting at"), so "at" is not added twice."""
+    return f"{e.msg} column {e.colno}" if e.msg.endswith(" at") else f"{e.msg} at column {e.colno}"

@@ -42,6 +42,7 @@ def check_data(data: str, cfg: CheckConfig) -> int:
 
     from chatforge.data import analyse
     from chatforge.data.formats import data_files
+    from chatforge.data.validate import DROP_HINT, Report
     from chatforge.models.load import load_tokenizer, quiet_transformers
 
     data_files(data)  # a missing path fails before any model is loaded
@@ -55,11 +56,17 @@ def check_data(data: str, cfg: CheckConfig) -> int:
                                overlong=cfg.overlong, eval_path=cfg.eval_data, columns=cfg.columns,
                                column_separator=cfg.column_separator, strict=cfg.strict)
     estimate = _estimate(cfg, prepared) if cfg.estimate and prepared.examples else None
+    # warnings alone (rows too long, dropped) can still be too many for `chatforge train`: say so here, not there
+    refusal = Report.drop_refusal(data, rows=prepared.rows, dropped=prepared.dropped)
     if cfg.json:
-        print(json.dumps(_as_json(data, prepared, report, estimate), ensure_ascii=False, indent=1))
+        print(json.dumps({**_as_json(data, prepared, report, estimate), "train_refuses": refusal},
+                         ensure_ascii=False, indent=1))
     else:
         print(_as_text(data, prepared, report, estimate))
-    return 2 if report.errors else 0
+        if refusal:
+            print(f"error: {refusal}: `chatforge train` (--max-length {cfg.max_length}) would refuse this data; "
+                  f"{DROP_HINT}")
+    return 2 if report.errors or refusal else 0
 
 
 def _check_preferences(data: str, cfg: CheckConfig, tokenizer) -> int:
@@ -138,6 +145,9 @@ def _system_prompt_lines(sp: dict) -> list[str]:
     if sp["dominant"] is not None:
         lines.append("  the most common one is the default: a run trained on this data applies it when a request "
                      "has no system message")
+    elif sp["distinct"] > 1 and sp["top"] and sp["top"][0]["count"] * 2 > n:
+        lines.append("  no default system prompt: several are in use (each request chooses its own); a run applies "
+                     "one only when it is on >= 80 % of the conversations that have one")
     return lines
 
 

@@ -1,7 +1,7 @@
 """The feedback that `chatforge serve` (web page, arena, POST /v1/feedback) and `chatforge chat` (/good, /bad,
 /fix) kept in the store: list it, summarise it, export it as training data.
 
-  list     the records, newest last (--limit, --since, --json)
+  list     the records, newest last (--limit, --since, --json: a JSON array)
   stats    per model: answers, thumbs, corrections, picks; arena win rate with a 95% confidence interval
   export   --as dpo | kto | sft --out FILE [--style openai|trl] [--model M] [--since DATE]
            DPO pairs from picks, arena votes and corrections (the correction is preferred to the answer),
@@ -14,6 +14,7 @@ Examples:  chatforge feedback stats
 """
 
 from chatforge.config import add_arguments as add_config_arguments
+from chatforge.config import positive_int
 from chatforge.store.config import ExportConfig, LogConfig
 
 _EXPORT = """Write the kept feedback as training rows (JSON Lines), in formats other tools read.
@@ -34,9 +35,10 @@ Example:  chatforge feedback export --as dpo --out prefs.jsonl --model runs/lumo
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="List the feedback records.", description="List the feedback records.")
-    listing.add_argument("--limit", type=int, default=50, help="Show at most this many, the newest (default: 50).")
+    listing.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                         help="Show at most this many, the newest (default: 50).")
     listing.add_argument("--since", metavar="DATE", help="Only records on or after DATE (YYYY-MM-DD, local time).")
-    listing.add_argument("--json", action="store_true", help="One JSON record per line.")
+    listing.add_argument("--json", action="store_true", help="Print a JSON array of the records ([] when none).")
     stats = sub.add_parser("stats", help="Counts per model and arena win rates with 95%% intervals.",
                            description="Counts per model and arena win rates with 95% confidence intervals.")
     stats.add_argument("--since", metavar="DATE", help="Only records on or after DATE (YYYY-MM-DD, local time).")
@@ -83,10 +85,9 @@ def _when(t: float) -> str:
 def _list(store, args) -> int:
     import json
 
-    records = store.list_feedback(limit=None, since=parse_since(args.since))[-args.limit:] if args.limit > 0 else []
-    if args.json:
-        for r in records:
-            print(json.dumps(r, ensure_ascii=False))
+    records = store.list_feedback(limit=None, since=parse_since(args.since))[-args.limit:]
+    if args.json:  # an array, so that "nothing" is still JSON: [], not an empty output
+        print(json.dumps(records, ensure_ascii=False, indent=1))
         return 0
     if not records:
         print(f"no feedback in {store.path}" + (f" since {args.since}" if args.since else ""))

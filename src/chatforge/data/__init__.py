@@ -15,7 +15,7 @@ from pathlib import Path
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
 from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
-from chatforge.data.validate import Report, check_characters, check_messages, fingerprint
+from chatforge.data.validate import MAX_DROP_SHARE, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
 OVERLONG = ("truncate", "drop", "error")
@@ -198,7 +198,7 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
 
 
 def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
-            lenient: bool = False, max_drop_share: float = 0.1, eval_path=None, columns=None,
+            lenient: bool = False, max_drop_share: float = MAX_DROP_SHARE, eval_path=None, columns=None,
             column_separator: str | None = None) -> Prepared:
     """Read + validate + encode a file or directory for training.
 

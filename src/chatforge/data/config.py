@@ -8,11 +8,17 @@ from chatforge.config import option
 from chatforge.data.formats import FORMATS
 
 
+# `chatforge train`'s --max-length too (TrainConfig reads it from here): check judges the data by the rows train
+# packs, so what check passes, train does not then drop as too long
+MAX_LENGTH = 1024
+
+
 @dataclass
 class CheckConfig:
     model: str | None = option(None, "Model whose tokenizer and chat template count the tokens "
                                      "(default: smollm2-135m-instruct).")
-    max_length: int = option(2048, "Longest example in tokens (the block size for raw text).")
+    max_length: int = option(MAX_LENGTH, "Longest example in tokens (the block size for raw text), as "
+                                         "`chatforge train --max-length`.")
     format: str | None = option(None, "Force a data format instead of detecting it.", choices=list(FORMATS))
     columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
                                     "joined in order with +, e.g. question=title+ask answer=answer system=department.",

@@ -1,7 +1,8 @@
 """Reading data files into rows, detecting their format, and turning every format into one shape.
 
-Files: .jsonl, .json (an array of records, or JSON Lines), .csv, .parquet, .txt, or a directory of them
-(UTF-8, with or without BOM). Every row keeps its file and line so that each problem can name them.
+Files: .jsonl, .json (an array of records, or JSON Lines: either, whatever the extension), .csv (comma,
+semicolon or tab separated), .parquet, .txt, or a directory of them (UTF-8, with or without BOM; UTF-16 with its
+BOM). Every row keeps its file and line so that each problem can name them.
 
 Formats (auto-detected from the first record's keys; `format=` forces one):
 
@@ -18,14 +19,16 @@ Chat formats become a list of {"role", "content"[, "weight"]} messages; text bec
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatforge.errors import ChatforgeError
+from chatforge.errors import ChatforgeError, json_error
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 FORMATS = ("openai", "sharegpt", "alpaca", "completion", "qa", "text")
@@ -79,17 +82,53 @@ def data_files(path: str | Path) -> list[Path]:
 
 
 def read_rows(path: str | Path) -> list[Row]:
-    """Every record of every data file under path, in order."""
+    """Every record of every data file under path, in order. A path with no record at all is one error (there
+    is nothing to report line by line); an empty file among others is that file's problem."""
     rows: list[Row] = []
-    for f in data_files(path):
+    files, empty = data_files(path), []
+    for f in files:
         try:
             data = f.read_bytes()
         except OSError as e:
             raise ChatforgeError(f"{f}: cannot read ({e.strerror})") from None
+        kind = f.suffix.lower()
+        data, bad = (data, None) if kind == ".parquet" else _to_utf8(str(f), data)
         reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet, ".txt": _txt}
-        rows.extend(reader[f.suffix.lower()](str(f), data)
-                    or [Row(str(f), 1, problem=("missing_messages", "the file has no records"))])
+        got = [bad] if bad else reader[kind](str(f), data)
+        if not got:
+            why = f"no examples in this file ({_why_empty(kind, data)})"
+            empty.append(f"{f}: {why}")
+            got = [Row(str(f), 1, problem=("missing_messages", why))]
+        rows.extend(got)
+    if len(empty) == len(files):
+        raise ChatforgeError(empty[0] if len(files) == 1 else f"{path}: no examples in any of its {len(files)} "
+                             "data files (all empty)", hint="add examples: one record per line in .jsonl, a "
+                                                            "header row then one row per example in .csv")
     return rows
+
+
+def _why_empty(kind: str, data: bytes) -> str:
+    if not data.removeprefix(codecs.BOM_UTF8).strip():
+        return "it is empty"
+    return "only a header row" if kind == ".csv" else "no records"
+
+
+# Notepad and Excel ("Unicode text") save UTF-16 with a byte order mark, which says how to read the file.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE's BOM starts like UTF-16's
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _to_utf8(name: str, data: bytes) -> tuple[bytes, Row | None]:
+    """A UTF-16/32 file (told by its BOM) re-encoded as UTF-8, so that every reader sees UTF-8; else unchanged."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec).encode("utf-8"), None
+            except UnicodeDecodeError as e:
+                line = data[:e.start].decode(codec, "replace").count("\n") + 1
+                return data, Row(name, line, problem=("invalid_utf8", f"not valid {codec.upper()} (as its byte order "
+                                                                      "mark says); save the file as UTF-8"))
+    return data, None
 
 
 def _decode(name: str, data: bytes) -> tuple[str | None, Row | None]:
@@ -103,9 +142,37 @@ def _decode(name: str, data: bytes) -> tuple[str | None, Row | None]:
 
 
 def _jsonl(name: str, data: bytes) -> list[Row]:
+    """JSON Lines; but a file that is one JSON array (json.dumps(rows, indent=2) saved as .jsonl) is read as the
+    array it is, not as hundreds of broken lines."""
+    start = _LEADING.match(data).end()
+    if data[start:start + 1] == b"[":
+        return _json(name, data)
+    return _lines(name, data)
+
+
+_LEADING = re.compile(rb"(?:\xef\xbb\xbf)?\s*")  # a BOM, blank lines (regexes: no copy of a large file)
+_NOT_SPACE = re.compile(rb"\S")
+
+
+def _is_json_lines(data: bytes) -> bool:
+    """JSON Lines: several lines, the first of them a JSON value by itself. One JSON document is not: pretty-printed,
+    its first line ('[' or '{') is no value; on one line, there is no other line."""
+    start = _LEADING.match(data).end()
+    end = data.find(b"\n", start)
+    if end < 0 or not _NOT_SPACE.search(data, end):
+        return False
+    try:
+        json.loads(data[start:end])
+        return True
+    except (ValueError, RecursionError):  # JSONDecodeError and bad UTF-8 are ValueErrors
+        return False
+
+
+def _lines(name: str, data: bytes) -> list[Row]:
+    """One Row per non-blank line."""
     rows = []
     for i, raw in enumerate(data.split(b"\n"), 1):
-        if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        if i == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[3:]
         if not raw.strip():
             continue
@@ -121,15 +188,17 @@ def _jsonl(name: str, data: bytes) -> list[Row]:
         try:
             rows.append(Row(name, i, json.loads(text)))
         except json.JSONDecodeError as e:
-            rows.append(Row(name, i, problem=("invalid_json", f"{e.msg} at column {e.colno}")))
+            rows.append(Row(name, i, problem=("invalid_json", json_error(e))))
         except RecursionError:
             rows.append(Row(name, i, problem=("invalid_json", "nested too deeply")))
     return rows
 
 
 def _json(name: str, data: bytes) -> list[Row]:
-    """A JSON array, one Row per element with the line where it starts; a single object, or JSON Lines in a
-    .json file, also work."""
+    """A JSON array, one Row per element with the line where it starts; a single object, or JSON Lines, also
+    work (whatever the file's extension: .json and .jsonl are confused all the time)."""
+    if _is_json_lines(data):
+        return _lines(name, data)
     text, bad = _decode(name, data)
     if bad:
         return [bad]
@@ -138,7 +207,7 @@ def _json(name: str, data: bytes) -> list[Row]:
         try:
             return [Row(name, text.count("\n", 0, start) + 1, json.loads(text))]
         except json.JSONDecodeError:
-            return _jsonl(name, data)
+            return _lines(name, data)
         except RecursionError:
             return [Row(name, 1, problem=("invalid_json", "nested too deeply"))]
     dec = json.JSONDecoder()
@@ -146,13 +215,17 @@ def _json(name: str, data: bytes) -> list[Row]:
     while True:
         i = _skip(text, i)
         if i < len(text) and text[i] == "]":
+            end = _skip(text, i + 1)
+            if end < len(text):  # not silently dropped: it may be the rest of the data
+                rows.append(Row(name, text.count("\n", 0, end) + 1, problem=(
+                    "invalid_json", "text after the end of the JSON array; it was not read")))
             return rows
         line, counted = line + text.count("\n", counted, i), i  # incremental: no O(n^2) on big files
         try:
             value, i = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
-            return rows + [Row(name, e.lineno, problem=("invalid_json", f"{e.msg} at column {e.colno}; the "
-                                                                          "rest of the file was not read"))]
+            return rows + [Row(name, e.lineno, problem=("invalid_json", f"{json_error(e)}; the rest of the file "
+                                                                          "was not read"))]
         except RecursionError:
             return rows + [Row(name, line + text.count("\n", counted, i), problem=(
                 "invalid_json", "nested too deeply; the rest of the file was not read"))]
@@ -176,7 +249,8 @@ def _csv(name: str, data: bytes) -> list[Row]:
     text, bad = _decode(name, data)
     if bad:
         return [bad]
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: broken quoting is an error
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text),
+                            strict=True)  # strict: broken quoting is an error
     rows, line = [], 1
     try:
         reader.fieldnames  # reads the header
@@ -188,6 +262,22 @@ def _csv(name: str, data: bytes) -> list[Row]:
             rows.append(Row(name, line, {k: _cell(v) for k, v in rec.items() if k is not None}))
     except csv.Error as e:
         return rows + [Row(name, line, problem=("invalid_json", f"invalid CSV ({e})"))]
+
+
+def _delimiter(text: str) -> str:
+    """The separator that splits the header into the most columns: ',' wins ties; ';' is what Excel writes
+    where the decimal separator is a comma, tab what "Unicode text" and many exports write. (csv.Sniffer
+    guesses from the whole sample, quotes and cell text included, and guesses wrong on short files.)"""
+    header = text[:64 << 10]
+    best, most = ",", 0
+    for sep in (",", ";", "\t"):
+        try:
+            n = len(next(csv.reader(io.StringIO(header, newline=""), delimiter=sep), []))
+        except csv.Error:
+            continue
+        if n > most:
+            best, most = sep, n
+    return best
 
 
 def _cell(v):
@@ -216,8 +306,7 @@ def _txt(name: str, data: bytes) -> list[Row]:
     text, bad = _decode(name, data)
     if bad:
         return [bad]
-    return [Row(name, 1, {"text": text})] if text.strip() else [Row(name, 1, problem=("empty_content",
-                                                                                        "empty text file"))]
+    return [Row(name, 1, {"text": text})] if text.strip() else []  # no examples: read_rows says so
 
 
 def detect_format(value: Any) -> str | None:

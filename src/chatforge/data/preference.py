@@ -27,7 +27,7 @@ from pathlib import Path
 
 from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
 from chatforge.data.formats import Invalid, read_rows
-from chatforge.data.validate import Report, check_messages
+from chatforge.data.validate import MAX_DROP_SHARE, Report, check_messages
 from chatforge.errors import ChatforgeError
 
 PREFERENCE_FORMATS = ("openai_preference", "trl_paired", "trl_unpaired")
@@ -309,7 +309,7 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
 
 
 def prepare_preferences(path, tokenizer, *, max_length: int = 2048, overlong: str | None = None,
-                        lenient: bool = False, max_drop_share: float = 0.1, eval_path=None) -> PreparedPreferences:
+                        lenient: bool = False, max_drop_share: float = MAX_DROP_SHARE, eval_path=None) -> PreparedPreferences:
     """analyse_preferences, refusing invalid data like `chatforge.data.prepare` (strict unless lenient)."""
     prepared, report = analyse_preferences(path, tokenizer, max_length=max_length, overlong=overlong,
                                            eval_path=eval_path)

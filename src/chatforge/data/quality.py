@@ -208,10 +208,13 @@ def _norm(text: str) -> str:
 # --- per answer: personal data, language, placeholders, cut-off --------------------------------------------
 
 def _check_answers(it: Item, add) -> None:
+    seen = set()  # one finding per value and row: a sample address used three times is one thing to fix
     for (index, answer), (question, _) in zip(it.answers, it.pairs):
         at = f"messages[{index}]" if len(it.answers) > 1 else "the answer"
         for kind, value in find_personal_data(answer):
-            add(it, "personal_data", f"{kind} {mask(value)} in {at}")
+            if (kind, value) not in seen:
+                seen.add((kind, value))
+                add(it, "personal_data", f"{kind} {mask(value)} in {at}")
         if is_placeholder(answer):
             add(it, "placeholder_answer", f"{at} is only {answer.strip()[:40]!r}")
             continue
@@ -249,7 +252,8 @@ _ROLE_MAILBOX = re.compile(r"^(?:help|support|info|contact|sales|service|service
                            r"hello|office|press|media|team|feedback|webmaster|privacy|security|abuse|"
                            r"no-?reply|enquiries|inquiries|billing|jobs|careers)[@+.]", re.I)
 _TOLL_FREE = re.compile(r"^(?:\+?\d{1,3}[\s.-]?)?\(?(?:800|808|888|877|866|855|844|833|400)\)?[\s.-]?\d")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# Not the digits of a decimal number (0.9381531715393066): a card number stands alone.
+_CARD = re.compile(r"(?<![\d-])(?<!\d[.,])(?:\d[ -]?){12,18}\d(?![\d-])(?![.,]\d)")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _CN_ID = re.compile(r"(?<![\dA-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
                     r"(?![\dA-Za-z])")
@@ -363,7 +367,7 @@ def looks_truncated(answer: str) -> bool:
         return True
     if "://" in a.split()[-1]:  # ends with a URL (which may end in '/')
         return False
-    if a[-1] in _DANGLING:
+    if a[-1] in _DANGLING and not _ends_code(a):
         return True
     if a[-1] in _ENDS or not (a[-1].isalnum() or _is_cjk(a[-1])):
         return False
@@ -371,10 +375,22 @@ def looks_truncated(answer: str) -> bool:
     if _LIST_ITEM.match(last_line) or last_line.startswith(("#", "|")) or "://" in last_line[-60:]:
         return False
     words = last_line.split()
-    if len(words) >= 4 and words[-1].lower() in _CONNECTORS:
+    if len(words) >= 4 and words[-1].lower() in _CONNECTORS and words[-1] != "A":  # a final "A": a note, option
         return True
     sentence = re.split(r"[.!?。！？]\s", last_line)[-1]
     return sentence.count("(") > sentence.count(")") or sentence.count("（") > sentence.count("）")
+
+
+_CODE = re.compile(r"[=(){}\[\]<>\"'`]")
+
+
+def _ends_code(answer: str) -> bool:
+    """The last character ends code, not a sentence: a statement's ';' (SQL, C, JavaScript) on a line with code
+    punctuation or indented, or a '+' right after a token (C++, a regex's \\w+)."""
+    line = answer.rsplit("\n", 1)[-1]
+    if answer[-1] == ";":
+        return bool(_CODE.search(line)) or line[:1] in " \t"
+    return answer[-1] == "+" and not answer[-2:-1].isspace()
 
 
 # Scripts by Unicode block, for "the answer is in another language than the question". Languages that share a

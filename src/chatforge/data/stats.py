@@ -6,7 +6,11 @@ import math
 import time
 from collections import Counter
 
-DOMINANT_SHARE = 0.5  # a system prompt on more than half of the conversations is the run's default one
+# a system prompt is the run's default one when it is on more than half of the conversations and on >= 80 % of those
+# that have one: several prompts in use (one per department, per product...) are chosen per request, and giving the
+# most common one to every request without a prompt would answer the others' questions in its voice
+DOMINANT_SHARE = 0.5
+DOMINANT_AMONG = 0.8
 
 
 ANSWER_TOKEN_PASSES = 250_000  # trained (answer) tokens a run needs to see at most; see auto_epochs
@@ -104,7 +108,7 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
     """How the conversations' system prompts are distributed, and the dominant one (or None).
 
     {"conversations": N, "without": conversations with no system message, "distinct": K,
-     "top": [{"text", "count"}, ...] (most common first), "dominant": the text on more than half of them}
+     "top": [{"text", "count"}, ...] (most common first), "dominant": the text on more than half of them and on >= 80 % of those with one}
     A model trained on one prompt answers as trained when asked with it: the run records the dominant prompt
     and every way of using the run applies it when a request has none.
     """
@@ -112,7 +116,8 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
     without = counts.pop(None, 0)
     ranked = counts.most_common()
     n = len(records)
-    dominant = ranked[0][0] if ranked and ranked[0][1] > DOMINANT_SHARE * n else None
+    top_count = ranked[0][1] if ranked else 0
+    dominant = ranked[0][0] if top_count > DOMINANT_SHARE * n and top_count >= DOMINANT_AMONG * (n - without) else None
     return {"conversations": n, "without": without, "distinct": len(ranked),
             "top": [{"text": t, "count": c} for t, c in ranked[:top]], "dominant": dominant}
 

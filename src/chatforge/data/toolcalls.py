@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 
 from chatforge.data.formats import Invalid
+from chatforge.errors import json_error
 from chatforge.models.tools import ToolsError, check_arguments, make_call, normalize_tools
 
 
@@ -47,7 +48,7 @@ def _arguments(raw, where: str) -> dict:
         try:
             raw = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as e:
-            raise Invalid("invalid_arguments", f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            raise Invalid("invalid_arguments", f"{where}: not valid JSON ({json_error(e)})") from None
     if not isinstance(raw, dict):
         raise Invalid("invalid_arguments", f"{where}: must be a JSON object, not {type(raw).__name__}")
     return raw
@@ -87,8 +88,8 @@ def sharegpt_call(value, i: int) -> list[dict]:
     try:
         obj = json.loads(value) if isinstance(value, str) else value
     except json.JSONDecodeError as e:
-        raise Invalid("invalid_arguments", f"{where}: the function call is not valid JSON ({e.msg} at column "
-                                           f"{e.colno})") from None
+        raise Invalid("invalid_arguments", f"{where}: the function call is not valid JSON "
+                                           f"({json_error(e)})") from None
     objs = obj if isinstance(obj, list) else [obj]
     calls = []
     for j, o in enumerate(objs):

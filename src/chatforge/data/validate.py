@@ -48,6 +48,9 @@ CLASSES: dict[str, tuple[str, str]] = {
     "placeholder_answer": ("empty-looking answer", "warning"),
     "truncated_answer": ("answer cut off", "warning"),
 }
+# training refuses data of which more than this share of the rows would be dropped (invalid, too long); check says so
+MAX_DROP_SHARE = 0.1
+DROP_HINT = "fix the data, raise --max-length, or use --overlong truncate"
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
 
@@ -104,6 +107,15 @@ class Report:
         lines.append("counts: " + ", ".join(f"{CLASSES[k][0]}: {counts[k]}" for k in CLASSES if counts[k]))
         return "\n".join(lines)
 
+    @staticmethod
+    def drop_refusal(where, *, rows: int, dropped: dict[str, int], max_drop_share: float = MAX_DROP_SHARE) -> str | None:
+        """Why training refuses data of which more than max_drop_share of the rows would be dropped, or None."""
+        n_dropped = sum(dropped.values())
+        if not rows or n_dropped / rows <= max_drop_share:
+            return None
+        return (f"{where}: {n_dropped} of {rows} rows ({n_dropped / rows:.0%}) would be dropped, more than the "
+                f"allowed {max_drop_share:.0%}")
+
     def refuse_or_drop(self, where, *, rows: int, dropped: dict[str, int], lenient: bool, max_drop_share: float,
                        what: str = "data") -> None:
         """Training's policy, for every kind of data. Strict (default): any error refuses the data, listing the
@@ -121,11 +133,10 @@ class Report:
         if n_dropped:
             print(f"chatforge: {where}: dropped {n_dropped} of {rows} rows (" + ", ".join(
                 f"{CLASSES[k][0]}: {n}" for k, n in dropped.items()) + ")", file=sys.stderr)
-        if rows and n_dropped / rows > max_drop_share:
-            raise ChatforgeError(f"{where}: {n_dropped} of {rows} rows ({n_dropped / rows:.0%}) would be dropped, "
-                                 f"more than the allowed {max_drop_share:.0%}\n"
-                                 + self.summary([p for p in self.problems if p.is_dropped]),
-                                 hint="fix the data, raise --max-length, or use --overlong truncate")
+        refusal = self.drop_refusal(where, rows=rows, dropped=dropped, max_drop_share=max_drop_share)
+        if refusal:
+            raise ChatforgeError(refusal + "\n" + self.summary([p for p in self.problems if p.is_dropped]),
+                                 hint=DROP_HINT)
 
 
 def check_messages(messages: list) -> None:

@@ -37,6 +37,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from chatforge.errors import json_error
+
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 TOOLS_HEADER = ("# Tools\n\nTo call a function, answer <tool_call>\n{\"name\": ..., \"arguments\": {...}}\n"
                 "</tool_call>\n\n<tools>\n")
@@ -66,7 +68,7 @@ def normalize_tools(raw, where: str = "tools") -> list[dict]:
         try:
             raw = json.loads(raw) if raw.strip() else []
         except json.JSONDecodeError as e:
-            raise ToolsError(where, f"not valid JSON ({e.msg} at column {e.colno})") from None
+            raise ToolsError(where, f"not valid JSON ({json_error(e)})") from None
     if not isinstance(raw, list):
         raise ToolsError(where, f"must be a list of function definitions, not {type(raw).__name__}")
     tools, seen = [], set()
@@ -119,7 +121,7 @@ def check_arguments(tools: list[dict], name: str, arguments, where: str) -> dict
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as e:
-            raise ToolsError(f"{where}.arguments", f"not valid JSON ({e.msg} at column {e.colno})") from None
+            raise ToolsError(f"{where}.arguments", f"not valid JSON ({json_error(e)})") from None
     if not isinstance(arguments, dict):
         raise ToolsError(f"{where}.arguments", f"must be a JSON object, not {type(arguments).__name__}")
     missing = [k for k in by_name[name]["parameters"].get("required", []) if k not in arguments]

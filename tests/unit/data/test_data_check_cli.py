@@ -68,3 +68,25 @@ def test_bad_options_are_clear_errors(run_cli, tiny_model, data_dir):
     assert code == 2 and "no such file" in err
     code, _, err = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--max-length", "1")
     assert code == 2 and "--max-length" in err
+
+
+def test_check_uses_trains_max_length_and_says_when_train_would_refuse(run_cli, tiny_model, tmp_path):
+    """check and train read the data alike: the same --max-length by default, and too many rows dropped for
+    being too long (warnings only) is an exit 2 in check too, as train refuses such data."""
+    from chatforge.data.config import CheckConfig
+    from chatforge.train.config import TrainConfig
+
+    assert CheckConfig().max_length == TrainConfig().max_length
+    long = {"messages": [{"role": "user", "content": "word " * 1500}, {"role": "assistant", "content": "Hello"}]}
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [GOOD] * 8 + [long] * 2))
+    code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate")
+    assert code == 2 and "0 errors" in out
+    assert "2 of 10 rows (20%) would be dropped, more than the allowed 10%: `chatforge train` (--max-length " \
+           f"{TrainConfig().max_length}) would refuse this data" in out
+    code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate", "--json")
+    assert code == 2 and "would be dropped" in json.loads(out)["train_refuses"]
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", data, "--out", tmp_path / "run")
+    assert code == 2 and "2 of 10 rows (20%) would be dropped" in err
+    code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate", "--max-length", "4096")
+    assert code == 0 and "would refuse" not in out

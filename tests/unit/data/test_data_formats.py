@@ -183,8 +183,8 @@ def test_empty_and_missing_files(tmp_path, tokenizer):
     from chatforge.errors import ChatforgeError
 
     (tmp_path / "empty.jsonl").write_text("\n")
-    _, report = analyse(tmp_path / "empty.jsonl", tokenizer)
-    assert [p.cls for p in report.problems] == ["missing_messages"]
+    with pytest.raises(ChatforgeError, match=r"empty.jsonl: no examples in this file \(it is empty\)"):
+        analyse(tmp_path / "empty.jsonl", tokenizer)
     with pytest.raises(ChatforgeError, match="no such file"):
         analyse(tmp_path / "nope.jsonl", tokenizer)
     (tmp_path / "x.xml").write_text("<a/>")

@@ -38,7 +38,8 @@ def _struct_column():
 CORPUS = {
     "truncated_utf8.jsonl": ((GOOD + "\n" + GOOD[:-3] + "é").encode()[:-1], 2),
     "bad_byte.jsonl": (GOOD.encode() + b"\n" + b'{"question": "\xff", "answer": "x"}\n', 2),
-    "utf16_bom.jsonl": (("\ufeff" + GOOD + "\n").encode("utf-16-le"), 1),
+    "utf16_bom.jsonl": (("\ufeff" + GOOD + "\n{oops}\n").encode("utf-16-le"), 2),  # read as UTF-16
+    "utf16_odd_bytes.jsonl": (("\ufeff" + GOOD + "\n" + GOOD).encode("utf-16-le")[:-1], 2),
     "bom_then_bad.jsonl": (b"\xef\xbb\xbf{\"question\": \n", 1),
     "nul_bytes.jsonl": (GOOD.encode() + b"\n" + b'{"question": "a\x00b", "answer": "x"}\n', 2),
     "only_nuls.jsonl": (GOOD.encode() + b"\n\x00\x00\x00\x00\n", 2),
@@ -60,20 +61,20 @@ CORPUS = {
     "nan.jsonl": (b'{"question": NaN, "answer": "x"}\n', 1),
     "lone_surrogate.jsonl": (GOOD.encode() + b'\n{"question": "\\ud800", "answer": "x"}\n', 2),
     "crlf_bad.jsonl": ((GOOD + "\r\n" + GOOD + "\r\n{oops}\r\n").encode(), 3),
-    "empty.jsonl": (b"", 1),
-    "whitespace.jsonl": (b"\n  \n\t\n", 1),
+    "empty.jsonl": (b"", None),  # None: one error for the whole file, no line
+    "whitespace.jsonl": (b"\n  \n\t\n", None),
     "truncated_array.json": (b'[\n{"question": "q", "answer": "a"},\n{"question": "q2", ', 3),
     "array_of_numbers.json": (b"[\n1,\n2\n]", 2),
     "deep.json": (b"[" * DEEP + b"]" * DEEP, 1),
     "bom_bad.json": (b"\xef\xbb\xbf[\n{\"question\": }\n]", 2),
-    "utf16.json": (("\ufeff[" + GOOD + "]").encode("utf-16-le"), 1),
+    "utf16.json": (("\ufeff[" + GOOD + ",\n{]").encode("utf-16-le"), 2),
     "unknown_keys.json": (b'[{"foo": 1}]', 1),
     "open_bracket.json": (b"[", 1),
     "unclosed_quote.csv": (b'question,answer\nq1,a1\n"q2,a2\nq3,a3\n', 3),
     "quote_in_field.csv": (b'question,answer\nq1,a1\nq"2,"a"2"x\n', 3),
     "nul.csv": (b"question,answer\nq1,a1\nq\x002,a2\n", 3),
     "huge_field.csv": (b'question,answer\nq1,"' + b"a" * 200_000 + b'"\n', 2),
-    "header_only.csv": (b"question,answer\n", 1),
+    "header_only.csv": (b"question,answer\n", None),
     "ragged.csv": (b"question,answer\nq1\n", 2),
     "bad_utf8.csv": (b"question,answer\nq1,a\xff1\n", 2),
     "wrong_types.parquet": (_parquet(lambda: {"question": ["q1", "q2"], "answer": [1, 2]}), 1),
@@ -82,7 +83,9 @@ CORPUS = {
     "truncated.parquet": (_truncated_parquet, 1),
     "not_parquet.parquet": (b"question,answer\nq,a\n", 1),
     "bad_utf8.txt": (b"some text \xc3\x28 more", 1),
-    "empty.txt": (b"   \n", 1),
+    "empty.txt": (b"   \n", None),
+    "empty_array.json": (b"[\n]\n", None),
+    "text_after_array.json": (b'[\n' + GOOD.encode() + b'\n]\n' + GOOD.encode() + b'\n', 4),
 }
 
 
@@ -121,7 +124,7 @@ def test_malformed_file_exit_2_with_file_and_line(check, corpus, name):
     code, out = check(corpus / name)
     line = CORPUS[name][1]
     assert code == 2, out
-    assert f"{corpus / name}:{line}:" in out, out
+    assert f"{corpus / name}:{line}:" in out if line else f"{corpus / name}: no examples in this file" in out, out
 
 
 def test_directory_with_symlink_loop_and_dangling_link(check, tmp_path):

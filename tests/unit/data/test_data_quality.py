@@ -135,3 +135,28 @@ def test_helpers():
                                                                                  "修期多".encode(), "期多久".encode()}
     assert find_personal_data("4111 1111 1111 1112") == [] and find_personal_data("11010519491231002Y") == []
     assert mask("jane.doe@gmail.com") == "ja**************om"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("SELECT name FROM users WHERE id = '74ADB';", False), ('print("Hello World!");', False),
+    ("x = 3;\nlet y = x;", False), ("    if ok:\n        return True;", False),
+    ("The regex pattern would be \\w+@\\w+\\.\\w+", False), ("I program in C++", False),
+    ("Chorus:\nA A G G A\nA A G G A", False),
+    ("The lamp is bright;", True), ("The price is 2 +", True), ("We tried it. For", True)])
+def test_code_and_notes_are_not_cut_off_answers(text, expected):
+    assert looks_truncated(text) is expected
+
+
+def test_a_decimal_number_is_not_a_card_number():
+    assert find_personal_data("0.9381531715393066") == [] and find_personal_data("p = 0,9381531715393066") == []
+    assert find_personal_data("4111111111111111.5 mm") == []
+    assert find_personal_data("Card 4111111111111111.") == [("card number", "4111111111111111")]
+
+
+def test_each_finding_is_reported_once_per_row(tokenizer, tmp_path):
+    code = ("server.login('yourname@gmail.com', pw)\nmsg['From'] = 'yourname@gmail.com'\n"
+            "server.sendmail('yourname@gmail.com', to, text)\n")
+    rows = [{"messages": [{"role": "user", "content": "Send a mail"}, {"role": "assistant", "content": code},
+                          {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes: " + code}]}]
+    _, report = check(tokenizer, write(tmp_path / "m.jsonl", rows))
+    assert classes(report, "personal_data") == [(1, "e-mail address yo**************om in messages[1]")]

@@ -223,3 +223,11 @@ def test_native_llama31_template(llama31_tokenizer):
         ('{"name": "get_order_status", "parameters": {"order_id": "LM-1042"}}<|eot_id|>', True),
         ("<|start_header_id|>ipython<|end_header_id|>\n\n" + RESULT + "<|eot_id|>" + head, False),
         ("It has shipped.<|eot_id|>", True)])
+
+
+def test_tool_definitions_that_are_broken_json_name_the_column_once():
+    from chatforge.models.tools import ToolsError, normalize_tools
+
+    with pytest.raises(ToolsError) as e:
+        normalize_tools('[{"name": "x')
+    assert "Unterminated string starting at column 11" in e.value.message and "at at" not in e.value.message
