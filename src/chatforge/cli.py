@@ -54,13 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=parse_threads, default=None, metavar="N",
                        help="CPU threads for torch: a number, or auto (default: the cores that are free: affinity, "
                             "cgroup quota, minus cores other processes keep busy).")
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
     return parser
+
+
+def _unknown_options(args, parser: argparse.ArgumentParser, extra: list[str]) -> None:
+    """A mistyped option: the subcommand's usage (not chatforge's), and the closest real option if there is one."""
+    import difflib
+    import re
+
+    command_parser = getattr(args, "_parser", parser)
+    known = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", command_parser.format_help())))
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    for word in extra:
+        close = difflib.get_close_matches(word.split("=")[0], known, n=1) if word.startswith("--") else []
+        if close:
+            message += f" (did you mean {close[0]}?)"
+            break
+    command_parser.error(message)  # exits 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unknown_options(args, parser, extra)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

@@ -33,9 +33,16 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, choices=None, 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _whole(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:  # argparse would say "invalid positive_int value", naming this module's function
+        raise argparse.ArgumentTypeError(f"not a whole number: {s!r}") from None
+
+
 def positive_int(s: str) -> int:
     """A CLI/YAML parser for counts that must be >= 1."""
-    v = int(s)
+    v = _whole(s)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
@@ -43,10 +50,53 @@ def positive_int(s: str) -> int:
 
 def non_negative_int(s: str) -> int:
     """A CLI/YAML parser for counts that may be 0."""
-    v = int(s)
+    v = _whole(s)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
+
+
+def _number(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+
+
+def positive_float(s: str) -> float:
+    """A CLI/YAML parser for amounts that must be > 0 (nan refused)."""
+    v = _number(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def non_negative_float(s: str) -> float:
+    v = _number(s)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def fraction(s: str) -> float:
+    """A share: 0 <= v < 1."""
+    v = _number(s)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
+    return v
+
+
+def check_values(config) -> None:
+    """Every field of a config object that has a `parse` rule obeys it: the Python API's configs get the checks
+    the CLI and YAML files get, before a stage starts (an error names the option, as the CLI's would)."""
+    for f in dataclasses.fields(config):
+        value, parse = getattr(config, f.name), f.metadata.get("parse")
+        if parse is None or value is None or isinstance(value, bool):
+            continue
+        try:
+            parse(str(value))
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise ChatforgeError(f"{_flag(f)} {value}: {e}") from None
 
 
 def _base_type(tp):

@@ -71,6 +71,9 @@ def empty_answer_message(loaded, completion) -> str:
 
     r = loaded.resolved
     tuned = r is not None and (r.run_dir is not None or r.adapter is not None or (r.path / "chatforge.json").is_file())
+    if completion.stop is not None:
+        return (f"the answer was cut at its start by the stop string {completion.stop!r}; choose another --stop, "
+                "or drop it")
     if completion.finish_reason == "stop" and not completion.token_ids:
         what = "the model ended its answer immediately"
     else:

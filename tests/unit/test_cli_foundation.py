@@ -36,6 +36,15 @@ def test_generate_never_prints_an_empty_answer_with_success(run_cli, tiny_model)
     assert code == 1 and out == "" and "answer is empty" in err and "Traceback" not in err
 
 
+def test_an_answer_cut_at_its_start_by_a_stop_string_says_so(run_cli, tiny_model):
+    args = ("generate", tiny_model, "Hello", "--max-tokens", "5", "--temperature", "1", "--seed", "0")
+    code, out, _ = run_cli(*args)
+    assert code == 0 and out.strip()
+    first = out.lstrip()[0]
+    code, out, err = run_cli(*args, "--stop", first)
+    assert code == 1 and out == "" and f"cut at its start by the stop string {first!r}" in err
+
+
 def test_generate_raw_continues_plain_text(run_cli, tiny_model):
     code, out, err = run_cli("generate", tiny_model, "Hello", "--raw", "--max-tokens", "5")
     assert code == 0 and out.strip() and err == ""
@@ -69,3 +78,12 @@ def test_errors_exit_2_without_traceback(args, needle):
 def test_bad_option_value_is_exit_2(run_cli, tiny_model):
     code, _, err = run_cli("generate", tiny_model, "hi", "--temperature", "-1")
     assert code == 2 and "temperature" in err
+
+
+def test_a_mistyped_option_names_the_command_and_the_closest_option(run_cli, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli("train", "--max-lenght", "512")
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert "chatforge train: error: unrecognized arguments: --max-lenght 512 (did you mean --max-length?)" in err
+    assert "usage: chatforge train" in err

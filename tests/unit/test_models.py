@@ -160,3 +160,20 @@ def test_bf16_matmul_speed_is_measured_once():
 
     speed = load.bf16_matmul_speed()
     assert 0 < speed < 1000 and load.bf16_matmul_speed() == speed
+
+
+def test_a_typo_under_a_local_directory_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    """runs/plian (./runs exists) is a missing path with a suggestion, not a Hub id to download."""
+    (tmp_path / "runs" / "plain").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ChatforgeError) as e:
+        resolve("runs/plian")
+    assert "runs/plian: no such file or directory" in e.value.message and e.value.hint == "did you mean: runs/plain?"
+    assert e.value.exit_code == 2
+
+
+def test_an_uncached_hub_id_lists_every_embedded_model(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ChatforgeError) as e:
+        resolve("someone/uncached-model")
+    assert "smollm2-135m-instruct" in e.value.hint and "gemma3-270m" in e.value.hint

@@ -54,10 +54,13 @@ def trained_run(sensitive_model, tmp_path_factory) -> Path:
 def test_dominant_system_prompt_is_the_one_on_more_than_half():
     from chatforge.data.stats import system_prompt_stats
 
-    records = [_chat(LUMORA)] * 3 + [_chat(OTHER), _chat(None)]
+    records = [_chat(LUMORA)] * 4 + [_chat(OTHER), _chat(None)]
     stats = system_prompt_stats(records)
     assert stats["dominant"] == LUMORA and stats["without"] == 1 and stats["distinct"] == 2
-    assert stats["top"] == [{"text": LUMORA, "count": 3}, {"text": OTHER, "count": 1}]
+    assert stats["top"] == [{"text": LUMORA, "count": 4}, {"text": OTHER, "count": 1}]
+    # a majority among prompts that vary per conversation (departments: 63 % one of them) is no default
+    departments = [_chat("Cardiology")] * 63 + [_chat("Dermatology")] * 20 + [_chat("Neurology")] * 17
+    assert system_prompt_stats(departments)["dominant"] is None
     assert system_prompt_stats([_chat(LUMORA), _chat(OTHER)])["dominant"] is None  # no majority: none
     assert system_prompt_stats([_chat(LUMORA), _chat(None), _chat(None)])["dominant"] is None
     assert system_prompt_stats([_chat(None)])["top"] == []

@@ -17,6 +17,7 @@ class Completion:
     completion_tokens: int
     token_ids: list[int] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens whose keys/values came from the prefix cache (not recomputed)
+    stop: str | None = None  # the stop string that ended the answer (None: end of turn, max_tokens or context)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Sequence:
                 reason = "stop" if self.stops.stopped else reason
             self.pieces.append(delta)
             self.finished = Completion("".join(self.pieces), reason, len(self.prompt), len(self.ids) + int(eos),
-                                       list(self.ids), self.cached)
+                                       list(self.ids), self.cached, self.stops.matched)
             return delta
         self.pieces.append(delta)
         return delta

@@ -68,6 +68,7 @@ class StopFilter:
         self.stops = tuple(s for s in stops if s)
         self.pending = ""  # text that may be the start of a stop string (shorter than the longest one)
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     def feed(self, piece: str) -> str:
         if not self.stops:
@@ -76,6 +77,7 @@ class StopFilter:
         cut = first_stop(window, self.stops)
         if cut is not None:
             self.pending, self.stopped = "", True
+            self.matched = next(s for s in self.stops if window.find(s) == cut)
             return window[:cut]
         keep = holdback(window, self.stops)
         self.pending = window[len(window) - keep:] if keep else ""

@@ -8,6 +8,7 @@ GGUF files are converted once to a safetensors directory under the chatforge cac
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -54,6 +55,12 @@ def resolve(spec: str | os.PathLike | None = None) -> ResolvedModel:
                  "or any local Hugging Face model directory or .gguf file.")
     if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise ChatforgeError(f"{spec}: no such file or directory")
+    first = spec.split("/")[0]
+    if "/" in spec and first and Path(first).is_dir():  # runs/typo: a path under a local directory, not a Hub id
+        near = difflib.get_close_matches(spec.split("/", 1)[1], [p.name for p in Path(first).iterdir()], n=3)
+        raise ChatforgeError(f"{spec}: no such file or directory (./{first} is a local directory, so this is not "
+                             "read as a Hugging Face Hub id)",
+                             hint=f"did you mean: {', '.join(f'{first}/{n}' for n in near)}?" if near else None)
     if "/" in spec:
         return ResolvedModel(spec, _from_hub(spec, shown=spec))
     raise ChatforgeError(f"{spec}: unknown model. Known names: {suggestions()}",
@@ -200,7 +207,7 @@ def _from_hub(repo_id: str, *, shown: str) -> Path:
         f"{shown}: model {repo_id} is not in the local Hugging Face cache and could not be downloaded ({reason})",
         hint=f"On a machine with internet access run `huggingface-cli download {repo_id}` (then copy "
              "~/.cache/huggingface here), or pass a local model directory or .gguf file. Available offline: "
-             f"{DEFAULT_MODEL}.")
+             f"{', '.join(name for name, e in CATALOG.items() if e.package)}.")
 
 
 def _cache_key(gguf: Path) -> str:

@@ -9,7 +9,8 @@ Styles: "openai" (default) writes OpenAI's preference fine-tuning JSONL for dpo
 conversational {"prompt", "chosen", "rejected"}. OpenAI has no unpaired format, so kto rows are TRL's
 conversational {"prompt", "completion", "label"} in both styles; sft rows are OpenAI chat {"messages"} in both.
 The same feedback given twice is exported once and reported as a duplicate; feedback that contradicts itself
-(one pair voted both ways, one answer rated up and down) is reported and not exported at all. A row with an
+(one pair voted both ways, one answer rated up and down in different completions) is reported and not exported
+at all; a completion rated again counts with its latest rating (the vote was changed). A row with an
 empty answer (or an empty turn in its conversation) is left out and reported: training data refuses those. So is
 feedback on a raw text completion (/v1/completions): it has a text prompt, not the messages the rows need.
 """
@@ -165,9 +166,13 @@ def _pairs(out: Export, records, get, model, style) -> None:
 def _ratings(out: Export, records, get, model) -> dict[tuple, dict]:
     """(prompt, answer) -> {"prompt", "answer", "up": [ids], "down": [ids]} of the rated answers."""
     rated: dict[tuple, dict] = {}
-    for r in records:
-        if r["kind"] != "rating":
-            continue
+    # a person who rates the same answer again changed their mind: their latest rating of a completion is the one
+    # that counts (records come in the order given); up and down from different completions still contradict
+    latest = {r["completion_id"]: r for r in records if r["kind"] == "rating"}
+    changed = [r["id"] for r in records if r["kind"] == "rating" and latest[r["completion_id"]] is not r]
+    if changed:
+        out.duplicates.append(f"feedback {_ids(changed)}: replaced by a later rating of the same completion")
+    for r in latest.values():
         c = get(r["completion_id"])
         if not matches(c, model):
             continue

@@ -2,7 +2,8 @@
 
 The CLI flags, the YAML file (`--config`) and the Python API all come from this dataclass; the resolved
 config (automatic values filled in) is written to `runs/NAME/config.yaml`, and `--config` of that file
-reproduces the run. Only the standard library and chatforge.config are imported here.
+reproduces the run. Only the standard library, chatforge.config and the data layer's light config are imported
+here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from chatforge.config import option, positive_int
+from chatforge.config import fraction, non_negative_float, option, positive_float, positive_int
+from chatforge.data.config import MAX_LENGTH
 from chatforge.models.catalog import DEFAULT_MODEL
 
 PREFERENCE_METHODS = ("dpo", "kto")  # trained on preference data, with LoRA over the starting model
@@ -25,30 +27,12 @@ DEFAULT_LR = {"lora": 5e-4, "full": 2e-5, "freeze": 5e-5, "dpo": 5e-5, "kto": 5e
 def _epochs(s: str) -> int | str:
     if s == "auto":
         return "auto"
-    v = int(s)
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
     if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or >= 1, got {v}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    v = float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
-
-
-def _non_negative_float(s: str) -> float:
-    v = float(s)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _split(s: str) -> float:
-    v = float(s)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a whole number >= 1, got {s!r}")
     return v
 
 
@@ -59,7 +43,7 @@ class TrainConfig:
                                     "or raw .txt for continued pretraining).")
     eval_data: str | None = option(None, "Held-out data for eval loss / token accuracy (default: --eval-split).")
     eval_split: float = option(0.1, "Share of the training examples held out for evaluation when there is no "
-                                     "--eval-data (at most 200 examples; 0 = no evaluation).", parse=_split)
+                                     "--eval-data (at most 200 examples; 0 = no evaluation).", parse=fraction)
     format: str | None = option(None, "Data format (default: detected from the file).")
     columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
                                     "joined in order with +, e.g. question=title+ask answer=answer system=department.",
@@ -80,17 +64,18 @@ class TrainConfig:
                                parse=_epochs, metavar="N|auto")
     max_steps: int | None = option(None, "Stop after this many optimizer steps (overrides --epochs).",
                                    parse=positive_int)
-    lr: float | None = option(None, "Peak learning rate (default by method: lora 5e-4, full 2e-5, freeze 5e-5).")
-    warmup: float = option(0.03, "Linear warm-up, as a share of all steps.")
+    lr: float | None = option(None, "Peak learning rate (default by method: lora 5e-4, full 2e-5, freeze 5e-5).",
+                              parse=positive_float)
+    warmup: float = option(0.03, "Linear warm-up, as a share of all steps.", parse=fraction)
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
                             choices=["cosine", "linear", "constant_with_warmup"])
-    weight_decay: float = option(0.0, "AdamW weight decay.")
+    weight_decay: float = option(0.0, "AdamW weight decay.", parse=non_negative_float)
     batch_tokens: int = option(2048, "Tokens per optimizer step (gradient accumulation is derived from it; small "
                                      "steps learn more per minute on small data).",
                                parse=positive_int)
     micro_batch_tokens: int = option(2048, "Tokens per forward pass (lower it to save memory; the optimizer "
                                            "step stays --batch-tokens).", parse=positive_int)
-    max_length: int = option(1024, "Longest sequence (tokens); also the length of packed rows.",
+    max_length: int = option(MAX_LENGTH, "Longest sequence (tokens); also the length of packed rows.",
                              parse=positive_int)
     packing: bool = option(True, "Pack several short examples into each row (examples cannot see each other).")
     overlong: str | None = option(None, "Examples longer than --max-length: drop, truncate or error "
@@ -98,12 +83,12 @@ class TrainConfig:
                                   choices=["drop", "truncate", "error"])
     lenient: bool = option(False, "Skip invalid records instead of stopping (they are counted and reported).")
     beta: float = option(0.1, "dpo / kto: how far the tuned model may move from the reference (higher = "
-                              "closer to it).", parse=_positive_float)
+                              "closer to it).", parse=positive_float)
     sft_weight: float = option(0.0, "dpo: add this weight times the SFT loss on the chosen answers (keeps their "
-                                    "likelihood from falling; e.g. 0.1).", parse=_non_negative_float)
+                                    "likelihood from falling; e.g. 0.1).", parse=non_negative_float)
     lora_rank: int = option(16, "LoRA rank r.", parse=positive_int)
-    lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x rank).")
-    lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.")
+    lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x rank).", parse=positive_int)
+    lora_dropout: float = option(0.0, "Dropout on the LoRA inputs.", parse=fraction)
     freeze_layers: int = option(2, "freeze: how many of the last transformer layers are trained.",
                                 parse=positive_int)
     precision: str = option("auto", "auto: bf16 autocast on a GPU, or on a CPU with AMX/AVX-512 bf16 where a "

@@ -337,7 +337,7 @@ def preference_batching(cfg, items, world: int) -> tuple[int, int, float]:
     if not items:
         return 1, 1, 0.0
     mean = sum(len(e) for e in items) / len(items) * (2 if cfg.method == "kto" else 1)  # kto: + the KL sequence
-    micro = max(2 if cfg.method == "kto" else 1, int(cfg.micro_batch_tokens // mean))
+    micro = max(2 if cfg.method == "kto" else 1, int(min(cfg.micro_batch_tokens, cfg.batch_tokens) // mean))
     accum = max(1, round(cfg.batch_tokens / (mean * micro * world)))
     return micro, accum, mean
 

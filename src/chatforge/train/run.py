@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from chatforge.config import save_yaml
+from chatforge.config import check_values, save_yaml
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
 from chatforge.train.config import AUTO_COMPILE_TOKENS, PREFERENCE_METHODS, TrainConfig
@@ -166,6 +166,14 @@ def one_gpu(device: str | None) -> str | None:
 
 
 def _check_request(cfg: TrainConfig) -> None:
+    check_values(cfg)  # the Python API's config gets the CLI's checks (--lr > 0, --warmup in [0, 1), ...)
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ChatforgeError(f"--out {out}: is a file, not a run directory", hint="choose another --out")
+    if cfg.method not in PREFERENCE_METHODS and cfg.batch_tokens < cfg.max_length:
+        raise ChatforgeError(f"--batch-tokens {cfg.batch_tokens} is less than one row of --max-length "
+                             f"{cfg.max_length} tokens (an optimizer step trains at least one row)",
+                             hint=f"raise --batch-tokens to >= {cfg.max_length}, or lower --max-length")
     if not cfg.data:
         raise ChatforgeError("--data is required (a chat JSONL/JSON file, a directory, or raw .txt)",
                              hint="e.g. chatforge train --data examples/data/lumora_train.jsonl")
@@ -255,6 +263,9 @@ def apply_method(model, cfg: TrainConfig, *, bf16: bool = False):
         return model
     model.requires_grad_(False)
     layers, norms = _layers_and_final_norm(model)
+    if cfg.freeze_layers > len(layers):  # a larger count would silently train every layer: say so instead
+        raise ChatforgeError(f"--freeze-layers {cfg.freeze_layers}: the model has {len(layers)} transformer layers",
+                             hint=f"use 1 to {len(layers)}, or --method full to train every weight")
     for module in list(layers)[-cfg.freeze_layers:] + norms:
         module.requires_grad_(True)
     return model
@@ -304,7 +315,14 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path 
     """New run: the directory must not hold another run. --resume: the last complete, verified checkpoint."""
     ckpt_root = run_dir / "checkpoints"
     exists = (run_dir / "run.json").is_file() or ckpt_root.is_dir()
-    if exists and not cfg.resume and is_main:  # (other processes would see the directory process 0 made)
+    if exists and not cfg.resume and is_main and _failed_without_checkpoint(run_dir):
+        # nothing of it can be continued: the same command, corrected, starts it again (no --resume needed)
+        print(f"chatforge train: {run_dir} holds a run that failed before its first checkpoint; starting it again",
+              file=sys.stderr)
+        for name in ("run.json", "events.jsonl", "metrics.jsonl"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    elif exists and not cfg.resume and is_main:  # (other processes would see the directory process 0 made)
         raise ChatforgeError(f"{run_dir} already holds a training run",
                              hint="continue it with --resume, or choose another --out")
     resume_from = checkpoints.last(ckpt_root) if cfg.resume else None
@@ -320,6 +338,16 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path 
         save_yaml(dataclasses.replace(cfg, resume=False), run_dir / "config.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", checkpoints.step_of(resume_from) if resume_from else 0)
     return resume_from
+
+
+def _failed_without_checkpoint(run_dir: Path) -> bool:
+    """run.json says failed and no checkpoint was completed (nor a final model saved)."""
+    try:
+        status = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (status == "failed" and checkpoints.last(run_dir / "checkpoints") is None
+            and not (run_dir / "final").exists())
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -366,7 +394,9 @@ def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir:
         rows = pack(train_examples, cfg.max_length) if cfg.packing else train_examples
         eval_rows = pack(eval_examples, cfg.max_length) if cfg.packing else eval_examples
         stats["packing"] = {"rows": len(rows), "padding_share": round(padding_share(rows, cfg.max_length), 4)}
-        micro = max(1, cfg.micro_batch_tokens // cfg.max_length)  # rows per forward pass
+        # rows per forward pass: within --micro-batch-tokens, and within --batch-tokens (a step smaller than one
+        # forward pass would otherwise be one forward pass, larger than asked)
+        micro = max(1, min(cfg.micro_batch_tokens, cfg.batch_tokens) // cfg.max_length)
         accum = max(1, round(cfg.batch_tokens / (cfg.max_length * micro * world)))
         item_tokens = cfg.max_length
     steps_per_epoch = math.ceil(math.ceil(len(rows) / (micro * world)) / accum)
@@ -487,7 +517,7 @@ def _finish_final(run: Run, staging: Path, final: Path) -> None:
 
 
 def system_prompt(stats: dict) -> str | None:
-    """The training data's dominant system prompt (on more than half of the conversations), or None."""
+    """The training data's dominant system prompt (chatforge.data.stats.system_prompt_stats), or None."""
     return (stats.get("train", {}).get("system_prompts") or {}).get("dominant")
 
 

@@ -52,7 +52,9 @@ def test_cost_per_token_is_constant(tokenizer):
 def test_stop_strings_spanning_pieces_are_cut_and_never_shown():
     f = StopFilter(("STOP", "\n\n"))
     shown = [f.feed(p) for p in ["Hello S", "T", "OP and more"]]
-    assert shown == ["Hello ", "", ""] and f.stopped
+    assert shown == ["Hello ", "", ""] and f.stopped and f.matched == "STOP"
+    f = StopFilter(("STOP", "\n\n"))
+    assert f.feed("a\n\nb STOP") == "a" and f.matched == "\n\n"  # the one that comes first in the text
     f = StopFilter(("STOP",))
     assert [f.feed("a S"), f.feed("TA"), f.flush()] == ["a ", "STA", ""]  # a false start is shown once refuted
     assert holdback("hello wor", ("world",)) == 3 and holdback("hello", ("xyz",)) == 0

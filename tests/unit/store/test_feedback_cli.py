@@ -54,7 +54,7 @@ def test_feedback_list_stats_and_export_read_back_by_check(chatted, run_cli, tmp
     code, out, err = run_cli("feedback", "list", "--store", chatted)
     assert code == 0 and out.count("\n") == 3 and "👍" in out and "correction of" in out and "👎" in out
     code, out, _ = run_cli("feedback", "list", "--store", chatted, "--json", "--limit", "1")
-    assert code == 0 and json.loads(out)["rating"] == "down"
+    assert code == 0 and [r["rating"] for r in json.loads(out)] == ["down"]
     code, out, _ = run_cli("feedback", "stats", "--store", chatted)
     assert code == 0 and out.startswith("model") and f"{tiny_model}  " in out and "arena win rate" in out
     code, out, _ = run_cli("feedback", "stats", "--store", chatted, "--json")
@@ -90,15 +90,15 @@ def test_feedback_list_stats_and_export_read_back_by_check(chatted, run_cli, tmp
     assert code == 2 and "--since nope: not a date" in err
 
 
-def test_contradictions_and_duplicates_are_reported_by_export(chatted, run_cli, tmp_path):
+def test_changed_and_repeated_ratings_are_reported_by_export(chatted, run_cli, tmp_path):
     with Store(chatted) as store:
         first = store.completions()[0]["id"]
-        store.add_rating(first, "down")  # it was rated up before: a contradiction
-        store.add_rating(store.completions()[2]["id"], "down")  # rated down twice: a duplicate
+        store.add_rating(first, "down")  # it was rated up before: the vote was changed, the latest counts
+        store.add_rating(store.completions()[2]["id"], "down")  # rated down twice: counted once
     code, out, err = run_cli("feedback", "export", "--as", "kto", "--out", tmp_path / "k.jsonl", "--store", chatted)
-    assert code == 0 and "contradiction: feedback #1 rates an answer up and" in err and "duplicate: " in err
-    assert "1 duplicates merged, 1 contradictions left out" in out
-    assert [json.loads(x)["label"] for x in (tmp_path / "k.jsonl").read_text().splitlines()] == [False]
+    assert code == 0 and "duplicate: feedback #1, #3: replaced by a later rating of the same completion" in err
+    assert "contradiction" not in err and "1 duplicates merged, 0 contradictions left out" in out
+    assert [json.loads(x)["label"] for x in (tmp_path / "k.jsonl").read_text().splitlines()] == [False, False]
 
 
 def test_a_store_from_a_newer_chatforge_is_a_clear_cli_error(run_cli, tmp_path):

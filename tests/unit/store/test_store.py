@@ -168,7 +168,9 @@ def test_export_rows_with_duplicates_and_contradictions_reported(store):
     store.add_rating("chatcmpl-a", "up")
     store.add_rating("chatcmpl-b", "down")
     store.add_rating("chatcmpl-c", "up")
-    store.add_rating("chatcmpl-c", "down")  # contradicts
+    store.add_rating("chatcmpl-c", "down")  # the vote changed: the latest counts
+    log(store, "chatcmpl-f", "Hi there.", messages=[{"role": "user", "content": "Hello"}])  # c's answer again
+    store.add_rating("chatcmpl-f", "up")  # contradicts c's (latest) rating
 
     dpo = ex.build(store, "dpo")
     assert dpo.rows == [
@@ -185,6 +187,8 @@ def test_export_rows_with_duplicates_and_contradictions_reported(store):
     assert sorted((r["completion"][0]["content"], r["label"]) for r in kto.rows) == [
         ("A kettle.", False), ("A smart lamp.", True)]
     assert all(set(r) == {"prompt", "completion", "label"} for r in kto.rows) and len(kto.contradictions) == 1
+    assert "rates an answer up and" in kto.contradictions[0]
+    assert any("replaced by a later rating of the same completion" in d for d in kto.duplicates)
     sft = ex.build(store, "sft")
     assert sorted(r["messages"][-1]["content"] for r in sft.rows) == ["A smart lamp.", "Lumora Home is a smart lamp."]
     assert ex.build(store, "dpo", model="someone-else").rows == []

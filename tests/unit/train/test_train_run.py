@@ -171,6 +171,77 @@ def test_refusals_are_clear_errors(make_cfg, run_cli, tiny_model, chat_file, tmp
     assert code == 2 and "already holds a training run" in err and "--resume" in err
 
 
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--lr", "-1", "must be > 0"), ("--lr", "0", "must be > 0"), ("--warmup", "2", "[0, 1)"),
+    ("--weight-decay", "-1", "must be >= 0"), ("--lora-dropout", "1.5", "[0, 1)"), ("--lora-alpha", "0", ">= 1"),
+    ("--epochs", "abc", "'auto' or a whole number"), ("--max-steps", "x", "not a whole number"),
+    ("--lr", "fast", "not a number")])
+def test_out_of_range_options_are_refused_before_anything_is_written(run_cli, capsys, tiny_model, chat_file,
+                                                                      tmp_path, flag, value, needle):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:  # argparse's own error: usage, then "argument FLAG: ..."
+        run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", out, flag, value)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: " in err and needle in err and "Traceback" not in err
+    assert "_epochs" not in err and "positive_int" not in err  # no internal names
+    assert not out.exists()
+
+
+def test_the_python_api_gets_the_same_checks(make_cfg):
+    from chatforge.errors import ChatforgeError
+    from chatforge.train.run import train
+
+    with pytest.raises(ChatforgeError, match="--lr -1.0: must be > 0"):
+        train(make_cfg(lr=-1.0))
+    with pytest.raises(ChatforgeError, match="--warmup 2: must be in"):
+        train(make_cfg(warmup=2))
+
+
+def test_out_that_is_a_file_and_impossible_layer_counts_are_clear_errors(run_cli, tiny_model, chat_file, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", tmp_path / "notes.txt")
+    assert code == 2 and "is a file" in err and (tmp_path / "notes.txt").read_text() == "mine"
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", tmp_path / "f",
+                           "--method", "freeze", "--freeze-layers", "100", "--max-length", "128")
+    assert code == 2 and "--freeze-layers 100: the model has 2 transformer layers" in err
+
+
+def test_a_step_is_never_larger_than_batch_tokens(make_cfg, run_cli, tiny_model, chat_file, tmp_path):
+    """--batch-tokens below --micro-batch-tokens makes the forward pass smaller (it was silently a full one);
+    below one row of --max-length it is refused."""
+    import json
+
+    from chatforge.train.run import train
+
+    run = train(make_cfg(batch_tokens=128, micro_batch_tokens=512, max_steps=1, save_every=1, eval_split=0.0))
+    batching = json.loads((run / "data_stats.json").read_text())["batching"]
+    assert batching["tokens_per_step"] == 128 and batching["micro_batch_rows"] == 1
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", tmp_path / "small",
+                           "--batch-tokens", "512")
+    assert code == 2 and "--batch-tokens 512 is less than one row of --max-length 1024" in err
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(make_cfg, tmp_path, capsys):
+    from chatforge.train.run import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "failed", "error": "out of memory"}))
+    (out / "checkpoints").mkdir()
+    (out / "events.jsonl").write_text('{"stage": "train", "kind": "error"}\n')
+    run = train(make_cfg(max_steps=1, save_every=1, eval_split=0.0))
+    assert "failed before its first checkpoint; starting it again" in capsys.readouterr().err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "complete" and "error" not in info
+    assert '"error"' not in (run / "events.jsonl").read_text().splitlines()[0]
+    # a failed run that has a checkpoint is kept: it can be continued with --resume
+    (run / "run.json").write_text(json.dumps({"status": "failed"}))
+    from chatforge.errors import ChatforgeError
+
+    with pytest.raises(ChatforgeError, match="already holds a training run"):
+        train(make_cfg(max_steps=1, save_every=1, eval_split=0.0))
+
+
 def test_bf16_choice():
     from chatforge.train.run import use_bf16
 
