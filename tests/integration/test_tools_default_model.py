@@ -19,7 +19,7 @@ def test_brief_tool_fine_tuning_calls_the_right_tool_more_often(tmp_path):
     from chatforge.train.run import train
 
     run = train(TrainConfig(data=str(EXAMPLES / "lumora_tools_train.jsonl"), max_steps=STEPS, lr=LR,
-                            batch_tokens=2048, max_length=512, warmup=0.1, eval_split=0.0, tensorboard=False,
+                            batch_tokens=1024, max_length=512, warmup=0.1, eval_split=0.0, tensorboard=False,
                             out=str(tmp_path / "run")))
     result = evaluate(EvalConfig(model=str(run), data=str(EXAMPLES / "lumora_tools_heldout.jsonl"),
                                  max_examples=HELDOUT, max_tokens=40, bootstrap=1000, out=str(tmp_path / "eval")))
