@@ -309,7 +309,8 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
 
 
 def prepare_preferences(path, tokenizer, *, max_length: int = 2048, overlong: str | None = None,
-                        lenient: bool = False, max_drop_share: float = MAX_DROP_SHARE, eval_path=None) -> PreparedPreferences:
+                        lenient: bool = False, max_drop_share: float = MAX_DROP_SHARE,
+                        eval_path=None) -> PreparedPreferences:
     """analyse_preferences, refusing invalid data like `chatforge.data.prepare` (strict unless lenient)."""
     prepared, report = analyse_preferences(path, tokenizer, max_length=max_length, overlong=overlong,
                                            eval_path=eval_path)

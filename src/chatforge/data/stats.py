@@ -108,7 +108,8 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
     """How the conversations' system prompts are distributed, and the dominant one (or None).
 
     {"conversations": N, "without": conversations with no system message, "distinct": K,
-     "top": [{"text", "count"}, ...] (most common first), "dominant": the text on more than half of them and on >= 80 % of those with one}
+     "top": [{"text", "count"}, ...] (most common first),
+     "dominant": the text on more than half of them and on >= 80 % of those that have one}
     A model trained on one prompt answers as trained when asked with it: the run records the dominant prompt
     and every way of using the run applies it when a request has none.
     """
@@ -117,7 +118,8 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
     ranked = counts.most_common()
     n = len(records)
     top_count = ranked[0][1] if ranked else 0
-    dominant = ranked[0][0] if top_count > DOMINANT_SHARE * n and top_count >= DOMINANT_AMONG * (n - without) else None
+    majority = top_count > DOMINANT_SHARE * n and top_count >= DOMINANT_AMONG * (n - without)
+    dominant = ranked[0][0] if majority else None
     return {"conversations": n, "without": without, "distinct": len(ranked),
             "top": [{"text": t, "count": c} for t, c in ranked[:top]], "dominant": dominant}
 

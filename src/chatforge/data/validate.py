@@ -108,7 +108,8 @@ class Report:
         return "\n".join(lines)
 
     @staticmethod
-    def drop_refusal(where, *, rows: int, dropped: dict[str, int], max_drop_share: float = MAX_DROP_SHARE) -> str | None:
+    def drop_refusal(where, *, rows: int, dropped: dict[str, int],
+                     max_drop_share: float = MAX_DROP_SHARE) -> str | None:
         """Why training refuses data of which more than max_drop_share of the rows would be dropped, or None."""
         n_dropped = sum(dropped.values())
         if not rows or n_dropped / rows <= max_drop_share:
