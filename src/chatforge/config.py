@@ -33,7 +33,8 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, choices=None, 
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _whole(s: str) -> int:
+def whole_number(s: str) -> int:
+    """A CLI/YAML parser for any integer (the range rules below build on it)."""
     try:
         return int(s)
     except ValueError:  # argparse would say "invalid positive_int value", naming this module's function
@@ -42,7 +43,7 @@ def _whole(s: str) -> int:
 
 def positive_int(s: str) -> int:
     """A CLI/YAML parser for counts that must be >= 1."""
-    v = _whole(s)
+    v = whole_number(s)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
@@ -50,7 +51,7 @@ def positive_int(s: str) -> int:
 
 def non_negative_int(s: str) -> int:
     """A CLI/YAML parser for counts that may be 0."""
-    v = _whole(s)
+    v = whole_number(s)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v

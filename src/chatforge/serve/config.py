@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from chatforge.config import non_negative_float, non_negative_int, option, positive_float, positive_int
+from chatforge.config import non_negative_float, non_negative_int, option, positive_float, positive_int, whole_number
 
 
 def port_number(s: str) -> int:
     """A CLI/YAML parser for --port, checked here so a bad one fails before the model loads (bind() would only
     raise OverflowError then). 0 is valid: serve.server.bind takes it as "any free port"."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {s!r}") from None
+    v = whole_number(s)
     if not 0 <= v <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {v}")
     return v
