@@ -1,6 +1,12 @@
 # The two set-up commands of the README: `make demo` and `make test`. Both create .venv when missing.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist, whole files per process: a file's module fixtures are built once): one per core
+# up to 4, none (in-process) on one core. Most of the suite is single-threaded Python (imports, tokenizers,
+# subprocesses), so two processes on two cores take ~0.6x the time of one; chatforge's thread policy gives each
+# process's torch the cores the other leaves free. TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= $(shell python3 -c "import os; n = len(os.sched_getaffinity(0)); print(min(n, 4) if n > 1 else 0)")
+PYTEST_PARALLEL = -n $(TEST_JOBS) --dist loadfile
 
 .PHONY: setup browser demo demo-zh test test-fast bench clean help
 
@@ -15,14 +21,14 @@ demo-zh: setup
 	@$(PY) -m chatforge demo --lang zh
 
 test: setup browser
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Debian's chromium for the web page's browser test (skipped, with a reason, where it cannot be installed).
 browser:
 	@bash scripts/install_chromium.sh || echo "warning: chromium could not be installed; the browser test will skip"
 
 test-fast: setup
-	@$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
 help:
 	@echo "make demo   - the whole product on the embedded default model (~10 min on 2 CPU cores)"

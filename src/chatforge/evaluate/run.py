@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatforge.config import to_dict
+from chatforge.config import check_values, to_dict
 from chatforge.errors import ChatforgeError
 from chatforge.events import Event, Progress, quiet
 from chatforge.evaluate import metrics as M
@@ -139,6 +139,7 @@ def setup(cfg: EvalConfig, emit=quiet) -> Plan:
     from chatforge.models.load import load_tokenizer
     from chatforge.models.resolve import resolve
 
+    check_values(cfg)  # the Python API's config gets the CLI's checks (--batch-size >= 1, ...)
     if not cfg.model:
         raise ChatforgeError("no model given: chatforge eval MODEL_OR_RUN --data HELDOUT")
     if not cfg.data:

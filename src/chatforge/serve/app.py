@@ -37,6 +37,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatforge.config import check_values
 from chatforge.errors import ChatforgeError
 from chatforge.infer import Completion, SamplingParams
 from chatforge.models.template import with_system
@@ -87,6 +88,7 @@ def create_app(engine, config: ServeConfig | None = None, *, batcher: Callable |
     from chatforge.serve.feedback import Keeper
 
     config = config or ServeConfig()
+    check_values(config)  # the Python API's config gets the CLI's checks (--port, --max-queue, ...)
     keeper = keeper or Keeper()
     service = _Service(engine, config, batcher, keeper)
     other = _Service(compare, _compare_config(config, service.model_id), batcher, keeper) if compare else None
