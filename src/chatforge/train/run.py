@@ -371,7 +371,23 @@ def use_bf16(precision: str, device: str) -> bool:
         return torch.cuda.is_bf16_supported()
     from chatforge.models.load import cpu_prefers_bf16
 
-    return cpu_prefers_bf16()
+    return all_agree(cpu_prefers_bf16())
+
+
+def all_agree(flag: bool) -> bool:
+    """True when every process of a torchrun job says True (one process alone: its own flag). Each CPU process
+    measures bf16's speed for itself (cpu_prefers_bf16); one that measured near the threshold must not train in
+    another precision than the rest. The gloo process group started here is the one the Trainer then uses."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    votes = torch.tensor([int(flag)])
+    dist.all_reduce(votes, op=dist.ReduceOp.MIN)
+    return bool(votes.item())
 
 
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,

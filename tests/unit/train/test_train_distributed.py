@@ -37,3 +37,23 @@ def test_two_processes_match_one_process_with_the_same_global_batch(make_cfg, tm
     assert len(eval_a) == len(eval_b) >= 2
     assert max(abs(x - y) for x, y in zip(eval_a, eval_b)) <= TOLERANCE
     assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+_VOTE = """
+import os
+from chatforge.train.run import all_agree
+rank = int(os.environ["RANK"])
+print(f"rank {rank}: {all_agree(rank == 0)} {all_agree(True)}", flush=True)
+"""
+
+
+def test_processes_agree_on_bf16_when_their_measurements_differ(tmp_path):
+    # each CPU process measures bf16's speed itself (--precision auto); near the threshold two may differ, and
+    # then none trains in bf16 (a rank in another precision than the rest would not train the same model)
+    script = tmp_path / "vote.py"
+    script.write_text(_VOTE)
+    code, out, err = finish(start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                                   str(script)]))
+    assert code == 0, err
+    assert sorted(line for line in out.splitlines() if line.startswith("rank")) == \
+        ["rank 0: False True", "rank 1: False True"]
