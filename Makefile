@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # up to 4, none (in-process) on one core. Most of the suite is single-threaded Python (imports, tokenizers,
 # subprocesses), so two processes on two cores take ~0.6x the time of one; chatforge's thread policy gives each
 # process's torch the cores the other leaves free. TEST_JOBS=0 runs in one process.
-TEST_JOBS ?= $(shell python3 -c "import os; n = len(os.sched_getaffinity(0)); print(min(n, 4) if n > 1 else 0)")
+TEST_JOBS ?= $(shell python3 -c "import os; n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1; print(min(n, 4) if n > 1 else 0)" 2>/dev/null || echo 0)
 PYTEST_PARALLEL = -n $(TEST_JOBS) --dist loadfile
 
 .PHONY: setup browser demo demo-zh test test-fast bench clean help
