@@ -36,6 +36,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from chatforge.config import check_values
 from chatforge.errors import ChatforgeError
@@ -58,8 +60,17 @@ _UNSUPPORTED = {"logit_bias": (None, {}), "logprobs": (None, False), "top_logpro
                 "modalities": (None, ["text"]), "audio": (None,),  # audio output
                 "web_search_options": (None,),  # even {} turns web search on
                 "reasoning_effort": (None,),  # a reasoning budget the served model has no switch for
-                "verbosity": (None, "medium")}  # "medium" is OpenAI's default
+                "verbosity": (None, "medium"),  # "medium" is OpenAI's default
+                # vLLM's other sampling extensions (top_k, min_p and repetition_penalty are served)
+                "min_tokens": (None, 0), "ignore_eos": (None, False), "stop_token_ids": (None, []),
+                "bad_words": (None, []), "allowed_token_ids": (None,), "include_stop_str_in_output": (None, False),
+                "skip_special_tokens": (None, True), "use_beam_search": (None, False), "prompt_logprobs": (None,),
+                "truncate_prompt_tokens": (None,), "continue_final_message": (None, False),
+                "add_generation_prompt": (None, True), "guided_json": (None,), "guided_regex": (None,),
+                "guided_choice": (None,), "guided_grammar": (None,), "structured_outputs": (None,)}
 _MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflows to inf; such requests are greedy (= 0)
+# a top_p that rounds to 0 in float32 (1e-300) keeps no token at all; any top_p this small keeps only the top one
+_MIN_TOP_P = 1e-9
 
 
 class ApiError(Exception):
@@ -251,8 +262,10 @@ class _Service:
             raise ApiError(404, f"the model `{name}` does not exist; this server serves `{self.model_id}`",
                            param="model", code="model_not_found")
 
-    def sampling(self, req: s.SamplingFields, prompt: list[int], asked: int | None, field: str) -> SamplingParams:
-        """The request's settings, with max_tokens checked against (or defaulted within) the context."""
+    def sampling(self, req: s.SamplingFields, prompt: list[int], asked: int | None, field: str,
+                 asked_field: str = "max_tokens") -> SamplingParams:
+        """The request's settings, with max_tokens (sent as `asked_field`) checked against (or defaulted within)
+        the context."""
         try:
             self.engine.check_prompt(prompt)
         except ChatforgeError as e:
@@ -264,15 +277,16 @@ class _Service:
         context = self.engine.context_length
         room = context - len(prompt)
         if asked is not None and asked > room:
-            raise ApiError(400, f"max_tokens is {asked}, but the prompt ({len(prompt)} tokens) leaves room for at "
-                                f"most {room} new tokens in the model's context of {context}",
-                           param="max_tokens", code="context_length_exceeded")
-        if req.n != 1:
+            raise ApiError(400, f"{asked_field} is {asked}, but the prompt ({len(prompt)} tokens) leaves room for "
+                                f"at most {room} new tokens in the model's context of {context}",
+                           param=asked_field, code="context_length_exceeded")
+        if req.n not in (None, 1):
             raise ApiError(400, f"n must be 1 (got {req.n}): this server returns one choice per request", param="n")
         temperature = 1.0 if req.temperature is None else req.temperature
         return SamplingParams(max_tokens=asked or min(self.config.max_tokens, room),
                               temperature=temperature if temperature >= _MIN_TEMPERATURE else 0.0,
-                              top_p=1.0 if req.top_p is None else req.top_p, top_k=max(0, req.top_k or 0),
+                              top_p=1.0 if req.top_p is None else max(req.top_p, _MIN_TOP_P),
+                              top_k=max(0, req.top_k or 0),
                               min_p=req.min_p or 0.0, repetition_penalty=req.repetition_penalty or 1.0,
                               frequency_penalty=req.frequency_penalty or 0.0,
                               presence_penalty=req.presence_penalty or 0.0, seed=req.seed, stop=req.stop_strings())
@@ -281,7 +295,9 @@ class _Service:
                 plan: "tools.ToolPlan | None" = None) -> tuple[list[int], SamplingParams]:
         """A chat request's prompt ids (with its tools, see serve/tools.py) and checked sampling settings."""
         prompt = _encode_chat(self.engine, messages, plan)
-        return prompt, self.sampling(req, prompt, req.max_completion_tokens or req.max_tokens, "messages")
+        if req.max_completion_tokens is not None:  # OpenAI's newer name wins over max_tokens
+            return prompt, self.sampling(req, prompt, req.max_completion_tokens, "messages", "max_completion_tokens")
+        return prompt, self.sampling(req, prompt, req.max_tokens, "messages")
 
     async def answer(self, request: Request, prompt: list[int], params: SamplingParams) -> Completion:
         """Generate a whole answer (not streamed)."""
@@ -327,6 +343,10 @@ async def _read_json(request: Request, limit: int, timeout: float = 30.0) -> dic
         raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    where = _surrogate_at(data)  # "\ud800" is valid JSON but not text: no field (stop, a tool, ...) can hold it
+    if where is not None:
+        raise ApiError(400, f"{where or 'the request body'} contains a lone surrogate (such as \"\\ud800\"): not "
+                            "valid Unicode", param=where or None, code="invalid_value")
     for name, harmless in _UNSUPPORTED.items():
         if name in data and not any(_same(data[name], h) for h in harmless):
             allowed = " or ".join(json.dumps(h) for h in harmless if h is not None)
@@ -338,6 +358,32 @@ async def _read_json(request: Request, limit: int, timeout: float = 30.0) -> dic
             raise ApiError(400, f"{name}: chat templates cannot be set by a request; the server uses the model's "
                                 "own template", param=name)
     return data
+
+
+def _surrogate_at(data) -> str | None:
+    """Where `data` holds a string with a lone surrogate ("messages[0].content"; a key's: its object's place,
+    "" for the top level), or None (a pair such as "\\ud83d\\ude00" is decoded into one character)."""
+    todo = [("", data)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, str) and not _is_unicode(value):
+            return where
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not _is_unicode(k):
+                    return where
+                todo.append((f"{where}.{k}" if where else k, v))
+        elif isinstance(value, list):
+            todo.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _same(value, harmless) -> bool:
@@ -519,7 +565,14 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError):
         err = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
-        return error_response(ApiError(422, str(err["msg"]), param=_param(tuple(err["loc"])), code="invalid_value"))
+        loc = tuple(err["loc"])  # ("query", "limit"): the parameter is `limit`
+        param = _param(loc[1:] if loc[:1] in (("query",), ("path",), ("body",)) else loc)
+        return error_response(ApiError(422, f"{param or 'request'}: {err['msg']}", param=param,
+                                       code="invalid_value"))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, e: ClientDisconnect):  # it left while sending its body: nobody to tell
+        return Response(status_code=400)
 
     @app.exception_handler(ChatforgeError)
     async def chatforge_error(request: Request, e: ChatforgeError):

@@ -147,7 +147,8 @@ def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Re
             raise api_error(status, e.message, param=e.param, code=code) from None
         return record
 
-    async def listing(limit: int = Query(20, ge=1, le=100), after: int | None = Query(None, ge=0)):
+    # `after` at most SQLite's largest INTEGER (a larger one cannot even be compared in the query)
+    async def listing(limit: int = Query(20, ge=1, le=100), after: int | None = Query(None, ge=0, le=2**63 - 1)):
         need_store()
         rows = await keeper.call(keeper.store.list_feedback, limit=limit + 1, after=after)
         page = rows[:limit]

@@ -68,10 +68,12 @@ class SamplingFields(_Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     top_k: int | None = Field(None, ge=-1)  # vLLM extension; 0 or -1 = all tokens
     min_p: float | None = Field(None, ge=0, le=1)  # vLLM extension
-    repetition_penalty: float | None = Field(None, gt=0, le=10)  # vLLM extension; 1 = off
+    # vLLM extension; 1 = off. A vanishing one (1e-300 is 0 in float32) sends the penalized logits to inf and the
+    # sampler fails (with the whole batch): 0.01 is far from that, even at the smallest temperature
+    repetition_penalty: float | None = Field(None, ge=0.01, le=10)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
-    n: int = 1
-    stream: bool = False
+    n: int | None = 1  # null (what OpenAI's schema allows, and some clients send) is the default
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
 
     def stop_strings(self) -> tuple[str, ...]:

@@ -150,6 +150,8 @@ def test_bad_feedback_is_a_4xx_with_an_openai_error(client, server, http):
     _error(http.post("/v1/feedback", json=["a list"]), 400)
     _error(httpx.post(server.url + "/v1/feedback", json={"completion_id": a.id, "rating": "up"}), 401)
     _error(http.get("/v1/feedback", params={"limit": 0}), 422)
+    assert _error(http.get("/v1/feedback", params={"after": 10**30}), 422)["param"] == "after"  # not SQLite's 500
+    assert http.get("/v1/feedback", params={"after": 2**63 - 1}).json()["data"] == []
     assert server.store.counts()["feedback"] == before  # nothing was stored by the refused bodies
     assert http.get("/health").status_code == 200  # and the server keeps serving
 

@@ -57,7 +57,15 @@ ABUSIVE = [  # (route, body: dict or raw bytes, status, param)
     ("chat", {"messages": HELLO, "max_tokens": -5}, 422, "max_tokens"),
     ("chat", {"messages": HELLO, "max_tokens": 10**30}, 400, "max_tokens"),
     ("chat", {"messages": HELLO, "max_tokens": 1.5}, 422, "max_tokens"),
-    ("chat", {"messages": HELLO, "max_completion_tokens": 10**12}, 400, "max_tokens"),
+    ("chat", {"messages": HELLO, "max_completion_tokens": 10**12}, 400, "max_completion_tokens"),  # the one sent
+    ("chat", {"messages": HELLO, "top_p": 1e-300}, 200, None),  # 0 in float32: the sampler kept no token (500)
+    ("chat", {"messages": HELLO, "repetition_penalty": 1e-300}, 422, "repetition_penalty"),  # logits -> inf (500)
+    ("chat", {"messages": HELLO, "n": None, "stream": None, "max_tokens": 1}, 200, None),  # OpenAI's null = default
+    ("chat", {"messages": HELLO, "min_tokens": 5}, 400, "min_tokens"),  # vLLM's extensions that are not served
+    ("chat", {"messages": HELLO, "ignore_eos": True}, 400, "ignore_eos"),
+    ("chat", {"messages": HELLO, "stop_token_ids": [2]}, 400, "stop_token_ids"),
+    ("chat", {"messages": HELLO, "guided_json": {"type": "object"}}, 400, "guided_json"),
+    ("chat", {"messages": HELLO, "ignore_eos": False, "min_tokens": 0}, 200, None),  # their no-op values
     ("chat", {"messages": HELLO, "temperature": float("inf")}, 422, "temperature"),  # Infinity, as sloppy JSON
     ("chat", {"messages": HELLO, "top_p": -1}, 422, "top_p"),
     ("chat", {"messages": HELLO, "stop": 5}, 422, "stop"),
@@ -93,7 +101,12 @@ ABUSIVE = [  # (route, body: dict or raw bytes, status, param)
     ("chat", {"messages": HELLO, "stream": True, "stream_options": {"include_usage": "yes"}}, 422,
      "stream_options.include_usage"),
     ("chat", b'{"messages": [{"role": "user", "content": "\xc3\x28"}]}', 400, None),  # invalid UTF-8 in a string
-    ("chat", b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "messages"),  # lone surrogate
+    ("chat", b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "messages[0].content"),  # lone surrogate
+    ("chat", b'{"messages": [{"role": "user", "content": "Hello"}], "stop": "\\ud800"}', 400, "stop"),  # was kept
+    ("chat", b'{"messages": [{"role": "user", "content": "Hello"}], "tools": [{"type": "function", "function": '
+             b'{"name": "f", "description": "\\udfff"}}]}', 400, "tools[0].function.description"),  # was a 500
+    ("chat", b'{"messages": [{"role": "user", "content": "\\ud83d\\ude00"}], "max_tokens": 1}', 200, None),  # a pair
+    ("completions", b'{"prompt": "Hello", "stop": ["\\ud800"]}', 400, "stop[0]"),
     ("chat", b'{"messages": ' + b'{"a": ' * 30000 + b"1" + b"}" * 30000 + b"}", 400, None),  # deep objects
     ("chat", b'{"messages": [], "messages": "dup"}', 422, "messages"),
     ("chat", b"\x00" * 100, 400, None),
@@ -183,6 +196,17 @@ def test_slowloris_body_is_cut_off_and_others_are_served(server, http):
     finally:
         sock.close()
     _alive(http)
+
+
+def test_a_client_that_leaves_while_sending_its_body_is_no_server_error(server, http, caplog):
+    """ClientDisconnect while the body is read: nobody to answer, and nothing to log as an internal error."""
+    sock = socket.create_connection((server.host, server.port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"messages\"")
+    sock.close()
+    time.sleep(0.5)
+    _alive(http)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
 
 
 def test_limits_are_options_with_safe_defaults():
