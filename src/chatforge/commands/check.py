@@ -42,7 +42,7 @@ def check_data(data: str, cfg: CheckConfig) -> int:
 
     from chatforge.data import analyse
     from chatforge.data.formats import data_files
-    from chatforge.data.validate import DROP_HINT, Report
+    from chatforge.data.validate import Report, drop_hint
     from chatforge.models.load import load_tokenizer, quiet_transformers
 
     data_files(data)  # a missing path fails before any model is loaded
@@ -59,13 +59,14 @@ def check_data(data: str, cfg: CheckConfig) -> int:
     # warnings alone (rows too long, dropped) can still be too many for `chatforge train`: say so here, not there
     refusal = Report.drop_refusal(data, rows=prepared.rows, dropped=prepared.dropped)
     if cfg.json:
-        print(json.dumps({**_as_json(data, prepared, report, estimate), "train_refuses": refusal},
-                         ensure_ascii=False, indent=1))
+        out = _as_json(data, prepared, report, estimate)
+        out["ok"] = out["ok"] and not refusal  # "ok" is the exit code: 2 for data train would refuse
+        print(json.dumps({**out, "train_refuses": refusal}, ensure_ascii=False, indent=1))
     else:
         print(_as_text(data, prepared, report, estimate))
         if refusal:
             print(f"error: {refusal}: `chatforge train` (--max-length {cfg.max_length}) would refuse this data; "
-                  f"{DROP_HINT}")
+                  f"{drop_hint(prepared.dropped)}")
     return 2 if report.errors or refusal else 0
 
 

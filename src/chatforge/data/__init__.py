@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
-from chatforge.data.formats import Invalid, Row, detect_format, read_rows, to_example
+from chatforge.data.formats import FORMATS, Invalid, Row, detect_format, read_rows, to_example
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
@@ -32,6 +32,7 @@ class Prepared:
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected format
     rows: int = 0  # records read, valid or not
     columns: ColumnMap | None = None  # the column mapping applied to every record
+    content_tokens: int | None = None  # chat: the tokens of the messages' own text (no template), per character
 
 
 @dataclass
@@ -109,20 +110,23 @@ def _mark_duplicates(sources: list[_Source], report: Report) -> None:
 
 
 def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Report,
-                  columns: ColumnMap | None = None) -> list[_Source]:
+                  columns: ColumnMap | None = None) -> tuple[list[_Source], set[int]]:
     """Eval rows that also appear in the training data make eval scores meaningless: an error on the
-    training row (so --lenient drops it from training, not from the eval set). Returns the eval rows."""
+    training row (so --lenient drops it from training, not from the eval set). Returns the eval rows and the
+    ids of the training sources that leak (not their file:line: the records of a one-line JSON array share it)."""
     eval_report = Report()
     eval_sources, _, _ = _load(eval_path, fmt, eval_report, columns)
     for p in eval_report.problems:  # reported (check fails, strict training refuses), not training drops
         p.dropped = False
         report.problems.append(p)
     seen = {fingerprint(s.example): s for s in eval_sources}
+    leaked = set()
     for s in sources:
         hit = seen.get(fingerprint(s.example))
         if hit:
             report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
-    return eval_sources
+            leaked.add(id(s))
+    return eval_sources, leaked
 
 
 def _encode_chats(tokenizer, sources, max_length: int, overlong: str, report: Report):
@@ -173,24 +177,32 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
         raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
     if max_length < 2:
         raise ChatforgeError(f"--max-length must be at least 2, got {max_length}")
+    if format is not None and format not in FORMATS:  # train's --format and the Python API take any string
+        raise ChatforgeError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     columns = parse_columns(columns, column_separator)
     report = Report()
     sources, formats, n_rows = _load(path, format, report, columns)
     kind = _kind(formats)
     _mark_duplicates(sources, report)
-    eval_sources = _mark_leakage(sources, eval_path, format, report, columns) if eval_path is not None else None
+    eval_sources, leaked = (_mark_leakage(sources, eval_path, format, report, columns) if eval_path is not None
+                            else (None, set()))
     if quality:
         from chatforge.data.quality import check_quality
 
         check_quality([(s.file, s.line, s.example) for s in sources], report,
                       [(s.file, s.line, s.example) for s in eval_sources] if eval_sources else None, strict=strict)
-    bad = {(p.file, p.line) for p in report.errors if p.is_dropped}
-    sources = [s for s in sources if (s.file, s.line) not in bad]
+    # rows that failed to read or validate never became sources; of the rest only leaking rows are dropped here
+    # (by identity: the records of a one-line JSON array all share its line 1); quality findings never are
+    sources = [s for s in sources if id(s) not in leaked]
     overlong = overlong or ("truncate" if kind == "text" else "drop")
     encode = _encode_texts if kind == "text" else _encode_chats
     examples, records = encode(tokenizer, sources, max_length, overlong, report)
     dropped = dict(Counter(p.cls for p in report.problems if p.is_dropped))
     prepared = Prepared(kind, examples, {}, dropped, records, max_length, formats, n_rows, columns)
+    if kind == "chat":  # tokens per character: the text's own, not the template's (a default system prompt...)
+        texts = [m["content"] for r in records for m in r]
+        prepared.content_tokens = sum(map(len, tokenizer(texts, add_special_tokens=False)["input_ids"])) \
+            if texts else 0
     from chatforge.data.stats import dataset_stats
 
     prepared.stats = dataset_stats(prepared)

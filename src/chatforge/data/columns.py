@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from chatforge.data.formats import Invalid
+from chatforge.data.formats import Invalid, cell_text
 from chatforge.errors import ChatforgeError
 
 # Every field some format reads (formats.SIGNATURES plus the optional ones).
@@ -74,6 +74,7 @@ class ColumnMap:
 
 
 def _text(v, column: str) -> str:
+    v = cell_text(v)
     if v is None:
         return ""
     if isinstance(v, (str, int, float)) and not isinstance(v, bool):

@@ -253,15 +253,34 @@ def _csv(name: str, data: bytes) -> list[Row]:
                             strict=True)  # strict: broken quoting is an error
     rows, line = [], 1
     try:
-        reader.fieldnames  # reads the header
+        if reader.fieldnames:  # reads the header; "question, answer" names the column "answer" (--columns strips too)
+            reader.fieldnames = [f.strip() for f in reader.fieldnames]
         while True:
             line = reader.line_num + 1  # where the record starts (a quoted cell may span lines)
             rec = next(reader, None)
             if rec is None:
                 return rows
+            width = _row_width(rec, len(reader.fieldnames))
+            if width is not None:  # never read as something else: cells would be silently cut or shifted
+                rows.append(Row(name, line, problem=("invalid_json", f"invalid CSV (this row has {width} field"
+                                                     f"{'s' * (width != 1)}, the header {len(reader.fieldnames)}: "
+                                                     f"{', '.join(reader.fieldnames)}; a cell with a "
+                                                     f"{reader.reader.dialect.delimiter!r} or a line break in it "
+                                                     "must be quoted)")))
+                continue
             rows.append(Row(name, line, {k: _cell(v) for k, v in rec.items() if k is not None}))
     except csv.Error as e:
         return rows + [Row(name, line, problem=("invalid_json", f"invalid CSV ({e})"))]
+
+
+def _row_width(rec: dict, header: int) -> int | None:
+    """The number of fields of a row that does not have the header's (None when it has): DictReader puts extra
+    fields under None and fills missing ones with None. Trailing empty extra fields lose nothing and pass."""
+    extra = rec.get(None) or []
+    if any(str(v).strip() for v in extra):
+        return header + len(extra)
+    missing = sum(v is None for k, v in rec.items() if k is not None)
+    return header - missing if missing else None
 
 
 def _delimiter(text: str) -> str:
@@ -280,13 +299,35 @@ def _delimiter(text: str) -> str:
     return best
 
 
+class _ListCell(list):
+    """A CSV cell that parsed as a JSON array: a messages column, or just an answer that looks like one."""
+
+    text = ""
+
+
+class _DictCell(dict):
+    """A CSV cell that parsed as a JSON object: a record of its own, or an answer that is JSON."""
+
+    text = ""
+
+
 def _cell(v):
+    """JSON-looking cells are parsed (a messages or tools column); the cell's own text stays with them, for a
+    field that must be text (an answer "[1, 2, 3]", a JSON answer)."""
     if isinstance(v, str) and v[:1] in "[{":
         try:
-            return json.loads(v)
+            parsed = json.loads(v)
         except (json.JSONDecodeError, RecursionError):
-            pass
+            return v
+        cell = (_ListCell if isinstance(parsed, list) else _DictCell)(parsed)
+        cell.text = v
+        return cell
     return v
+
+
+def cell_text(v):
+    """The text of a CSV cell that was parsed as JSON; any other value unchanged."""
+    return v.text if isinstance(v, (_ListCell, _DictCell)) else v
 
 
 def _parquet(name: str, data: bytes) -> list[Row]:
@@ -332,9 +373,11 @@ def to_example(fmt: str, rec: Any) -> list[dict] | str:
 
 
 def _str(rec: dict, key: str, optional: bool = False) -> str:
-    v = rec.get(key)
+    v = cell_text(rec.get(key))
     if v is None and optional:
         return ""
+    if v is None:  # a null (an empty Parquet or spreadsheet cell), not a wrong type
+        raise Invalid("empty_content", f"{key!r} is empty (null)")
     if not isinstance(v, str):
         raise Invalid("wrong_type", f"{key!r} must be a string, not {type(v).__name__}")
     return v

@@ -273,6 +273,7 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
             report.add(s.file, s.line, "duplicate", f"same as {first[key].file}:{first[key].line}")
         else:
             first.setdefault(key, s)
+    leaked = set()  # by identity, not file:line: the records of a one-line JSON array all share its line 1
     if eval_path is not None:
         eval_report = Report()
         held = {s.pref.fingerprint(): s for s in _load(eval_path, eval_report)[0]}
@@ -283,11 +284,11 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
             hit = held.get(s.pref.fingerprint())
             if hit:
                 report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
-    bad = {(p.file, p.line) for p in report.errors}
+                leaked.add(id(s))
     overlong = overlong or "drop"
     examples, records = [], []
     for s in sources:
-        if (s.file, s.line) in bad:
+        if id(s) in leaked:
             continue
         try:
             encoded, longest = _encode(tokenizer, s.pref, max_length, overlong)

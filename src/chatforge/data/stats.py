@@ -92,13 +92,16 @@ def dataset_stats(prepared, max_length: int | None = None) -> dict:
 
 def _characters(prepared) -> dict:
     """Lengths in characters (Unicode code points, so one Chinese character counts 1, never its 3 UTF-8
-    bytes), and tokens per character: how well the tokenizer fits the language."""
+    bytes), and tokens per character: how well the tokenizer fits the language (chat: the tokens of the
+    messages' text alone where analyse counted them, not the chat template's own tokens)."""
     if prepared.kind == "chat":
         chars = sum(len(m["content"]) for r in prepared.records for m in r)
         answers = [len(m["content"]) for r in prepared.records for m in r if m["role"] == "assistant"]
     else:
         chars, answers = sum(len(t) for t in prepared.records), []
-    tokens = sum(len(e) for e in prepared.examples)
+    tokens = getattr(prepared, "content_tokens", None)
+    if tokens is None:
+        tokens = sum(len(e) for e in prepared.examples)
     return {"characters": chars, "answer_characters": {"mean": round(sum(answers) / len(answers), 1) if answers
                                                        else 0, "max": max(answers, default=0)},
             "tokens_per_character": round(tokens / chars, 3) if chars else 0.0}

@@ -51,6 +51,14 @@ CLASSES: dict[str, tuple[str, str]] = {
 # training refuses data of which more than this share of the rows would be dropped (invalid, too long); check says so
 MAX_DROP_SHARE = 0.1
 DROP_HINT = "fix the data, raise --max-length, or use --overlong truncate"
+
+
+def drop_hint(dropped: dict[str, int]) -> str:
+    """What to do about too many dropped rows: the length options only help when rows were dropped as too long."""
+    hint = DROP_HINT if "too_long" in dropped else "fix the rows listed above"
+    if "unknown_format" in dropped:
+        hint += ", or name your columns with --columns FIELD=COLUMN (or force one with --format)"
+    return hint
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
 
@@ -137,7 +145,7 @@ class Report:
         refusal = self.drop_refusal(where, rows=rows, dropped=dropped, max_drop_share=max_drop_share)
         if refusal:
             raise ChatforgeError(refusal + "\n" + self.summary([p for p in self.problems if p.is_dropped]),
-                                 hint=DROP_HINT)
+                                 hint=drop_hint(dropped))
 
 
 def check_messages(messages: list) -> None:
