@@ -92,6 +92,8 @@ class ChatSession:
         return f"(rated {record['rating']}: feedback #{record['id']} kept)"
 
     def save(self, path: str | Path) -> Path:
+        if not self.history:  # a line of only a system prompt is no conversation (`chatforge check` refuses it)
+            raise ChatforgeError("nothing to save yet: the conversation has no turns")
         path = Path(path).expanduser()
         try:
             with path.open("a", encoding="utf-8") as f:

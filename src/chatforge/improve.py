@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatforge.config import option, positive_int
+from chatforge.config import (check_values, fraction, non_negative_float, option, positive_float,
+                              positive_int)
 from chatforge.errors import ChatforgeError
 
 # metric -> +1 when higher is better, -1 when lower is better (the headline metrics of each evaluation)
@@ -30,14 +31,16 @@ HEADLINE_CHAT = {"rougeL": 1, "f1": 1, "token_accuracy": 1, "perplexity": -1}
 class ImproveConfig:
     run: str | None = option(None, "The run to improve.", cli=False)
     out: str | None = option(None, "Where the improved run goes (default: RUN-2, or the next free RUN-N).")
-    holdout: float = option(0.2, "Share of the feedback kept aside to evaluate on (at least 1 pair).")
+    holdout: float = option(0.2, "Share of the feedback kept aside to evaluate on (at least 1 pair).",
+                            parse=fraction)
     min_pairs: int = option(8, "Fewest preference pairs to train DPO on.", parse=positive_int)
     min_thumbs: int = option(16, "Fewest rated answers to train KTO on when there are too few pairs.",
                              parse=positive_int)
-    beta: float = option(0.1, "DPO / KTO beta.")
-    sft_weight: float = option(0.1, "Weight of the SFT loss on the chosen answers (corrections among them).")
+    beta: float = option(0.1, "DPO / KTO beta.", parse=positive_float)
+    sft_weight: float = option(0.1, "Weight of the SFT loss on the chosen answers (corrections among them).",
+                               parse=non_negative_float)
     max_steps: int | None = option(None, "Stop training after this many optimizer steps.", parse=positive_int)
-    lr: float | None = option(None, "Learning rate (default: the trainer's for the method).")
+    lr: float | None = option(None, "Learning rate (default: the trainer's for the method).", parse=positive_float)
     since: str | None = option(None, "Use feedback from this date on (default: since RUN was made).",
                                metavar="DATE")
     seed: int = option(0, "Seed of the held-out split and of training.")
@@ -118,12 +121,7 @@ def judge(result: dict, headline: dict[str, int], name: str) -> list[dict]:
 
 
 def improve(cfg: ImproveConfig, store) -> Verdict:
-    from chatforge.evaluate.config import EvalConfig
-    from chatforge.evaluate.run import evaluate
-    from chatforge.store.export import write_jsonl
-    from chatforge.train.config import TrainConfig
-    from chatforge.train.run import train
-
+    check_values(cfg)  # the Python API's config gets the CLI's checks (--holdout in [0, 1), ...)
     run = Path(cfg.run).expanduser()
     if not (run / "final").is_dir():
         raise ChatforgeError(f"{cfg.run}: not a finished training run (no final/ in it)")
@@ -132,9 +130,28 @@ def improve(cfg: ImproveConfig, store) -> Verdict:
     out = Path(cfg.out).expanduser().resolve() if cfg.out else next_out(run)
     if out.exists():
         raise ChatforgeError(f"--out {out}: already exists; pick another directory")
+    train_rows, held_rows = split(rows, cfg.holdout, cfg.seed)
+    if not train_rows:
+        raise ChatforgeError(f"--holdout {cfg.holdout}: holding out {len(held_rows)} of the {len(rows)} feedback "
+                             "rows leaves none to train on", hint="lower --holdout, or collect more feedback")
     work = out.parent / f".{out.name}.improving"
     shutil.rmtree(work, ignore_errors=True)
-    train_rows, held_rows = split(rows, cfg.holdout, cfg.seed)
+    try:
+        return _train_and_judge(cfg, run, out, work, method, counts, train_rows, held_rows)
+    except BaseException:  # never leave an unjudged run where it could be served as if it had passed the gate
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _train_and_judge(cfg: ImproveConfig, run: Path, out: Path, work: Path, method: str, counts: dict,
+                     train_rows: list[dict], held_rows: list[dict]) -> Verdict:
+    from chatforge.evaluate.config import EvalConfig
+    from chatforge.evaluate.run import evaluate
+    from chatforge.store.export import write_jsonl
+    from chatforge.train.config import TrainConfig
+    from chatforge.train.run import train
+
     data = write_jsonl(train_rows, work / "feedback" / "train.jsonl")
     held = write_jsonl(held_rows, work / "feedback" / "heldout.jsonl")
     counts |= {"train": len(train_rows), "heldout": len(held_rows)}

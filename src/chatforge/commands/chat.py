@@ -50,6 +50,7 @@ def run(args) -> int:
               file=sys.stderr)
         if args.system is None and system:
             print(f"(system prompt, as trained: {system}  -- /system TEXT changes it)", file=sys.stderr)
+    read_any = False
     while True:
         try:
             line = input(">>> " if interactive else "")
@@ -57,6 +58,7 @@ def run(args) -> int:
             break
         if not line.strip():
             continue
+        read_any = True
         if line.startswith("/"):
             msg = session.command(line)
             if msg is None:
@@ -74,4 +76,9 @@ def run(args) -> int:
             print(f"({empty_answer_message(loaded, session.last)})", file=sys.stderr)
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if not read_any and not interactive:
+        from chatforge.errors import ChatforgeError
+
+        raise ChatforgeError("stdin: no input, so nothing was asked",
+                             hint="pipe one user turn per line:  printf 'Hi\\n' | chatforge chat MODEL")
     return 0

@@ -52,9 +52,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from chatforge.config import build
-    from chatforge.store import Store
 
-    with Store(build(LogConfig, args).store) as store:
+    with build(LogConfig, args).open_existing() as store:
         if args.action == "list":
             return _list(store, args)
         if args.action == "stats":
@@ -143,6 +142,11 @@ def _export(store, cfg) -> int:
 
     if not cfg.out:
         raise ChatforgeError("feedback export: --out FILE is required")
+    from pathlib import Path
+
+    if Path(cfg.out).expanduser().is_dir():
+        raise ChatforgeError(f"--out {cfg.out}: is a directory; --out names the JSONL file to write",
+                             hint=f"e.g. --out {Path(cfg.out) / (cfg.kind + '.jsonl')}")
     result = build(store, cfg.kind, style=cfg.style, model=cfg.model, since=parse_since(cfg.since))
     for line in result.duplicates:
         print(f"duplicate: {line}", file=sys.stderr)

@@ -28,10 +28,9 @@ def run(args) -> int:
 
     from chatforge.config import build
     from chatforge.improve import improve
-    from chatforge.store import Store
 
     cfg = dataclasses.replace(build(ImproveConfig, args), run=args.run)
-    with Store(build(LogConfig, args).store) as store:
+    with build(LogConfig, args).open_existing() as store:
         verdict = improve(cfg, store)
     c = verdict.counts
     print(f"chatforge improve: {verdict.method.upper()} on {c['train']} of the feedback rows "

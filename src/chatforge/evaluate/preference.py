@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatforge.config import to_dict
+from chatforge.config import check_values, to_dict
 from chatforge.errors import ChatforgeError
 from chatforge.events import Event, quiet
 from chatforge.evaluate import metrics as M
@@ -39,7 +39,8 @@ def pair_scores(spec: str, records, cfg: EvalConfig, label: str, emit=quiet) -> 
 
     set_threads()
     emit(Event("eval", "message", message=f"scoring {len(records)} pairs under the {label} model {spec}"))
-    loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+    loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
+                        quantize=cfg.quantize)
     convs = [r.conversation(a) for r in records for a in (r.chosen, r.rejected)]
     # scoring holds (answer tokens, vocabulary) logits at once: at most 16 conversations, whatever generation's width
     per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=min(cfg.batch_size, 16))
@@ -89,16 +90,12 @@ def model_metrics(scores: np.ndarray) -> dict:
 
 def evaluate_preferences(cfg: EvalConfig, on_event=None) -> dict:
     from chatforge.data.preference import records_from_file
-    from chatforge.evaluate.run import check_out_dir, default_baseline
+    from chatforge.evaluate.run import check_out_dir, resolve_baseline
     from chatforge.models.resolve import resolve
 
+    check_values(cfg)  # the Python API's config gets the CLI's checks (--batch-size >= 1, ...)
     resolved = resolve(cfg.model)
-    if cfg.baseline is None:
-        baseline = default_baseline(resolved)
-    else:
-        baseline = None if cfg.baseline.lower() in ("none", "") else cfg.baseline
-    if baseline is not None:
-        resolve(baseline)
+    baseline = resolve_baseline(cfg, resolved)
     records = [r for r in records_from_file(cfg.data) if r.completion is None]
     if not records:
         raise ChatforgeError(f"{cfg.data}: no pairs (chosen and rejected) to evaluate",

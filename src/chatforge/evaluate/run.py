@@ -126,12 +126,40 @@ def default_baseline(resolved) -> str | None:
     return None
 
 
+def resolve_baseline(cfg: EvalConfig, resolved) -> str | None:
+    """The model to compare with (--baseline, else the run's or adapter's base; None for 'none'), resolved now,
+    not after the first model has been evaluated; an error says it is the baseline that is missing."""
+    from chatforge.models.resolve import resolve
+
+    if cfg.baseline is None:
+        baseline, where = default_baseline(resolved), f"the base model of {cfg.model} (the default --baseline)"
+    else:
+        baseline = None if cfg.baseline.lower() in _NO_BASELINE else cfg.baseline
+        where = "--baseline"
+    if baseline is not None:
+        try:
+            resolve(baseline)
+        except ChatforgeError as e:
+            raise ChatforgeError(f"{where}: {e.message}", hint=e.hint or "pass another --baseline MODEL, or "
+                                 "--no-baseline to evaluate the model alone", exit_code=e.exit_code) from None
+    return baseline
+
+
 def check_out_dir(out: Path) -> None:
     """Refuse to replace a directory that is not an earlier report (e.g. --out . by mistake)."""
     ours = {"metrics.json", "report.md", "report.html", "loss_curve.png"}
     if out.is_file() or (out.is_dir() and any(p.name not in ours for p in out.iterdir())):
         raise ChatforgeError(f"--out {out}: exists and is not a chatforge eval report; it would be replaced",
                              hint="choose a new or empty directory")
+    import os
+
+    # The report is written after every answer was generated: a path that cannot be created fails now.
+    existing = next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise ChatforgeError(f"--out {out}: {existing} is a file, not a directory", hint="choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ChatforgeError(f"--out {out}: cannot write in {existing} (permission denied)",
+                             hint="choose another --out")
 
 
 def setup(cfg: EvalConfig, emit=quiet) -> Plan:
@@ -147,12 +175,7 @@ def setup(cfg: EvalConfig, emit=quiet) -> Plan:
     if not Path(cfg.data).exists():
         raise ChatforgeError(f"--data {cfg.data}: no such file or directory")
     resolved = resolve(cfg.model)
-    if cfg.baseline is None:
-        baseline = default_baseline(resolved)
-    else:
-        baseline = None if cfg.baseline.lower() in _NO_BASELINE else cfg.baseline
-    if baseline is not None:
-        resolve(baseline)  # fail now, not after the first model has been evaluated
+    baseline = resolve_baseline(cfg, resolved)
     tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
     cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator, emit)
     notes += apply_system_prompt(cases, resolved.system_prompt)

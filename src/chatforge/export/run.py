@@ -117,7 +117,7 @@ def setup(cfg: ExportConfig) -> _Plan:
 
     if cfg.format not in FORMATS:
         raise ChatforgeError(f"--format {cfg.format}: not supported; supported: {', '.join(FORMATS)}")
-    quant = cfg.quant or DEFAULT_QUANT[cfg.format]
+    quant = cfg.quant.lower() if cfg.quant else DEFAULT_QUANT[cfg.format]  # llama.cpp's spelling Q4_K_M too
     if quant is not None and quant not in QUANTS[cfg.format]:
         raise ChatforgeError(f"--quant {quant}: not supported for --format {cfg.format}; supported: "
                              f"{', '.join(QUANTS[cfg.format])}",
@@ -140,6 +140,10 @@ def setup(cfg: ExportConfig) -> _Plan:
     spec = cfg.model or DEFAULT_MODEL
     name = safe_name(resolved.run_dir.name if resolved.run_dir else spec)
     system = cfg.system if cfg.system is not None else resolved.system_prompt
+    if cfg.ollama and system and '"""' in system:  # SYSTEM """...""" cannot hold it: fail before converting
+        raise ChatforgeError(('--system' if cfg.system is not None else f"{resolved.name}: the system prompt the "
+                              "run was trained with") + ': a system prompt for a Modelfile cannot contain """',
+                             hint="pass another --system TEXT (--system '' for none), or export without --ollama")
     return _Plan(cfg, resolved, out, quant, name, system or None)
 
 

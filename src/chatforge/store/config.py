@@ -24,6 +24,20 @@ class LogConfig:
         ids = {name: store.register_model(r.name, r.path, r.adapter) for name, r in (models or {}).items()}
         return store, ids
 
+    def open_existing(self):
+        """The Store to read from (`feedback`, `improve`). An explicit --store must exist: a mistyped path is an
+        error, not an empty store created there."""
+        from pathlib import Path
+
+        from chatforge.errors import ChatforgeError
+        from chatforge.store import Store
+
+        if self.store and not Path(self.store).expanduser().exists():
+            raise ChatforgeError(f"--store {self.store}: no such file",
+                                 hint="serve and chat create the store when they keep the first exchange; "
+                                      "leave --store out for the default (CHATFORGE_HOME/chatforge.db)")
+        return Store(self.store)
+
 
 @dataclass
 class ExportConfig:

@@ -25,8 +25,17 @@ def rated(tmp_path):
 
 
 def test_json_of_an_empty_store_is_an_empty_array(run_cli, tmp_path):
+    Store(tmp_path / "new.db").close()
     code, out, err = run_cli("feedback", "list", "--store", tmp_path / "new.db", "--json")
     assert code == 0 and json.loads(out) == [], (out, err)
+
+
+@pytest.mark.parametrize("action", [["list"], ["stats", "--json"], ["export", "--out", "x.jsonl"]])
+def test_a_store_that_does_not_exist_is_an_error_not_a_new_empty_store(run_cli, tmp_path, action):
+    typo = tmp_path / "typo" / "chatforge.db"
+    code, out, err = run_cli("feedback", *action, "--store", typo)
+    assert code == 2 and f"--store {typo}: no such file" in err and not out and "Traceback" not in err
+    assert not typo.parent.exists()  # reading created nothing
 
 
 def test_json_is_an_array_of_the_newest_records(run_cli, rated):
@@ -40,3 +49,9 @@ def test_a_limit_below_one_is_refused(run_cli, rated, capsys, limit):
         run_cli("feedback", "list", "--store", rated, "--limit", limit)
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"argument --limit: must be >= 1, got {limit}" in err and "no feedback" not in err
+
+
+def test_export_to_a_directory_is_bad_input_naming_out(run_cli, rated, tmp_path):
+    code, out, err = run_cli("feedback", "export", "--as", "kto", "--out", tmp_path, "--store", rated)
+    assert code == 2 and f"--out {tmp_path}: is a directory" in err and "kto.jsonl" in err and not out
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -1,0 +1,69 @@
+"""`chatforge eval` on preference pairs honours the options it shares with the answer evaluation: --quantize
+loads the model it names (not silently the full-precision one), and the Python API gets the CLI's checks."""
+
+from pathlib import Path
+
+import pytest
+
+from chatforge.errors import ChatforgeError
+from chatforge.evaluate.config import EvalConfig
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+
+
+@pytest.fixture
+def pairs(tmp_path) -> Path:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join((EXAMPLES / "lumora_pairs_heldout.jsonl").read_text(encoding="utf-8")
+                            .splitlines(True)[:2]), encoding="utf-8")
+    return path
+
+
+def test_quantize_reaches_the_model_loader(tiny_model, pairs, tmp_path, monkeypatch):
+    import chatforge.models.load
+    from chatforge.evaluate.preference import evaluate_preferences
+
+    seen = {}
+
+    def load_model(spec, **kw):
+        seen.update(kw)
+        raise ChatforgeError("stop here")
+
+    monkeypatch.setattr(chatforge.models.load, "load_model", load_model)
+    with pytest.raises(ChatforgeError, match="stop here"):
+        evaluate_preferences(EvalConfig(model=str(tiny_model), data=str(pairs), baseline="none", quantize="int8",
+                                        out=str(tmp_path / "report")))
+    assert seen.get("quantize") == "int8"
+
+
+@pytest.mark.parametrize("field, value, flag", [("batch_size", 0, "--batch-size"), ("bootstrap", 0, "--bootstrap"),
+                                                ("max_examples", -1, "--max-examples")])
+def test_python_api_values_are_checked_on_pairs_too(tiny_model, pairs, tmp_path, field, value, flag):
+    from chatforge.evaluate.run import evaluate
+
+    with pytest.raises(ChatforgeError) as e:
+        evaluate(EvalConfig(model=str(tiny_model), data=str(pairs), baseline="none", out=str(tmp_path / "report"),
+                            **{field: value}))
+    assert e.value.message.startswith(f"{flag} {value}:")
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("data", ["heldout", "pairs"])
+def test_a_missing_baseline_is_named_as_the_baseline(run_cli, fake_run, heldout_file, pairs, tmp_path, data):
+    path = heldout_file if data == "heldout" else pairs
+    code, out, err = run_cli("eval", fake_run, "--data", path, "--baseline", tmp_path / "gone",
+                             "--out", tmp_path / "report")
+    assert code == 2 and f"--baseline: {tmp_path / 'gone'}: no such file" in err and "--no-baseline" in err
+    assert "Traceback" not in err and not (tmp_path / "report").exists()
+
+
+def test_a_runs_base_model_that_is_gone_says_it_is_the_default_baseline(run_cli, fake_run, heldout_file, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "moved"
+    shutil.copytree(fake_run, run)
+    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()),
+                                              "base_model": str(tmp_path / "old-base")}))
+    code, _, err = run_cli("eval", run, "--data", heldout_file, "--out", tmp_path / "report")
+    assert code == 2 and f"the base model of {run} (the default --baseline): {tmp_path / 'old-base'}" in err
