@@ -45,6 +45,9 @@ class SamplingParams:
             problems.append(f"min_p must be in [0, 1], got {self.min_p}")
         if self.repetition_penalty <= 0:
             problems.append(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            problems.append(f"stop strings must be non-empty text (an empty one would end every answer before it "
+                            f"starts), got {list(self.stop)!r}")
         for name in ("frequency_penalty", "presence_penalty"):
             if not -2 <= getattr(self, name) <= 2:
                 problems.append(f"{name} must be in [-2, 2], got {getattr(self, name)}")

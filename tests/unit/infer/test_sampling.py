@@ -50,7 +50,8 @@ def test_a_seed_repeats_and_rows_sample_independently():
 @pytest.mark.parametrize("bad, field", [({"top_k": -1}, "top_k"), ({"min_p": 1.5}, "min_p"),
                                         ({"temperature": -0.1}, "temperature"), ({"top_p": 0}, "top_p"),
                                         ({"repetition_penalty": 0}, "repetition_penalty"),
-                                        ({"frequency_penalty": 3}, "frequency_penalty"), ({"max_tokens": 0}, "max_tokens")])
+                                        ({"frequency_penalty": 3}, "frequency_penalty"), ({"max_tokens": 0}, "max_tokens"),
+                                        ({"stop": ["</s>", ""]}, "stop strings must be non-empty")])
 def test_out_of_range_settings_are_one_clear_error(bad, field):
     with pytest.raises(ChatforgeError, match=field):
         SamplingParams(**bad)
