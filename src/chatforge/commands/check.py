@@ -7,9 +7,11 @@ nearly the same as training rows, the same question with different answers, pers
 masked), answers in another language than the question, empty-looking or cut-off answers). --strict makes
 those data-quality warnings errors.
 
-Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1), ShareGPT {"conversations"},
-Alpaca {"instruction","input","output"}, {"prompt","completion"}, {"question","answer"}, and raw text (.txt files
-or {"text"} records, for continued pretraining). Files: .jsonl .json .csv .parquet .txt, or a directory of them.
+Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1; a content may be a list of
+text parts), ShareGPT {"conversations"}, Alpaca {"instruction","input","output"}, Dolly
+{"instruction","context","response"}, {"prompt","completion"} (strings, or TRL's lists of messages),
+{"question","answer"}, and raw text (.txt files or {"text"} records, for continued pretraining); column names
+match in any case. Files: .jsonl .json .csv .tsv .parquet .txt, or a directory of them.
 Preference data (for --method dpo / kto): OpenAI {"input","preferred_output","non_preferred_output"}, TRL
 {"prompt"?,"chosen","rejected"} (strings or messages; without "prompt" the shared start is the prompt) and TRL
 {"prompt","completion","label"}; only the answers' tokens are scored.
@@ -26,7 +28,8 @@ PER_CLASS = 20  # problems printed per class in the text report (--json prints a
 
 
 def add_arguments(parser):
-    parser.add_argument("data", metavar="DATA", help="A data file (.jsonl .json .csv .parquet .txt) or a directory.")
+    parser.add_argument("data", metavar="DATA",
+                        help="A data file (.jsonl .json .csv .tsv .parquet .txt) or a directory.")
     add_config_arguments(parser, CheckConfig)
 
 

@@ -85,8 +85,8 @@ def _unknown_format(value, columns: ColumnMap | None) -> str:
     own = ", ".join(map(str, value)) or "none"
     msg = (f"cannot tell the format from this record (its columns: {own}"
            + (f"; mapped with --columns {' '.join(columns.as_list())}" if columns else "") + "); expected messages, "
-           "conversations, instruction/output, prompt/completion, question/answer or text (force one with "
-           "--format, or name your columns with --columns FIELD=COLUMN")
+           "conversations, instruction/output, instruction/response, prompt/completion, question/answer or text "
+           "(force one with --format, or name your columns with --columns FIELD=COLUMN")
     guess = suggest(value)
     return msg + (f", e.g. --columns {guess})" if guess else ")")
 

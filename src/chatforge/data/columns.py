@@ -6,10 +6,12 @@ chatforge's formats.
     columns={"question": ["title", "ask"], "answer": "answer"}        (Python API, or the strings above)
 
 Each FIELD=COL[+COL...] fills one field of a format (question, answer, system, instruction, input, output,
-prompt, completion, text, messages, conversations, history) from one column, or from several joined in
-order with the separator (default: a newline; empty cells are left out). Columns that are not mapped keep
-their names, so a mapping only has to name what differs. The mapping is applied to each record before its
-format is detected, so detection and `--format` work on the mapped fields.
+context, response, prompt, completion, text, messages, conversations, history) from one column, or from
+several joined in order with the separator (default: a newline; empty cells are left out). Columns that are
+not mapped keep their names, so a mapping only has to name what differs. The mapping is applied to each
+record before its format is detected, so detection and `--format` work on the mapped fields. A mapped column
+that a record lacks is an error, which names the column the record has in another case ("did you mean
+'Title'?").
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from chatforge.data.formats import Invalid, cell_text
 from chatforge.errors import ChatforgeError
 
 # Every field some format reads (formats.SIGNATURES plus the optional ones).
-FIELDS = ("question", "answer", "system", "instruction", "input", "output", "prompt", "completion", "text",
-          "messages", "conversations", "history")
+FIELDS = ("question", "answer", "system", "instruction", "input", "output", "context", "response", "prompt",
+          "completion", "text", "messages", "conversations", "history")
 DEFAULT_SEPARATOR = "\\n"  # as typed: the escape sequence of a newline
 
 # Column names (lower-cased) that usually hold each field, for the suggestion in the unknown-format error.
@@ -51,7 +53,7 @@ class ColumnMap:
         if missing:
             raise Invalid("missing_messages", f"column(s) {', '.join(map(repr, missing))} of the column mapping "
                                               f"are not in this record (its columns: "
-                                              f"{', '.join(map(str, rec)) or 'none'})")
+                                              f"{', '.join(map(str, rec)) or 'none'}){_did_you_mean(missing, rec)}")
         out = {k: v for k, v in rec.items() if k not in self.sources() and k not in self.fields}
         for name, cols in self.fields.items():
             if len(cols) == 1:
@@ -71,6 +73,16 @@ class ColumnMap:
     def as_list(self) -> list[str]:
         """The CLI / YAML form: ['question=title+ask', ...]."""
         return [f"{k}={'+'.join(v)}" for k, v in self.fields.items()]
+
+
+def _did_you_mean(missing: list[str], rec: dict) -> str:
+    """"; did you mean 'Title'?" for mapped columns the record has in another case or with other spaces."""
+    near = {c: k for c in missing for k in map(str, rec) if k.strip().lower() == c.strip().lower()}
+    if not near:
+        return ""
+    if len(missing) == 1:
+        return f"; did you mean {near[missing[0]]!r}?"
+    return "; did you mean " + ", ".join(f"{k!r} for {c!r}" for c, k in near.items()) + "?"
 
 
 def _text(v, column: str) -> str:

@@ -1,20 +1,24 @@
 """Reading data files into rows, detecting their format, and turning every format into one shape.
 
 Files: .jsonl, .json (an array of records, or JSON Lines: either, whatever the extension), .csv (comma,
-semicolon or tab separated), .parquet, .txt, or a directory of them (UTF-8, with or without BOM; UTF-16 with its
-BOM). Every row keeps its file and line so that each problem can name them.
+semicolon or tab separated), .tsv (tab separated), .parquet, .txt, or a directory of them (UTF-8, with or
+without BOM; UTF-16 with its BOM). Every row keeps its file and line so that each problem can name them.
 
 Formats (auto-detected from the first record's keys; `format=` forces one):
 
     openai      {"messages": [{"role", "content", "weight"?}, ...], "tools"?}   (tool calls: data/toolcalls.py)
+                 (a content may be OpenAI's list of parts [{"type": "text", "text"}, ...]: only text parts)
     sharegpt    {"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation", "value"}, ...],
                  "system"?, "tools"?}
     alpaca      {"instruction", "input"?, "output", "system"?, "history"?: [[q, a], ...]}
-    completion  {"prompt", "completion", "system"?}
+    dolly       {"instruction", "context"?, "response", "system"?}   (Databricks Dolly; "category" is ignored)
+    completion  {"prompt", "completion", "system"?}: strings, or lists of messages (TRL's conversational
+                 prompt-completion: only the completion's answers are trained), "tools"?
     qa          {"question", "answer", "system"?}           (e.g. MedQuAD)
     text        {"text"} records or .txt files (one document per file): continued pretraining
 
-Chat formats become a list of {"role", "content"[, "weight"]} messages; text becomes a string.
+Keys that differ from a format's field only in case or surrounding spaces ("Question", " Answer ") are read as
+that field. Chat formats become a list of {"role", "content"[, "weight"]} messages; text becomes a string.
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ from typing import Any
 
 from chatforge.errors import ChatforgeError, json_error
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-FORMATS = ("openai", "sharegpt", "alpaca", "completion", "qa", "text")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+FORMATS = ("openai", "sharegpt", "alpaca", "dolly", "completion", "qa", "text")
 # The keys that identify each format, in detection order.
 SIGNATURES = {"openai": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
-              "completion": ("prompt", "completion"), "qa": ("question", "answer"), "text": ("text",)}
+              "dolly": ("instruction", "response"), "completion": ("prompt", "completion"),
+              "qa": ("question", "answer"), "text": ("text",)}
+# Every top-level key some format reads: a record's key that differs from one only in case or spaces is it.
+KEYS = frozenset(k for keys in SIGNATURES.values() for k in keys) | {"system", "input", "history", "context",
+                                                                      "tools"}
+TEXT_PART = "text"  # the one content part type read (as chatforge serve accepts); images, audio, files are not
 MAX_RECORD_BYTES = 8 << 20  # one record (a JSONL line, a JSON array element): 8 MiB is ~2M tokens already
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
@@ -93,7 +102,7 @@ def read_rows(path: str | Path) -> list[Row]:
             raise ChatforgeError(f"{f}: cannot read ({e.strerror})") from None
         kind = f.suffix.lower()
         data, bad = (data, None) if kind == ".parquet" else _to_utf8(str(f), data)
-        reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet, ".txt": _txt}
+        reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".tsv": _tsv, ".parquet": _parquet, ".txt": _txt}
         got = [bad] if bad else reader[kind](str(f), data)
         if not got:
             why = f"no examples in this file ({_why_empty(kind, data)})"
@@ -110,7 +119,7 @@ def read_rows(path: str | Path) -> list[Row]:
 def _why_empty(kind: str, data: bytes) -> str:
     if not data.removeprefix(codecs.BOM_UTF8).strip():
         return "it is empty"
-    return "only a header row" if kind == ".csv" else "no records"
+    return "only a header row" if kind in (".csv", ".tsv") else "no records"
 
 
 # Notepad and Excel ("Unicode text") save UTF-16 with a byte order mark, which says how to read the file.
@@ -244,12 +253,13 @@ def _skip(text: str, i: int) -> int:
     return i
 
 
-def _csv(name: str, data: bytes) -> list[Row]:
-    """One Row per CSV row (header = keys). JSON-looking cells (e.g. a messages column) are parsed."""
+def _csv(name: str, data: bytes, delimiter: str | None = None) -> list[Row]:
+    """One Row per CSV row (header = keys). JSON-looking cells (e.g. a messages column) are parsed. The
+    delimiter is told from the header unless given."""
     text, bad = _decode(name, data)
     if bad:
         return [bad]
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text),
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter or _delimiter(text),
                             strict=True)  # strict: broken quoting is an error
     rows, line = [], 1
     try:
@@ -271,6 +281,11 @@ def _csv(name: str, data: bytes) -> list[Row]:
             rows.append(Row(name, line, {k: _cell(v) for k, v in rec.items() if k is not None}))
     except csv.Error as e:
         return rows + [Row(name, line, problem=("invalid_json", f"invalid CSV ({e})"))]
+
+
+def _tsv(name: str, data: bytes) -> list[Row]:
+    """A .tsv file: a CSV file whose separator is always the tab."""
+    return _csv(name, data, "\t")
 
 
 def _row_width(rec: dict, header: int) -> int | None:
@@ -350,10 +365,26 @@ def _txt(name: str, data: bytes) -> list[Row]:
     return [Row(name, 1, {"text": text})] if text.strip() else []  # no examples: read_rows says so
 
 
+def canonical_keys(value: Any) -> Any:
+    """A record whose keys differ from a field of KEYS only in case or surrounding spaces ("Question",
+    " answer ") renamed to it. A key that is the field exactly wins; a field that two keys could be is left
+    alone (nothing is guessed). Anything else unchanged."""
+    if not isinstance(value, dict):
+        return value
+    near: dict[str, list] = {}
+    for k in value:
+        name = k.strip().lower() if isinstance(k, str) else None
+        if name in KEYS and name not in value:
+            near.setdefault(name, []).append(k)
+    renames = {keys[0]: name for name, keys in near.items() if len(keys) == 1}
+    return {renames.get(k, k): v for k, v in value.items()} if renames else value
+
+
 def detect_format(value: Any) -> str | None:
-    """The format whose identifying keys this record has, or None."""
+    """The format whose identifying keys this record has (in any case: canonical_keys), or None."""
     if not isinstance(value, dict):
         return None
+    value = canonical_keys(value)
     for fmt, keys in SIGNATURES.items():
         if all(k in value for k in keys):
             return fmt
@@ -364,12 +395,13 @@ def to_example(fmt: str, rec: Any) -> list[dict] | str:
     """A record of format fmt -> chat messages (or the text, for 'text'). Raises Invalid."""
     if not isinstance(rec, dict):
         raise Invalid("wrong_type", f"a record must be a JSON object, not {type(rec).__name__}")
+    rec = canonical_keys(rec)
     missing = [k for k in SIGNATURES[fmt] if k not in rec]
     if missing:
         raise Invalid("missing_messages", f"missing {', '.join(map(repr, missing))} (format {fmt}, found keys: "
                                           f"{', '.join(sorted(map(str, rec))) or 'none'})")
-    return {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca, "completion": _completion,
-            "qa": _qa, "text": _text}[fmt](rec)
+    return {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca, "dolly": _dolly,
+            "completion": _completion, "qa": _qa, "text": _text}[fmt](rec)
 
 
 def _str(rec: dict, key: str, optional: bool = False) -> str:
@@ -383,13 +415,44 @@ def _str(rec: dict, key: str, optional: bool = False) -> str:
     return v
 
 
+def content_text(content: Any, where: str) -> Any:
+    """A message's content as text: OpenAI's list of content parts ([{"type": "text", "text": "..."}, ...])
+    becomes its parts' text joined with newlines (as `chatforge serve` joins them). A part that is not text (an
+    image_url, input_audio, file...) is an error, never silently dropped. Any other value is returned as it
+    is (check_messages names a wrong type)."""
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != TEXT_PART:
+            what = (f"a part of type {kind!r}" if isinstance(kind, str) else "a part with no 'type'") \
+                if isinstance(part, dict) else f"a {type(part).__name__}, not a content part"
+            raise Invalid("wrong_type", f"{where}[{j}] is {what}: only text parts ({{\"type\": \"text\", "
+                                        "\"text\": ...}) are supported")
+        if not isinstance(part.get("text"), str):
+            raise Invalid("wrong_type", f"{where}[{j}].text must be a string, not {type(part.get('text')).__name__}")
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def text_messages(messages: list, where: str = "messages") -> list:
+    """The messages with every list-of-parts content made text (content_text); other messages as they are."""
+    return [dict(m, content=content_text(m["content"], f"{where}[{i}].content"))
+            if isinstance(m, dict) and isinstance(m.get("content"), list) else m for i, m in enumerate(messages)]
+
+
+def _chat(rec: dict, msgs: list) -> list[dict]:
+    from chatforge.data.toolcalls import openai_chat  # tools, tool_calls, tool messages
+
+    return openai_chat(rec, msgs)
+
+
 def _openai(rec: dict) -> list[dict]:
     msgs = rec["messages"]
     if not isinstance(msgs, list):
         raise Invalid("wrong_type", f"'messages' must be a list, not {type(msgs).__name__}")
-    from chatforge.data.toolcalls import openai_chat  # tools, tool_calls, tool messages
-
-    return openai_chat(rec, msgs)
+    return _chat(rec, text_messages(msgs))
 
 
 def _sharegpt(rec: dict) -> list[dict]:
@@ -427,8 +490,18 @@ def _alpaca(rec: dict) -> list[dict]:
         raise Invalid("wrong_type", "'history' must be a list of [question, answer] pairs")
     for q, a in history:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    return msgs + [{"role": "user", "content": prompt}, {"role": "assistant", "content": _str(rec, "output")}]
+    return msgs + [{"role": "user", "content": _with_input(instruction, extra)},
+                   {"role": "assistant", "content": _str(rec, "output")}]
+
+
+def _with_input(instruction: str, extra: str) -> str:
+    """An instruction and its input (Alpaca's input, Dolly's context): one user message."""
+    return f"{instruction}\n\n{extra}" if extra.strip() else instruction
+
+
+def _dolly(rec: dict) -> list[dict]:
+    prompt = _with_input(_str(rec, "instruction"), _str(rec, "context", optional=True))
+    return _system(rec) + [{"role": "user", "content": prompt}, {"role": "assistant", "content": _str(rec, "response")}]
 
 
 def _system(rec: dict) -> list[dict]:
@@ -437,8 +510,29 @@ def _system(rec: dict) -> list[dict]:
 
 
 def _completion(rec: dict) -> list[dict]:
-    return _system(rec) + [{"role": "user", "content": _str(rec, "prompt")},
-                           {"role": "assistant", "content": _str(rec, "completion")}]
+    """Strings: one user and one assistant message. TRL's conversational layout (lists of messages): the prompt's
+    messages then the completion's, of which only the completion's answers are trained (as TRL trains it)."""
+    prompt, completion = _turns(rec, "prompt", "user"), _turns(rec, "completion", "assistant")
+    if not (_is_messages(rec["prompt"]) or _is_messages(rec["completion"])):
+        return _system(rec) + prompt + completion
+    prompt = [dict(m, weight=0) if isinstance(m, dict) and m.get("role") == "assistant" and "weight" not in m
+              else m for m in prompt]
+    return _chat(rec, _system(rec) + prompt + completion)
+
+
+def _is_messages(v) -> bool:
+    """A list of messages; a CSV cell that parsed as a JSON array of anything but objects is text."""
+    return isinstance(v, list) and (not isinstance(v, _ListCell) or bool(v) and all(isinstance(m, dict) for m in v))
+
+
+def _turns(rec: dict, key: str, role: str) -> list:
+    """A prompt or completion as messages: a string is one message of role; a list of messages as it is."""
+    v = rec[key]
+    if _is_messages(v):
+        return text_messages(v, key)
+    if v is not None and not isinstance(cell_text(v), str):
+        raise Invalid("wrong_type", f"{key!r} must be a string or a list of messages, not {type(v).__name__}")
+    return [{"role": role, "content": _str(rec, key)}]
 
 
 def _qa(rec: dict) -> list[dict]:

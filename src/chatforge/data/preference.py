@@ -10,9 +10,10 @@ Formats (detected per file from the first record's keys):
     trl_unpaired       {"prompt", "completion", "label": true|false}                   (TRL's KTO format)
 
 A standard (string) prompt is the user's message and an answer the assistant's, rendered with the chat template
-exactly like chat data (as the `completion` SFT format does). Every pair becomes two conversations that share
-their prompt, each encoded by `chatforge.data.encode.encode_chat` (the only place labels are made) with every
-earlier assistant turn at weight 0: only the answer's tokens (and the end-of-turn token closing it) are scored.
+exactly like chat data (as the `completion` SFT format does); a message's content may be OpenAI's list of text
+parts (formats.content_text). Every pair becomes two conversations that share their prompt, each encoded by
+`chatforge.data.encode.encode_chat` (the only place labels are made) with every earlier assistant turn at
+weight 0: only the answer's tokens (and the end-of-turn token closing it) are scored.
 
 Problems, each by file:line with its class (validate.CLASSES): identical_answers (chosen == rejected),
 empty_answer, no_shared_prompt, label_not_boolean, plus the chat classes for the prompt (roles, turn order...).
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
-from chatforge.data.formats import Invalid, read_rows
+from chatforge.data.formats import Invalid, content_text, read_rows, text_messages
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_messages
 from chatforge.errors import ChatforgeError
 
@@ -126,9 +127,10 @@ def _answer(value, what: str) -> str:
         m = value[0]
         if m.get("role") != "assistant":
             raise Invalid("unknown_role", f"{what!r} must be an assistant message, not role {m.get('role')!r}")
-        if not isinstance(m.get("content"), str):
+        content = content_text(m.get("content"), f"{what}[0].content")  # OpenAI's text parts: their text
+        if not isinstance(content, str):
             raise Invalid("wrong_type", f"{what!r}: the answer's content must be a string")
-        return m["content"]
+        return content
     raise Invalid("wrong_type", f"{what!r} must be a string or a list of one assistant message")
 
 
@@ -193,6 +195,7 @@ def to_preference(fmt: str, rec) -> Preference:
             raise Invalid("label_not_boolean", f"'label' must be true or false, not {label!r}")
         pref = Preference(_messages(rec["prompt"], "prompt"), completion=_answer(rec["completion"], "completion"),
                           label=label)
+    pref.prompt = text_messages(pref.prompt, "input.messages" if fmt == "openai_preference" else "prompt")
     _check(pref)
     return pref
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from chatforge.errors import ChatforgeError
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 NAME = re.compile(r"^[\w][\w.\-]{0,99}$")  # run / export names: letters (any script), digits, _ . -
 
 
