@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from chatforge.config import fraction, non_negative_float, option, positive_float, positive_int
+from chatforge.config import fraction, non_negative_float, non_negative_int, option, positive_float, positive_int
 from chatforge.data.config import MAX_LENGTH
 from chatforge.models.catalog import DEFAULT_MODEL
 
@@ -36,6 +36,13 @@ def _epochs(s: str) -> int | str:
     return v
 
 
+def _seed(s: str) -> int:
+    v = non_negative_int(s)
+    if v >= 2**32:  # numpy's and torch's seeds (transformers.set_seed seeds both)
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {v}")
+    return v
+
+
 @dataclass
 class TrainConfig:
     model: str = option(DEFAULT_MODEL, "Model to fine-tune: catalog name, model directory, .gguf or run directory.")
@@ -43,7 +50,8 @@ class TrainConfig:
                                     "or raw .txt for continued pretraining).")
     eval_data: str | None = option(None, "Held-out data for eval loss / token accuracy (default: --eval-split).")
     eval_split: float = option(0.1, "Share of the training examples held out for evaluation when there is no "
-                                     "--eval-data (at most 200 examples; 0 = no evaluation).", parse=fraction)
+                                     "--eval-data (at most 200 examples; none from fewer than 10; 0 = no "
+                                     "evaluation).", parse=fraction)
     format: str | None = option(None, "Data format (default: detected from the file).")
     columns: list[str] = option([], "Map your file's own columns to format fields: FIELD=COLUMN, several columns "
                                     "joined in order with +, e.g. question=title+ask answer=answer system=department.",
@@ -107,7 +115,7 @@ class TrainConfig:
                                     parse=positive_int)
     keep_checkpoints: int = option(2, "Complete checkpoints to keep (older ones are deleted).",
                                    parse=positive_int)
-    seed: int = option(42, "Random seed (data order, LoRA init, eval split).")
+    seed: int = option(42, "Random seed (data order, LoRA init, eval split).", parse=_seed)
     out: str | None = option(None, "Run directory (default: runs/DATA-METHOD-TIMESTAMP).")
     resume: bool = option(False, "Continue the run in --out from its last complete checkpoint.")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda when present).")

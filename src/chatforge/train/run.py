@@ -61,6 +61,15 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
     run = setup(cfg, on_event)
     try:
         stopped = fit(run)
+    except KeyboardInterrupt:  # Ctrl-C: not a failure; the last complete checkpoint continues it
+        last = checkpoints.last(run.dir / "checkpoints")
+        _update_run_json(run, status="interrupted", stopped_at_step=checkpoints.step_of(last) if last else 0)
+        run.emit(Event("train", "stopped", step=checkpoints.step_of(last) if last else 0))
+        if run.is_main:
+            kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was completed yet"
+            print(f"\nchatforge train: interrupted; {kept}. Continue with: chatforge train --out {run.dir} --resume",
+                  file=sys.stderr)
+        raise
     except BaseException as e:
         message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
         try:
@@ -168,8 +177,15 @@ def one_gpu(device: str | None) -> str | None:
 def _check_request(cfg: TrainConfig) -> None:
     check_values(cfg)  # the Python API's config gets the CLI's checks (--lr > 0, --warmup in [0, 1), ...)
     out = Path(cfg.out) if cfg.out else None
+    if cfg.resume and out is None:  # the default --out is a new directory: there would be nothing to continue
+        raise ChatforgeError("--resume needs --out: the run directory to continue",
+                             hint="e.g. chatforge train --out runs/NAME --resume")
     if out is not None and out.exists() and not out.is_dir():
         raise ChatforgeError(f"--out {out}: is a file, not a run directory", hint="choose another --out")
+    if out is not None and out.is_dir() and not _holds_run(out) and any(out.iterdir()):
+        # a run writes config.yaml, README.md (its model card), final/ ... there: never over the user's own files
+        raise ChatforgeError(f"--out {out}: the directory exists and holds files that are not a chatforge run",
+                             hint="choose a new (or empty) directory for --out")
     if cfg.method not in PREFERENCE_METHODS and cfg.batch_tokens < cfg.max_length:
         raise ChatforgeError(f"--batch-tokens {cfg.batch_tokens} is less than one row of --max-length "
                              f"{cfg.max_length} tokens (an optimizer step trains at least one row)",
@@ -200,6 +216,12 @@ def _load_data(cfg: TrainConfig, tokenizer) -> tuple[str, list, list, dict]:
     stats = {"kind": prepared.kind, "train": prepared.stats}
     if cfg.eval_data:
         eval_prepared = prepare(cfg.eval_data, tokenizer, **opts)
+        if eval_prepared.kind != prepared.kind:  # a loss on raw text says nothing of a chat model, and back
+            kinds = {"chat": "conversations", "text": "raw text"}
+            raise ChatforgeError(f"--eval-data {cfg.eval_data}: {kinds.get(eval_prepared.kind, eval_prepared.kind)}"
+                                 f", but the training data {cfg.data} is "
+                                 f"{kinds.get(prepared.kind, prepared.kind)}",
+                                 hint="evaluate on held-out data of the same kind as the training data")
         eval_examples = list(eval_prepared.examples)
         stats["eval"] = eval_prepared.stats
     elif held := held_out(len(examples), cfg.eval_split, cfg.seed):
@@ -314,7 +336,7 @@ def _layers_and_final_norm(model):
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path | None:
     """New run: the directory must not hold another run. --resume: the last complete, verified checkpoint."""
     ckpt_root = run_dir / "checkpoints"
-    exists = (run_dir / "run.json").is_file() or ckpt_root.is_dir()
+    exists = _holds_run(run_dir)
     if exists and not cfg.resume and is_main and _failed_without_checkpoint(run_dir):
         # nothing of it can be continued: the same command, corrected, starts it again (no --resume needed)
         print(f"chatforge train: {run_dir} holds a run that failed before its first checkpoint; starting it again",
@@ -335,9 +357,16 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path 
         ckpt_root.mkdir(parents=True, exist_ok=True)
         checkpoints.clean_partial(ckpt_root)
         shutil.rmtree(run_dir / "final.tmp", ignore_errors=True)
-        save_yaml(dataclasses.replace(cfg, resume=False), run_dir / "config.yaml")
+        # local paths absolute: `--config RUN/config.yaml` (and its --resume) works from any directory
+        paths = {k: _portable_spec(getattr(cfg, k)) for k in ("model", "data", "eval_data", "out") if getattr(cfg, k)}
+        save_yaml(dataclasses.replace(cfg, resume=False, **paths), run_dir / "config.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", checkpoints.step_of(resume_from) if resume_from else 0)
     return resume_from
+
+
+def _holds_run(run_dir: Path) -> bool:
+    """A training run was started in this directory (run.json, or the checkpoints/ made before it)."""
+    return (run_dir / "run.json").is_file() or (run_dir / "checkpoints").is_dir()
 
 
 def _failed_without_checkpoint(run_dir: Path) -> bool:
@@ -482,6 +511,14 @@ class Collator:
 def fit(run: Run) -> int | None:
     """Train; return the step at which SIGTERM stopped the run, or None when it ran to the end."""
     trainer = run.trainer
+    if run.resume_from is not None and run.cfg.max_steps and checkpoints.step_of(run.resume_from) >= run.cfg.max_steps:
+        # the checkpoint is the last step (stopped or killed after it): the Trainer would train one step more.
+        # _load_from_checkpoint is the Trainer's own loader (weights, adapters, FSDP/DeepSpeed): transformers <6
+        from transformers import TrainerState
+
+        trainer._load_from_checkpoint(str(run.resume_from))
+        trainer.state = TrainerState.load_from_json(str(run.resume_from / "trainer_state.json"))
+        return None
     trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     stop = next(cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "StopOnSigterm")
     return stop.stopped_at

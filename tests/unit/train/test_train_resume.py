@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import torch
 from safetensors.torch import load_file
 
 from chatforge.train import checkpoints
@@ -78,3 +79,49 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
     checkpoints.verify(last)
     assert not (tmp_path / "run" / "final").exists()
     assert max(_losses(tmp_path / "run")) == stopped
+
+
+def test_resuming_from_the_last_steps_checkpoint_trains_no_step_more(make_cfg):
+    """Stopped (or killed) after the checkpoint of the last step: --resume finishes the run at that step (the
+    Trainer alone would train a step past --max-steps)."""
+    import shutil
+
+    from chatforge.train.run import train
+
+    run = train(make_cfg(max_steps=3, save_every=3))
+    weights = load_file(run / "final" / "adapter_model.safetensors")
+    shutil.rmtree(run / "final")
+    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()), "status": "running"}))
+    train(make_cfg(max_steps=3, save_every=3, resume=True))
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "complete" and info["steps"] == 3
+    assert max(r["step"] for r in read_metrics(run)) == 3
+    again = load_file(run / "final" / "adapter_model.safetensors")
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+
+def test_ctrl_c_is_an_interrupted_run_that_resume_continues(make_cfg, monkeypatch, capsys):
+    import pytest
+
+    from chatforge.train.run import train
+    from chatforge.train.trainer import ChatforgeTrainer
+
+    step = ChatforgeTrainer.training_step
+
+    def interrupt_at_step_5(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatforgeTrainer, "training_step", interrupt_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg(max_steps=6, save_every=3))
+    run = make_cfg().out
+    info = json.loads(open(f"{run}/run.json").read())
+    assert info["status"] == "interrupted" and info["stopped_at_step"] == 3 and "error" not in info
+    err = capsys.readouterr().err
+    assert "interrupted; the last complete checkpoint is" in err and "--resume" in err
+    monkeypatch.setattr(ChatforgeTrainer, "training_step", step)
+    train(make_cfg(max_steps=6, save_every=3, resume=True))
+    info = json.loads(open(f"{run}/run.json").read())
+    assert info["status"] == "complete" and info["steps"] == 6

@@ -175,7 +175,7 @@ def test_refusals_are_clear_errors(make_cfg, run_cli, tiny_model, chat_file, tmp
     ("--lr", "-1", "must be > 0"), ("--lr", "0", "must be > 0"), ("--warmup", "2", "[0, 1)"),
     ("--weight-decay", "-1", "must be >= 0"), ("--lora-dropout", "1.5", "[0, 1)"), ("--lora-alpha", "0", ">= 1"),
     ("--epochs", "abc", "'auto' or a whole number"), ("--max-steps", "x", "not a whole number"),
-    ("--lr", "fast", "not a number")])
+    ("--lr", "fast", "not a number"), ("--seed", "-5", "must be >= 0"), ("--seed", "4294967296", "below 2**32")])
 def test_out_of_range_options_are_refused_before_anything_is_written(run_cli, capsys, tiny_model, chat_file,
                                                                       tmp_path, flag, value, needle):
     out = tmp_path / "run"
@@ -283,3 +283,52 @@ def test_compile_defaults_to_on_for_long_runs_only():
     dpo = dataclasses.replace(cfg, method="dpo")  # preference runs too (3 epochs at most)
     assert _resolve(dpo, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 3 + 1).compile is can_compile("cpu")
     assert _resolve(dpo, n_examples=1000, n_tokens=AUTO_COMPILE_TOKENS // 4).compile is False
+
+
+def test_out_that_holds_other_files_is_refused_before_anything_is_written(run_cli, tiny_model, chat_file, tmp_path):
+    """A run writes config.yaml, README.md (its model card) ... into --out: never over the user's own files."""
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--out", mine, "--max-length", "128",
+                           "--batch-tokens", "256")
+    assert code == 2 and f"--out {mine}: the directory exists and holds files that are not a chatforge run" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["README.md"] and (mine / "README.md").read_text() == "my notes"
+
+
+def test_eval_data_of_another_kind_than_the_training_data_is_refused(run_cli, tiny_model, chat_file, tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("Lumora Home makes smart lamps.\n\nThe lamps dim at night.\n" * 40, encoding="utf-8")
+    common = ["--model", tiny_model, "--max-length", "128", "--batch-tokens", "256", "--max-steps", "1"]
+    code, _, err = run_cli("train", *common, "--data", chat_file, "--eval-data", text, "--out", tmp_path / "a")
+    assert code == 2 and f"--eval-data {text}: raw text, but the training data {chat_file} is conversations" in err
+    code, _, err = run_cli("train", *common, "--data", text, "--eval-data", chat_file, "--out", tmp_path / "b")
+    assert code == 2 and "conversations, but the training data" in err and "is raw text" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_config_yaml_records_absolute_paths_and_works_from_another_directory(make_cfg, tmp_path, run_cli,
+                                                                               monkeypatch, chat_file, tiny_model):
+    import shutil
+
+    import yaml
+
+    from chatforge.train.run import train
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(chat_file, work / "chats.jsonl")
+    monkeypatch.chdir(work)
+    first = train(make_cfg(data="chats.jsonl", out="runs/first", max_steps=1, save_every=1, eval_split=0.0))
+    saved = yaml.safe_load((first / "config.yaml").read_text())
+    assert saved["data"] == str(work / "chats.jsonl") and saved["out"] == str(work / "runs" / "first")
+    assert saved["model"] == str(Path(tiny_model).resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative data path would not be found
+    code, _, err = run_cli("train", "--config", work / "runs" / "first" / "config.yaml", "--out", tmp_path / "again")
+    assert code == 0, err
+
+
+def test_resume_without_out_is_refused(run_cli, tiny_model, chat_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train", "--model", tiny_model, "--data", chat_file, "--resume")
+    assert code == 2 and "--resume needs --out" in err and not (tmp_path / "runs").exists()
