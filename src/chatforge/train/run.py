@@ -63,8 +63,9 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
         stopped = fit(run)
     except KeyboardInterrupt:  # Ctrl-C: not a failure; the last complete checkpoint continues it
         last = checkpoints.last(run.dir / "checkpoints")
-        _update_run_json(run, status="interrupted", stopped_at_step=checkpoints.step_of(last) if last else 0)
-        run.emit(Event("train", "stopped", step=checkpoints.step_of(last) if last else 0))
+        step = checkpoints.step_of(last) if last else 0
+        _update_run_json(run, status="interrupted", stopped_at_step=step)
+        run.emit(Event("train", "stopped", step=step))
         if run.is_main:
             kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was completed yet"
             print(f"\nchatforge train: interrupted; {kept}. Continue with: chatforge train --out {run.dir} --resume",
