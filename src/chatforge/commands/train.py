@@ -31,7 +31,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from chatforge.train.callbacks import ProgressBar
-    from chatforge.train.run import train
+    from chatforge.train.run import end_processes, train
 
     yaml_file = args.config
     if yaml_file is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
@@ -42,5 +42,6 @@ def run(args) -> int:
         run_dir = train(cfg, on_event=bar)
     finally:
         bar.close()
+        end_processes()
     status = json.loads((run_dir / "run.json").read_text()).get("status")
     return EXIT_SIGTERM if status == "interrupted" else 0

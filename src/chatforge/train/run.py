@@ -420,6 +420,17 @@ def all_agree(flag: bool) -> bool:
     return bool(votes.item())
 
 
+def end_processes() -> None:
+    """Close the torchrun job's process group before the process exits. Left open, gloo's threads may still run at
+    interpreter exit and abort it ("terminate called without an active exception", exit -6): torchrun would then
+    report a finished run as failed. Called by the process's owner (the CLI), not by train(): a Python caller may
+    keep using its own group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _make_trainer(cfg, model, tokenizer, train_examples, eval_examples, run_dir: Path, stats: dict, device: str,
                   bf16: bool, emit=None, share_prefixes: bool = False):
     from transformers import PrinterCallback, ProgressCallback, TrainingArguments

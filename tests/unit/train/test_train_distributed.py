@@ -40,10 +40,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(make_cfg, tm
 
 
 _VOTE = """
-import os
-from chatforge.train.run import all_agree
+import os, sys
+from pathlib import Path
+from chatforge.train.run import all_agree, end_processes
 rank = int(os.environ["RANK"])
-print(f"rank {rank}: {all_agree(rank == 0)} {all_agree(True)}", flush=True)
+Path(sys.argv[1], f"rank{rank}").write_text(f"{all_agree(rank == 0)} {all_agree(True)}")
+end_processes()
 """
 
 
@@ -52,8 +54,7 @@ def test_processes_agree_on_bf16_when_their_measurements_differ(tmp_path):
     # then none trains in bf16 (a rank in another precision than the rest would not train the same model)
     script = tmp_path / "vote.py"
     script.write_text(_VOTE)
-    code, out, err = finish(start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                                   str(script)]))
+    code, _, err = finish(start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                                 str(script), str(tmp_path)]))
     assert code == 0, err
-    assert sorted(line for line in out.splitlines() if line.startswith("rank")) == \
-        ["rank 0: False True", "rank 1: False True"]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False True", "False True"]
