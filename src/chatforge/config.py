@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -141,8 +142,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, exclude: tuple[str, .
         parser.add_argument(*names, **kw)
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a clear error (file and line) when it is not one."""
+def load_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
+    """Read a YAML mapping and the line of each top-level key (for errors that name file:line); a clear error
+    (file and line) when it is not a mapping."""
     import yaml
 
     path = Path(path)
@@ -150,17 +152,22 @@ def load_yaml(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise ChatforgeError(f"{path}: cannot read config file ({e.strerror})") from None
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ChatforgeError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    finally:
+        loader.dispose()
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ChatforgeError(f"{path}: a config file must be a mapping of option: value")
-    return data
+    lines = {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
+    return data, lines
 
 
 def _coerce(cls, name: str, value: Any, f: dataclasses.Field, where: str):
@@ -189,19 +196,25 @@ def _coerce(cls, name: str, value: Any, f: dataclasses.Field, where: str):
     raise ChatforgeError(f"{where}: {name} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
-def from_mapping(cls, data: dict, where: str) -> dict[str, Any]:
+def from_mapping(cls, data: dict, where: str, lines: dict[str, int] | None = None) -> dict[str, Any]:
     """Check and convert a mapping of option -> value (a YAML file, a web form) to field values; errors name
-    `where` and the option. Unknown keys are an error."""
+    `where` (with the option's line, when `lines` has it) and the option. Unknown keys are an error."""
     by_name = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(by_name))
+    lines = lines or {}
+
+    def at(key) -> str:
+        return f"{where}:{lines[str(key)]}" if str(key) in lines else where
+
+    unknown = [k for k in data if k not in by_name]
     if unknown:
-        raise ChatforgeError(f"{where}: unknown option(s) {', '.join(map(str, unknown))}; "
-                             f"known: {', '.join(sorted(by_name))}")
-    values = {k: _coerce(cls, k, v, by_name[k], where) for k, v in data.items()}
+        close = difflib.get_close_matches(str(unknown[0]), list(by_name), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(by_name))}"
+        raise ChatforgeError(f"{at(unknown[0])}: unknown option {unknown[0]}{hint}")
+    values = {k: _coerce(cls, k, v, by_name[k], at(k)) for k, v in data.items()}
     for k, v in values.items():
         choices = by_name[k].metadata.get("choices")
         if choices and v is not None and v not in choices:
-            raise ChatforgeError(f"{where}: {k} must be one of {', '.join(map(str, choices))}, not {v!r}")
+            raise ChatforgeError(f"{at(k)}: {k} must be one of {', '.join(map(str, choices))}, not {v!r}")
     return values
 
 
@@ -224,7 +237,8 @@ def build(cls, args: argparse.Namespace | None = None, yaml_file: str | Path | N
     values: dict[str, Any] = {}
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     if yaml_file:
-        values.update(from_mapping(cls, load_yaml(yaml_file), str(yaml_file)))
+        data, lines = load_yaml(yaml_file)
+        values.update(from_mapping(cls, data, str(yaml_file), lines))
     if args is not None:
         for k in by_name:
             v = getattr(args, k, None)

@@ -25,3 +25,24 @@ def test_serve_config_values_are_checked_before_serving():
         create_app(None, ServeConfig(port=70000))
     with pytest.raises(ChatforgeError, match=r"--max-tokens 0"):
         create_app(None, ServeConfig(max_tokens=0))
+
+
+def test_yaml_errors_name_the_file_and_line_of_the_option(tmp_path):
+    from chatforge.config import build
+    from chatforge.train.config import TrainConfig
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("# my run\nmodel: tiny\nlr: fast\nmethod: lora\n")
+    with pytest.raises(ChatforgeError, match=rf"^{cfg}:3: lr"):
+        build(TrainConfig, yaml_file=cfg)
+    cfg.write_text("model: tiny\nmethod: lorra\n")
+    with pytest.raises(ChatforgeError, match=rf"^{cfg}:2: method must be one of"):
+        build(TrainConfig, yaml_file=cfg)
+    cfg.write_text("model: tiny\n\nlearning_rat: 1e-4\n")
+    with pytest.raises(ChatforgeError, match=rf"^{cfg}:3: unknown option learning_rat"):
+        build(TrainConfig, yaml_file=cfg)
+    cfg.write_text("model: tiny\nlr: [1\n")  # not YAML at all: the parser's line
+    with pytest.raises(ChatforgeError, match=rf"^{cfg}:\d+: invalid YAML"):
+        build(TrainConfig, yaml_file=cfg)
+    cfg.write_text("model: tiny\nlr: 0.002\n")
+    assert build(TrainConfig, yaml_file=cfg).lr == 0.002
