@@ -14,6 +14,7 @@ pairs each model gets wrong. Writes metrics.json, report.md and report.html to t
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import html
 import json
@@ -101,6 +102,7 @@ def evaluate_preferences(cfg: EvalConfig, on_event=None) -> dict:
         raise ChatforgeError(f"{cfg.data}: no pairs (chosen and rejected) to evaluate",
                              hint="preference accuracy needs pairs; labelled single answers cannot be compared")
     records = records[:cfg.max_examples] if cfg.max_examples else records
+    records, notes = with_trained_system(records, resolved.system_prompt)
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)
     labels = {"tuned": cfg.model} | ({"base": baseline} if baseline else {})
@@ -109,7 +111,7 @@ def evaluate_preferences(cfg: EvalConfig, on_event=None) -> dict:
     idx = M.resample_indices(len(records), resamples=cfg.bootstrap, seed=cfg.seed)
     systems = {label: model_metrics(s) for label, s in scores.items()}
     result = {"kind": "preference", "model": cfg.model, "baseline": baseline, "data": str(cfg.data),
-              "examples_evaluated": len(records), "settings": to_dict(cfg),
+              "examples_evaluated": len(records), "settings": to_dict(cfg), "notes": notes,
               "metrics": {label: {k: M.score(s, agg, idx, confidence=cfg.confidence) for k, (s, agg) in m.items()}
                           for label, m in systems.items()}}
     if baseline:
@@ -125,6 +127,21 @@ def evaluate_preferences(cfg: EvalConfig, on_event=None) -> dict:
     result["report_dir"] = str(write_report(result, out))
     emit(Event("eval", "done", metrics={"report_dir": result["report_dir"]}))
     return result
+
+
+def with_trained_system(records: list, system: str | None) -> tuple[list, list[str]]:
+    """The pairs without a system message get the one the model was trained with, as chat, serve and the answer
+    eval (`run.apply_system_prompt`) do; both models score the same conversations. Returns (records, notes)."""
+    from chatforge.models.template import with_system
+
+    missing = [i for i, r in enumerate(records) if not any(m["role"] == "system" for m in r.prompt)]
+    if not system or not missing:
+        return records, []
+    out = list(records)
+    for i in missing:
+        out[i] = dataclasses.replace(records[i], prompt=with_system(records[i].prompt, system))
+    return out, [f"{len(missing)} of {len(records)} pairs have no system message: they were scored with the one "
+                 f"the model was trained with ({system!r}), as chat and serve do."]
 
 
 # ---- report ------------------------------------------------------------------------------------------------
@@ -165,6 +182,7 @@ def _markdown(result: dict) -> str:
              f"Data: `{result['data']}` ({result['examples_evaluated']} pairs). A pair is right when the model "
              "gives the chosen answer a higher log-probability per token than the rejected one.", "",
              "```", summary_table(result), "```", ""]
+    lines += [f"Note: {n}" for n in result.get("notes", [])] + ([""] if result.get("notes") else [])
     for label, indices in result["wrong"].items():
         spec = result["model"] if label == "tuned" else result["baseline"]
         lines += [f"## Pairs the {label} model ({spec}) gets wrong: {len(indices)}", ""]

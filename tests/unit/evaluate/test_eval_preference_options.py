@@ -67,3 +67,36 @@ def test_a_runs_base_model_that_is_gone_says_it_is_the_default_baseline(run_cli,
                                               "base_model": str(tmp_path / "old-base")}))
     code, _, err = run_cli("eval", run, "--data", heldout_file, "--out", tmp_path / "report")
     assert code == 2 and f"the base model of {run} (the default --baseline): {tmp_path / 'old-base'}" in err
+
+
+def test_pairs_without_a_system_message_are_scored_with_the_trained_one(tiny_model, pairs, tmp_path, monkeypatch):
+    # a model trained with a system prompt (MODEL/chatforge.json) is asked with it by chat, serve and the answer
+    # eval: its pairs are scored the same way
+    import json
+    import shutil
+
+    import numpy as np
+
+    import chatforge.evaluate.preference as P
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "chatforge.json").write_text(json.dumps({"system_prompt": "You answer for Lumora."}))
+    bare = tmp_path / "bare.jsonl"  # the pairs without their system message
+    records = [json.loads(line) for line in pairs.read_text().splitlines()]
+    for r in records:
+        r["input"]["messages"] = [m for m in r["input"]["messages"] if m["role"] != "system"]
+    bare.write_text("".join(json.dumps(r) + "\n" for r in records))
+    seen = []
+
+    def pair_scores(spec, records, cfg, label, emit):
+        seen.extend(records)
+        return np.zeros((len(records), 2))
+
+    monkeypatch.setattr(P, "pair_scores", pair_scores)
+    result = P.evaluate_preferences(EvalConfig(model=str(model), data=str(bare), baseline="none",
+                                               out=str(tmp_path / "report")))
+    assert len(seen) == 2 and all(r.prompt[0] == {"role": "system", "content": "You answer for Lumora."}
+                                  for r in seen)
+    assert "2 of 2 pairs have no system message" in result["notes"][0]
+    assert "You answer for Lumora." in (tmp_path / "report" / "report.md").read_text()
