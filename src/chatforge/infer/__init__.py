@@ -9,9 +9,9 @@ chosen when the model is loaded: models/load.py, models/int8.py).
     engine.py    Engine: prompts/messages -> Completions or streamed text, over a Batch
 """
 
-from chatforge.infer.batch import Batch
+from chatforge.infer.batch import AdmitFailed, Batch
 from chatforge.infer.engine import Engine
 from chatforge.infer.sampling import SamplingParams
 from chatforge.infer.sequence import Completion, Update
 
-__all__ = ["Batch", "Completion", "Engine", "SamplingParams", "Update"]
+__all__ = ["AdmitFailed", "Batch", "Completion", "Engine", "SamplingParams", "Update"]

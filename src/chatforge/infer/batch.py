@@ -49,6 +49,14 @@ def is_plain_cache(cache) -> bool:
     return layers is not None and all(type(x).__name__ == "DynamicLayer" for x in layers)
 
 
+class AdmitFailed(Exception):
+    """`admit` failed before it changed the batch: the running sequences go on; `cause` is the error."""
+
+    def __init__(self, cause: Exception):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
 class Batch:
     """The running batch of one Engine. Sequences are named by the ids the caller gives at admission."""
 
@@ -106,15 +114,20 @@ class Batch:
         import torch
 
         engine = self.engine
-        for p in prompts:
-            engine.check_prompt(p)
-        reuse = [engine.prefix_cache.lookup(p) if engine.prefix_cache is not None and self.can_admit()
-                 else (0, []) for p in prompts]
-        cache, attention, logits = self._prefill(prompts, reuse)  # attention (B_new, T_new), logits (B_new, V)
-        seqs = [engine.new_sequence(p, sp, cached=n) for p, sp, (n, _) in zip(prompts, params, reuse)]
-        first = sample(logits, [s.sampler for s in seqs])  # (B_new,)
-        self.seqs.update(zip(ids, seqs))
-        updates, keep = self._push(ids, first, attention, cancelled, cache)
+        try:  # up to _merge the running rows are untouched: a failure here is the new sequences' alone
+            for p in prompts:
+                engine.check_prompt(p)
+            reuse = [engine.prefix_cache.lookup(p) if engine.prefix_cache is not None and self.can_admit()
+                     else (0, []) for p in prompts]
+            cache, attention, logits = self._prefill(prompts, reuse)  # attention (B_new, T_new), logits (B_new, V)
+            seqs = [engine.new_sequence(p, sp, cached=n) for p, sp, (n, _) in zip(prompts, params, reuse)]
+            first = sample(logits, [s.sampler for s in seqs])  # (B_new,)
+            self.seqs.update(zip(ids, seqs))
+            updates, keep = self._push(ids, first, attention, cancelled, cache)
+        except Exception as e:
+            for i in ids:
+                self.seqs.pop(i, None)
+            raise AdmitFailed(e) from e
         if keep:
             if len(keep) < len(ids):
                 cache.batch_select_indices(torch.tensor(keep, device=first.device))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from chatforge.errors import ChatforgeError
+from chatforge.infer.batch import AdmitFailed
 from chatforge.infer.sampling import SamplingParams
 from chatforge.infer.sequence import Sequence, Update
 from chatforge.models.template import DEFAULT_CHAT_TEMPLATE, encode_prompt, end_of_turn_ids
@@ -131,9 +132,13 @@ class LlamaCppBatch:
     def admit(self, ids: list[int], prompts: list[list[int]], params: list[SamplingParams],
               cancelled: Callable[[int], bool] | None = None) -> list[Update]:
         e = self.engine
-        for i, prompt, p in zip(ids, prompts, params):
-            e.check_prompt(prompt)
-            self.rows[i] = Sequence(prompt, p, e.tokenizer, e.eot_ids, 0, "cpu")
+        try:  # all or none of the new sequences join; the running ones are untouched either way
+            for prompt in prompts:
+                e.check_prompt(prompt)
+            new = {i: Sequence(prompt, p, e.tokenizer, e.eot_ids, 0, "cpu") for i, prompt, p in zip(ids, prompts, params)}
+        except Exception as error:
+            raise AdmitFailed(error) from error
+        self.rows.update(new)
         return []
 
     def step(self, cancelled: Callable[[int], bool] | None = None) -> list[Update]:

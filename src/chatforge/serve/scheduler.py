@@ -20,7 +20,7 @@ import threading
 import time
 from typing import AsyncIterator, Callable
 
-from chatforge.infer import SamplingParams, Update
+from chatforge.infer import AdmitFailed, SamplingParams, Update
 from chatforge.memory import release_free_memory
 
 log = logging.getLogger("chatforge.serve")
@@ -132,8 +132,7 @@ class Scheduler:
             try:
                 if new:
                     self._jobs.update((j.id, j) for j in new)
-                    self._deliver(batch.admit([j.id for j in new], [j.prompt for j in new],
-                                              [j.params for j in new], self._cancelled))
+                    self._admit(batch, new)
                 if batch.size:
                     self._deliver(batch.step(self._cancelled))
             except Exception as e:  # a bug or out of memory: fail the batch's requests, keep serving new ones
@@ -149,6 +148,20 @@ class Scheduler:
                 trimmed = time.monotonic()
         batch.clear()
         self._retire(set())
+
+    def _admit(self, batch, new: list[Job]) -> None:
+        """Prefill `new` into the batch. When that fails for a reason of theirs (AdmitFailed: the running rows are
+        untouched), each is tried alone, so one bad request fails by itself, not its neighbours or the batch."""
+        try:
+            self._deliver(batch.admit([j.id for j in new], [j.prompt for j in new], [j.params for j in new],
+                                      self._cancelled))
+        except AdmitFailed as e:
+            if len(new) > 1:
+                for job in new:
+                    self._admit(batch, [job])
+                return
+            log.error("generation failed for one request", exc_info=e.cause)
+            self._fail(e.cause, new)
 
     def _take(self, batch) -> list[Job] | None:
         """The waiting jobs that fit in the batch now (blocks while there is nothing to do); None to stop."""
@@ -191,8 +204,9 @@ class Scheduler:
                 self.stats["tokens"] += u.done.completion_tokens
                 self.last_request_seconds = time.monotonic() - job.submitted
 
-    def _fail(self, error: Exception) -> None:
-        for job in self._jobs.values():
+    def _fail(self, error: Exception, jobs: list[Job] | None = None) -> None:
+        """Post `error` to these jobs (default: every job of the batch) and count them as failed."""
+        for job in self._jobs.values() if jobs is None else jobs:
             if not job.finished:
                 job.finished = True
                 self.stats["failed"] += 1

@@ -100,3 +100,29 @@ def test_prompts_with_and_without_a_cached_prefix_prefill_together_exactly(tiny_
     assert [done[i].cached_tokens > 16 for i in range(3)] == [True, False, True]
     assert [done[i].token_ids for i in range(3)] == [plain.generate([p], [sp])[0].token_ids
                                                     for p, sp in zip(prompts, params)]
+
+
+def test_a_failed_admission_leaves_the_running_rows_as_they_were(engine, monkeypatch):
+    # the server then fails only the new request (serve/scheduler.py); the running one finishes as if alone
+    from chatforge.infer import AdmitFailed
+
+    good, bad = engine.encode_text(TEXTS[0]), engine.encode_text(TEXTS[1])
+    params = SamplingParams(max_tokens=8)
+    alone = engine.generate([good], [params])[0]
+    batch, texts, done = engine.new_batch(), {}, {}
+    _collect(batch.admit([0], [good], [params]), texts, done)
+    _collect(batch.step(), texts, done)
+    new_sequence = engine.new_sequence
+
+    def failing(prompt, sp, cached=0):
+        if prompt == bad:
+            raise RuntimeError("this one cannot be sampled")
+        return new_sequence(prompt, sp, cached=cached)
+
+    monkeypatch.setattr(engine, "new_sequence", failing)
+    with pytest.raises(AdmitFailed, match="this one cannot be sampled"):
+        batch.admit([1, 2], [good, bad], [params, params])
+    assert batch.ids == [0] and set(batch.seqs) == {0}
+    while batch.size:
+        _collect(batch.step(), texts, done)
+    assert done[0].token_ids == alone.token_ids and texts[0] == alone.text
