@@ -185,7 +185,7 @@ class _Service:
             plan = tools.plan_request(req, getattr(self.engine, "tokenizer", None))
         except tools.RequestError as e:
             raise ApiError(e.status, e.message, param=e.param, code="invalid_value") from None
-        prompt, params = self.prepare(req, messages, plan)
+        prompt, params = await self.prepare(req, messages, plan)
         job = self.submit(prompt, params)
         cid = s.new_id("chatcmpl")
         keep = self.keeper.callback(cid, self.model_id, messages, params, req)  # None: not kept
@@ -214,7 +214,7 @@ class _Service:
         if len(texts) != 1:
             raise ApiError(400, f"prompt must be one string (got a list of {len(texts)})", param="prompt")
         _check_unicode(texts[0], "prompt")
-        prompt = self.engine.encode_text(texts[0])
+        prompt = await _off_loop(len(texts[0]), self.engine.encode_text, texts[0])
         if not prompt:
             raise ApiError(400, "prompt is empty", param="prompt")
         params = self.sampling(req, prompt, req.max_tokens, "prompt")
@@ -291,10 +291,11 @@ class _Service:
                               frequency_penalty=req.frequency_penalty or 0.0,
                               presence_penalty=req.presence_penalty or 0.0, seed=req.seed, stop=req.stop_strings())
 
-    def prepare(self, req: s.ChatCompletionRequest, messages: list[dict],
-                plan: "tools.ToolPlan | None" = None) -> tuple[list[int], SamplingParams]:
+    async def prepare(self, req: s.ChatCompletionRequest, messages: list[dict],
+                      plan: "tools.ToolPlan | None" = None) -> tuple[list[int], SamplingParams]:
         """A chat request's prompt ids (with its tools, see serve/tools.py) and checked sampling settings."""
-        prompt = _encode_chat(self.engine, messages, plan)
+        size = sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+        prompt = await _off_loop(size, _encode_chat, self.engine, messages, plan)
         if req.max_completion_tokens is not None:  # OpenAI's newer name wins over max_tokens
             return prompt, self.sampling(req, prompt, req.max_completion_tokens, "messages", "max_completion_tokens")
         return prompt, self.sampling(req, prompt, req.max_tokens, "messages")
@@ -424,6 +425,18 @@ def _param(loc: tuple) -> str | None:
         elif part.isidentifier() and part not in ("str", "int", "float", "bool", "list", "dict"):
             out += ("." if out else "") + part
     return out or None
+
+
+OFF_LOOP_CHARS = 20_000  # prompts longer than this are tokenised in a thread (~20 ms of work and more)
+
+
+async def _off_loop(chars: int, fn, *args):
+    """fn(*args), in a worker thread when its text is long: tokenising the largest body (1 MiB) takes ~1 s, which on
+    the event loop would pause every other stream. Safe beside the generation thread: the fast tokenizer's encode
+    only reads it (and releases the GIL), and the generation thread only decodes."""
+    if chars <= OFF_LOOP_CHARS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _encode_chat(engine, messages: list[dict], plan: "tools.ToolPlan | None" = None) -> list[int]:

@@ -49,7 +49,7 @@ def arena_router(sides: list[Side], keeper, check_key: Callable, read_json: Call
             messages = template_messages(req.messages)
         except RequestError as e:
             raise api_error(e.status, e.message, param=e.param, code="invalid_value") from None
-        prepared = [side.prepare(req, messages) for side in sides]  # every check before any generation
+        prepared = [await side.prepare(req, messages) for side in sides]  # every check before any generation
         conversation = new_id("conv")
         ids = [new_id("chatcmpl") for _ in sides]
         keeps = [keeper.callback(cid, side.model, messages, params,

@@ -4,6 +4,7 @@ The model's batch is replaced by a slow stand-in (one token per STEP seconds) so
 the server, the scheduler thread and the HTTP layer are the real ones.
 """
 
+import asyncio
 import threading
 import time
 from types import SimpleNamespace
@@ -26,11 +27,17 @@ class SlowEngine:
     def __init__(self):
         self.admitted: list[int] = []  # how many sequences joined the batch at each admission
         self.steps = 0  # sequence-steps decoded in all
+        self.encoded_on_loop: list[bool] = []  # for each prompt encoded: was it on the event loop's thread?
 
     def encode_chat(self, messages):
-        return [1] * 5
+        return self.encode_text("")
 
     def encode_text(self, text):
+        try:
+            asyncio.get_running_loop()
+            self.encoded_on_loop.append(True)
+        except RuntimeError:
+            self.encoded_on_loop.append(False)
         return [1] * 5
 
     def check_prompt(self, ids):
@@ -173,3 +180,19 @@ def test_a_cancelled_stream_frees_its_slot_at_the_next_step(server, wait_for):
     steps = engine.steps
     assert wait_for(lambda: sched.running == 0, timeout=2)
     assert engine.steps - steps < 25  # stopped within a few steps, not after its 1000 tokens
+
+
+@pytest.mark.parametrize("route", ["chat", "text"])
+def test_a_long_prompt_is_tokenised_off_the_event_loop(server, route):
+    # tokenising a 1 MiB body takes about a second: on the loop it would pause every other request's stream
+    from chatforge.serve.app import OFF_LOOP_CHARS
+
+    def ask(text):
+        if route == "chat":
+            return httpx.post(server.url + "/v1/chat/completions", timeout=30, json={
+                "messages": [{"role": "user", "content": text}], "max_tokens": 1})
+        return httpx.post(server.url + "/v1/completions", timeout=30, json={"prompt": text, "max_tokens": 1})
+
+    server.engine.encoded_on_loop.clear()
+    assert ask("hi").status_code == 200 and ask("x" * (OFF_LOOP_CHARS + 1)).status_code == 200
+    assert server.engine.encoded_on_loop == [True, False]
