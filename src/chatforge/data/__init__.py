@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
-from chatforge.data.formats import FORMATS, Invalid, Row, detect_format, read_rows, to_example
+from chatforge.data.formats import FORMATS, Invalid, Row, canonical_keys, detect_format, read_rows, to_example
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
@@ -44,9 +44,10 @@ class _Source:
     example: list[dict] | str
 
 
-def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = None
+def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = None, format_option: bool = True
           ) -> tuple[list[_Source], dict[str, str], int]:
-    """Read, map columns, detect the format per file (or use fmt), normalize and validate every row."""
+    """Read, map columns, detect the format per file (or use fmt), normalize and validate every row.
+    format_option: the calling command has --format, which the unknown-format message may then suggest."""
     rows = read_rows(path)
     formats: dict[str, str] = {}
     sources = []
@@ -55,18 +56,18 @@ def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = Non
             report.add(row.file, row.line, *row.problem)
             continue
         try:
-            sources.append(_Source(row.file, row.line, _example(row, fmt, formats, columns)))
+            sources.append(_Source(row.file, row.line, _example(row, fmt, formats, columns, format_option)))
         except Invalid as e:
             report.add(row.file, row.line, e.cls, e.message)
     return sources, formats, len(rows)
 
 
-def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: ColumnMap | None = None
-             ) -> list[dict] | str:
+def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: ColumnMap | None = None,
+             format_option: bool = True) -> list[dict] | str:
     value = columns.apply(row.value) if columns else row.value
-    fmt = fmt or formats.get(row.file) or detect_format(value)
+    fmt = fmt or formats.get(row.file) or _detect(value)
     if fmt is None:
-        raise Invalid("unknown_format", _unknown_format(row.value, columns))
+        raise Invalid("unknown_format", _unknown_format(row.value, columns, format_option))
     formats.setdefault(row.file, fmt)
     example = to_example(fmt, value)
     if isinstance(example, str):
@@ -78,15 +79,30 @@ def _example(row: Row, fmt: str | None, formats: dict[str, str], columns: Column
     return example
 
 
-def _unknown_format(value, columns: ColumnMap | None) -> str:
-    """The record's own columns, what was expected, and a --columns mapping that would read it."""
+def _detect(value) -> str | None:
+    """The chat format of a record (detect_format); a preference record (pairs, labelled answers) is an error
+    that says so and names the method that trains it."""
+    from chatforge.data.preference import KEYS, detect_preference, not_chat_data
+
+    preference = detect_preference(value)
+    if preference == "trl_unpaired" and not isinstance(canonical_keys(value, KEYS).get("label"), bool):
+        preference = None  # KTO labels are true/false: a "label" column of categories is a completion's data
+    if preference:
+        raise Invalid("preference_data", not_chat_data(preference))
+    return detect_format(value)
+
+
+def _unknown_format(value, columns: ColumnMap | None, format_option: bool = True) -> str:
+    """The record's own columns, what was expected, and a --columns mapping that would read it (and --format,
+    where the command has it)."""
     if not isinstance(value, dict):
         return f"cannot tell the format from a {type(value).__name__} record; expected a JSON object"
     own = ", ".join(map(str, value)) or "none"
     msg = (f"cannot tell the format from this record (its columns: {own}"
            + (f"; mapped with --columns {' '.join(columns.as_list())}" if columns else "") + "); expected messages, "
            "conversations, instruction/output, instruction/response, prompt/completion, question/answer or text "
-           "(force one with --format, or name your columns with --columns FIELD=COLUMN")
+           f"({'force one with --format, or ' if format_option else ''}name your columns with --columns "
+           "FIELD=COLUMN")
     guess = suggest(value)
     return msg + (f", e.g. --columns {guess})" if guess else ")")
 
@@ -168,9 +184,11 @@ def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Re
 
 def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
             eval_path=None, columns=None, column_separator: str | None = None, quality: bool = True,
-            strict: bool = False) -> tuple[Prepared, Report]:
+            strict: bool = False, format_option: bool = True) -> tuple[Prepared, Report]:
     """Read, validate and encode without refusing anything: invalid rows are reported and left out.
     `columns` maps the file's own column names to format fields (see chatforge.data.columns).
+    format_option=False: the calling command has no --format option (`chatforge eval`), so no message
+    suggests it.
     quality: also look for data that parses but is wrong (data/quality.py: near-duplicates, contradictions,
     personal data, ...), as warnings, or errors with strict=True."""
     if overlong is not None and overlong not in OVERLONG:
@@ -181,7 +199,7 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
         raise ChatforgeError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     columns = parse_columns(columns, column_separator)
     report = Report()
-    sources, formats, n_rows = _load(path, format, report, columns)
+    sources, formats, n_rows = _load(path, format, report, columns, format_option)
     kind = _kind(formats)
     _mark_duplicates(sources, report)
     eval_sources, leaked = (_mark_leakage(sources, eval_path, format, report, columns) if eval_path is not None
@@ -222,8 +240,18 @@ def prepare(path, tokenizer, *, format: str | None = None, max_length: int = 204
                                eval_path=eval_path, columns=columns, column_separator=column_separator,
                                quality=False)  # quality findings are for `check`
     where = Path(path)
+    _refuse_preference_data(report, prepared)
     report.refuse_or_drop(where, rows=prepared.rows, dropped=prepared.dropped, lenient=lenient,
                           max_drop_share=max_drop_share)
     if not prepared.examples:
         raise ChatforgeError(f"{where}: no usable examples")
     return prepared
+
+
+def _refuse_preference_data(report: Report, prepared: Prepared) -> None:
+    """Only preference data given to a chat method: one plain error at its first record, not a list of rows."""
+    first = next((p for p in report.errors if p.cls == "preference_data"), None)
+    if first and not prepared.examples:
+        raise ChatforgeError(f"{first.file}:{first.line}: {first.message}",
+                             hint="--method lora, full and freeze train on chat data (messages, conversations, "
+                                  "question/answer, ...)")

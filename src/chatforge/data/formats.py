@@ -7,9 +7,10 @@ without BOM; UTF-16 with its BOM). Every row keeps its file and line so that eac
 Formats (auto-detected from the first record's keys; `format=` forces one):
 
     openai      {"messages": [{"role", "content", "weight"?}, ...], "tools"?}   (tool calls: data/toolcalls.py)
-                 (a content may be OpenAI's list of parts [{"type": "text", "text"}, ...]: only text parts)
+                 (a content may be OpenAI's list of parts [{"type": "text", "text"}, ...]: only text parts;
+                 role "developer", OpenAI's newer name for system, is read as "system")
     sharegpt    {"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation", "value"}, ...],
-                 "system"?, "tools"?}
+                 "system"?, "tools"?}   (a value may be a list of text parts, like an OpenAI content)
     alpaca      {"instruction", "input"?, "output", "system"?, "history"?: [[q, a], ...]}
     dolly       {"instruction", "context"?, "response", "system"?}   (Databricks Dolly; "category" is ignored)
     completion  {"prompt", "completion", "system"?}: strings, or lists of messages (TRL's conversational
@@ -48,6 +49,7 @@ MAX_RECORD_BYTES = 8 << 20  # one record (a JSONL line, a JSON array element): 8
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 SHAREGPT_TOOL_ROLES = ("function_call", "observation")
+OPENAI_ROLES = {"developer": "system"}  # OpenAI's newer name for the system message
 
 
 @dataclass
@@ -365,16 +367,17 @@ def _txt(name: str, data: bytes) -> list[Row]:
     return [Row(name, 1, {"text": text})] if text.strip() else []  # no examples: read_rows says so
 
 
-def canonical_keys(value: Any) -> Any:
-    """A record whose keys differ from a field of KEYS only in case or surrounding spaces ("Question",
-    " answer ") renamed to it. A key that is the field exactly wins; a field that two keys could be is left
-    alone (nothing is guessed). Anything else unchanged."""
+def canonical_keys(value: Any, keys: frozenset[str] = KEYS) -> Any:
+    """A record whose keys differ from a field of `keys` (default: the chat formats' KEYS; preference data
+    passes its own) only in case or surrounding spaces ("Question", " answer ") renamed to it. A key that is
+    the field exactly wins; a field that two keys could be is left alone (nothing is guessed). Anything else
+    unchanged."""
     if not isinstance(value, dict):
         return value
     near: dict[str, list] = {}
     for k in value:
         name = k.strip().lower() if isinstance(k, str) else None
-        if name in KEYS and name not in value:
+        if name in keys and name not in value:
             near.setdefault(name, []).append(k)
     renames = {keys[0]: name for name, keys in near.items() if len(keys) == 1}
     return {renames.get(k, k): v for k, v in value.items()} if renames else value
@@ -437,9 +440,19 @@ def content_text(content: Any, where: str) -> Any:
 
 
 def text_messages(messages: list, where: str = "messages") -> list:
-    """The messages with every list-of-parts content made text (content_text); other messages as they are."""
-    return [dict(m, content=content_text(m["content"], f"{where}[{i}].content"))
-            if isinstance(m, dict) and isinstance(m.get("content"), list) else m for i, m in enumerate(messages)]
+    """OpenAI-style messages made plain: every list-of-parts content made text (content_text), a "developer"
+    role (OpenAI's newer name for system) made "system"; other messages as they are."""
+    return [_plain_message(m, f"{where}[{i}]") for i, m in enumerate(messages)]
+
+
+def _plain_message(m, where: str):
+    if not isinstance(m, dict):
+        return m
+    if isinstance(m.get("content"), list):
+        m = dict(m, content=content_text(m["content"], f"{where}.content"))
+    if isinstance(m.get("role"), str) and m["role"] in OPENAI_ROLES:
+        m = dict(m, role=OPENAI_ROLES[m["role"]])
+    return m
 
 
 def _chat(rec: dict, msgs: list) -> list[dict]:
@@ -469,13 +482,16 @@ def _sharegpt(rec: dict) -> list[dict]:
         if unknown:
             raise Invalid("unknown_key", f"conversations[{i}] has unknown key(s) {', '.join(unknown)}")
         role = t.get("from")
-        if role in SHAREGPT_TOOL_ROLES:  # LLaMA-Factory's tool turns
-            msgs.append(toolcalls.sharegpt_turn(role, t.get("value"), i))
-            continue
-        if role not in SHAREGPT_ROLES:
+        if role not in SHAREGPT_ROLES and role not in SHAREGPT_TOOL_ROLES:
             raise Invalid("unknown_role", f"conversations[{i}]: role {role!r} is not supported (ShareGPT roles: "
                                           "human, gpt, system, function_call, observation)")
-        msgs.append({"role": SHAREGPT_ROLES[role], "content": t.get("value"),
+        # a value may be OpenAI's list of text parts, as a message's content may (a call's value is its JSON)
+        value = t.get("value") if role == "function_call" else content_text(t.get("value"),
+                                                                             f"conversations[{i}].value")
+        if role in SHAREGPT_TOOL_ROLES:  # LLaMA-Factory's tool turns
+            msgs.append(toolcalls.sharegpt_turn(role, value, i))
+            continue
+        msgs.append({"role": SHAREGPT_ROLES[role], "content": value,
                      **({"weight": t["weight"]} if "weight" in t else {})})
     tools = toolcalls.sharegpt_tools(rec)
     return toolcalls.Chat(msgs, tools) if tools or any(m["role"] == "tool" or "tool_calls" in m for m in msgs) \

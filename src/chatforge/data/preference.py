@@ -15,6 +15,9 @@ parts (formats.content_text). Every pair becomes two conversations that share th
 `chatforge.data.encode.encode_chat` (the only place labels are made) with every earlier assistant turn at
 weight 0: only the answer's tokens (and the end-of-turn token closing it) are scored.
 
+Keys that differ from a format's field only in case or surrounding spaces ("Prompt", "Chosen") are read as that
+field, as in chat data (formats.canonical_keys).
+
 Problems, each by file:line with its class (validate.CLASSES): identical_answers (chosen == rejected),
 empty_answer, no_shared_prompt, label_not_boolean, plus the chat classes for the prompt (roles, turn order...).
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
-from chatforge.data.formats import Invalid, content_text, read_rows, text_messages
+from chatforge.data.formats import Invalid, canonical_keys, content_text, read_rows, text_messages
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_messages
 from chatforge.errors import ChatforgeError
 
@@ -35,6 +38,10 @@ PREFERENCE_FORMATS = ("openai_preference", "trl_paired", "trl_unpaired")
 SIGNATURES = {"openai_preference": ("input", "preferred_output", "non_preferred_output"),
               "trl_paired": ("chosen", "rejected"), "trl_unpaired": ("completion", "label")}
 KINDS = {"openai_preference": "pairs", "trl_paired": "pairs", "trl_unpaired": "unpaired"}
+# Every top-level key a preference format reads, matched in any case like the chat formats' (canonical_keys).
+KEYS = frozenset(k for keys in SIGNATURES.values() for k in keys) | {"prompt"}
+LAYOUTS = {"openai_preference": "input/preferred_output/non_preferred_output", "trl_paired": "prompt/chosen/rejected",
+           "trl_unpaired": "prompt/completion/label"}
 
 
 @dataclass
@@ -96,10 +103,18 @@ def detect_preference(value) -> str | None:
     """The preference format whose keys this record has, or None (not preference data)."""
     if not isinstance(value, dict):
         return None
+    value = canonical_keys(value, KEYS)
     for fmt, keys in SIGNATURES.items():
         if all(k in value for k in keys):
             return fmt
     return None
+
+
+def not_chat_data(fmt: str) -> str:
+    """Why a record of preference format fmt cannot train a chat method (lora, full...), and what trains it."""
+    pairs = KINDS[fmt] == "pairs"
+    return (f"this is preference data ({'pairs' if pairs else 'answers labelled good or bad'}: {LAYOUTS[fmt]}), "
+            f"not chat data: train it with `chatforge train --method {'dpo' if pairs else 'kto'}`")
 
 
 def is_preference_data(path) -> bool:
@@ -169,6 +184,7 @@ def to_preference(fmt: str, rec) -> Preference:
     """A record of a preference format -> Preference (validated). Raises Invalid."""
     if not isinstance(rec, dict):
         raise Invalid("wrong_type", f"a record must be a JSON object, not {type(rec).__name__}")
+    rec = canonical_keys(rec, KEYS)
     missing = [k for k in SIGNATURES[fmt] if k not in rec]
     if missing:
         raise Invalid("missing_messages", f"missing {', '.join(map(repr, missing))} (format {fmt}, found keys: "
@@ -234,9 +250,9 @@ def _load(path, report: Report) -> tuple[list[_Source], dict[str, str], int]:
         fmt = formats.get(row.file) or detect_preference(row.value)
         if fmt is None:
             keys = ", ".join(sorted(map(str, row.value))) if isinstance(row.value, dict) else type(row.value).__name__
+            *layouts, last = LAYOUTS.values()
             report.add(row.file, row.line, "unknown_format", f"not a preference record ({keys}); expected "
-                       "input/preferred_output/non_preferred_output, prompt/chosen/rejected or "
-                       "prompt/completion/label")
+                       f"{', '.join(layouts)} or {last}")
             continue
         formats.setdefault(row.file, fmt)
         try:

@@ -26,6 +26,7 @@ CLASSES: dict[str, tuple[str, str]] = {
     "no_assistant": ("no assistant turn", "error"),
     "non_alternating": ("non-alternating turns", "error"),
     "unknown_format": ("unknown format", "error"),
+    "preference_data": ("preference data given as chat data", "error"),  # pairs / labelled answers to lora, full...
     "invalid_tools": ("invalid tool definitions", "error"),
     "unknown_tool": ("call to a function not in tools", "error"),
     "invalid_arguments": ("invalid tool-call arguments", "error"),

@@ -84,8 +84,8 @@ def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
     Strict: any invalid row is an error naming its file:line."""
     from chatforge.data import analyse
 
-    prepared, report = analyse(path, tokenizer, max_length=1 << 30, columns=columns,
-                               column_separator=column_separator)  # nothing is dropped for length here
+    prepared, report = analyse(path, tokenizer, max_length=1 << 30, columns=columns,  # no length drops here
+                               column_separator=column_separator, format_option=False)  # eval has no --format
     if report.errors:
         raise ChatforgeError(f"{path}: {len(report.errors)} invalid rows; nothing was evaluated\n"
                              + report.summary(), hint="see `chatforge check " + str(path) + "`")

@@ -82,6 +82,45 @@ def test_text_parts_in_preference_data(tmp_path, tokenizer):
     assert a.records[0].fingerprint() == b.records[0].fingerprint()
 
 
+# ---- ShareGPT values as text parts ---------------------------------------------------------------------------
+def test_sharegpt_text_parts_are_joined_like_openai_content(tmp_path, tokenizer):
+    rec = {"conversations": [{"from": "human", "value": parts("Where is", "order LM-1042?")},
+                             {"from": "gpt", "value": parts(ANSWER)}]}
+    prepared = prepare(write_jsonl(tmp_path / "a.jsonl", [rec]), tokenizer)
+    assert prepared.records == [[{"role": "user", "content": "Where is\norder LM-1042?"}, PLAIN[1]]]
+
+
+def test_a_sharegpt_non_text_part_is_an_error_at_its_line(tmp_path, tokenizer):
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    plain = {"conversations": [{"from": "human", "value": USER}, {"from": "gpt", "value": ANSWER}]}
+    bad = {"conversations": [{"from": "human", "value": [*parts(USER), image]}, {"from": "gpt", "value": ANSWER}]}
+    path = write_jsonl(tmp_path / "a.jsonl", [plain, bad])
+    _, report = analyse(path, tokenizer)
+    (p,) = report.errors
+    assert (p.file, p.line, p.cls) == (str(path), 2, "wrong_type")
+    assert "conversations[0].value[1] is a part of type 'image_url'" in p.message and "only text parts" in p.message
+
+
+# ---- OpenAI's developer role ---------------------------------------------------------------------------------
+def test_the_developer_role_is_read_as_system(tmp_path, tokenizer):
+    developer = {"messages": [{"role": "developer", "content": "Be brief."}, *PLAIN]}
+    system = {"messages": [{"role": "system", "content": "Be brief."}, *PLAIN]}
+    a = prepare(write_jsonl(tmp_path / "a.jsonl", [developer]), tokenizer)
+    b = prepare(write_jsonl(tmp_path / "b.jsonl", [system]), tokenizer)
+    assert a.records == b.records == [system["messages"]]
+    assert a.examples[0].input_ids == b.examples[0].input_ids
+
+
+def test_the_developer_role_in_a_preference_prompt(tmp_path, tokenizer):
+    def rec(role):
+        return {"input": {"messages": [{"role": role, "content": "Be brief."}, PLAIN[0]]},
+                "preferred_output": [PLAIN[1]], "non_preferred_output": [{"role": "assistant", "content": "No."}]}
+
+    a = prepare_preferences(write_jsonl(tmp_path / "a.jsonl", [rec("developer")]), tokenizer)
+    b = prepare_preferences(write_jsonl(tmp_path / "b.jsonl", [rec("system")]), tokenizer)
+    assert a.records[0].fingerprint() == b.records[0].fingerprint()
+
+
 # ---- TRL's conversational prompt/completion -----------------------------------------------------------------
 def test_trl_conversational_prompt_completion_is_the_prompt_then_the_completion(tmp_path, tokenizer):
     conversational = {"prompt": [{"role": "user", "content": USER}],
@@ -140,6 +179,27 @@ def test_known_fields_match_in_any_case_and_spacing(tmp_path, tokenizer):
 def test_an_exact_field_wins_over_one_in_another_case(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": USER, "Question": "ignored", "ANSWER": ANSWER}])
     assert prepare(path, tokenizer).records == [PLAIN]
+
+
+def test_preference_fields_match_in_any_case(tmp_path, tokenizer):
+    lower = write_jsonl(tmp_path / "lower.jsonl", [{"prompt": USER, "chosen": ANSWER, "rejected": "No idea."}])
+    upper = write_jsonl(tmp_path / "upper.jsonl", [{"Prompt": USER, "Chosen": ANSWER, "Rejected": "No idea."}])
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"Prompt,Chosen,Rejected\n{USER},{ANSWER},No idea.\n", encoding="utf-8")
+    kto = write_jsonl(tmp_path / "kto.jsonl", [{"PROMPT": USER, "Completion": ANSWER, "Label": True}])
+    expected = prepare_preferences(lower, tokenizer).records[0].fingerprint()
+    for path in (upper, csv):
+        prepared = prepare_preferences(path, tokenizer)
+        assert prepared.records[0].fingerprint() == expected and prepared.formats == {str(path): "trl_paired"}
+    assert prepare_preferences(kto, tokenizer).records[0].label is True
+
+
+def test_check_reads_a_preference_csv_in_another_case(run_cli, tiny_model, tmp_path):
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"Prompt,Chosen,Rejected\n{USER},{ANSWER},No idea.\n", encoding="utf-8")
+    code, out, err = run_cli("check", csv, "--model", tiny_model, "--no-estimate")
+    assert code == 0, out + err
+    assert f"{csv}: 1 rows, format trl_paired (pairs)" in out and "train with --method dpo" in out
 
 
 def test_a_mapped_column_in_another_case_is_suggested(run_cli, tiny_model, tmp_path):

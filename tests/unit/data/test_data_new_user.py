@@ -138,3 +138,60 @@ def test_a_null_cell_is_empty_content_not_a_wrong_type(tmp_path, tokenizer):
     _, report = analyse(path, tokenizer, max_length=256, quality=False)
     (problem,) = report.errors
     assert problem.line == 2 and problem.cls == "empty_content" and "'question' is empty (null)" in problem.message
+
+
+# ---- preference data given to a chat method ---------------------------------------------------------------
+PAIRS = [{"prompt": q["question"], "chosen": q["answer"], "rejected": "No idea."} for q in QA]
+LABELLED = [{"prompt": q["question"], "completion": q["answer"], "label": i % 2 == 0} for i, q in enumerate(QA)]
+
+
+@pytest.mark.parametrize("records, method", [(PAIRS, "dpo"), (LABELLED, "kto")])
+def test_preference_data_for_a_chat_method_says_what_it_is(tmp_path, tokenizer, records, method):
+    """Pairs were "unknown format"; labelled answers silently trained their bad answers as chat data."""
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ChatforgeError) as e:
+        prepare(path, tokenizer, lenient=True)
+    assert e.value.message.startswith(f"{path}:1: this is preference data")
+    assert f"--method {method}" in e.value.message and "unknown format" not in str(e.value)
+
+
+def test_train_refuses_preference_data_for_lora_with_one_clear_error(run_cli, tiny_model, tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("Prompt,Chosen,Rejected\n" + "".join(f"{r['prompt']},{r['chosen']},No.\n" for r in PAIRS))
+    code, out, err = run_cli("train", "--model", tiny_model, "--data", path, "--method", "lora",
+                             "--out", tmp_path / "run", "--max-steps", "1")
+    assert code == 2 and "Traceback" not in err
+    assert f"{path}:2: this is preference data (pairs: prompt/chosen/rejected)" in err and "--method dpo" in err
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_preference_rows_among_chat_files_are_named_in_check(run_cli, tiny_model, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a_chat.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QA))
+    (tmp_path / "data" / "b_labelled.jsonl").write_text(json.dumps(LABELLED[0]) + "\n")
+    code, out, _ = run_cli("check", tmp_path / "data", "--model", tiny_model, "--no-estimate")
+    assert code == 2
+    assert "b_labelled.jsonl:1: preference data given as chat data: this is preference data" in out
+    assert "--method kto" in out
+
+
+def test_the_unknown_format_message_names_only_options_the_command_has(tmp_path, tokenizer):
+    """`chatforge eval` has --columns but no --format."""
+    from chatforge.evaluate.run import load_cases
+
+    path = tmp_path / "wrong.jsonl"
+    path.write_text("".join(json.dumps({"question": q["question"], "answr": q["answer"]}) + "\n" for q in QA))
+    _, report = analyse(path, tokenizer, max_length=256, quality=False)
+    assert "--format" in report.errors[0].message and "--columns" in report.errors[0].message
+    with pytest.raises(ChatforgeError) as e:
+        load_cases(str(path), tokenizer, None)
+    assert "--format" not in str(e.value) and "--columns FIELD=COLUMN" in str(e.value)
+
+
+def test_a_label_column_of_categories_is_completion_data_not_kto(tmp_path, tokenizer):
+    # KTO's labels are true/false; a completion dataset may well have a "label" column of its own
+    path = tmp_path / "tickets.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Ticket {i}: my bill is wrong", "completion": "Sorry, fixing it.",
+                                        "label": "billing"}) + "\n" for i in range(3)))
+    assert len(prepare(path, tokenizer).examples) == 3
