@@ -335,7 +335,7 @@ def prepare_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
     prepared, report = analyse_preferences(path, tokenizer, max_length=max_length, overlong=overlong,
                                            eval_path=eval_path)
     report.refuse_or_drop(path, rows=prepared.rows, dropped=prepared.dropped, lenient=lenient,
-                          max_drop_share=max_drop_share, what="preference data")
+                          max_drop_share=max_drop_share, what="preference data", mapping_options=False)
     if not prepared.examples:
         raise ChatforgeError(f"{path}: no usable preference records")
     return prepared

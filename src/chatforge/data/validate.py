@@ -54,10 +54,11 @@ MAX_DROP_SHARE = 0.1
 DROP_HINT = "fix the data, raise --max-length, or use --overlong truncate"
 
 
-def drop_hint(dropped: dict[str, int]) -> str:
-    """What to do about too many dropped rows: the length options only help when rows were dropped as too long."""
+def drop_hint(dropped: dict[str, int], mapping_options: bool = True) -> str:
+    """What to do about too many dropped rows: the length options only help when rows were dropped as too long;
+    --columns / --format only where they apply (chat data: `mapping_options`)."""
     hint = DROP_HINT if "too_long" in dropped else "fix the rows listed above"
-    if "unknown_format" in dropped:
+    if "unknown_format" in dropped and mapping_options:
         hint += ", or name your columns with --columns FIELD=COLUMN (or force one with --format)"
     return hint
 ROLES = ("system", "user", "assistant", "tool")
@@ -127,10 +128,11 @@ class Report:
                 f"allowed {max_drop_share:.0%}")
 
     def refuse_or_drop(self, where, *, rows: int, dropped: dict[str, int], lenient: bool, max_drop_share: float,
-                       what: str = "data") -> None:
+                       what: str = "data", mapping_options: bool = True) -> None:
         """Training's policy, for every kind of data. Strict (default): any error refuses the data, listing the
         problems by file:line. lenient: invalid rows are dropped (counted on stderr), but more than
-        max_drop_share of the rows dropped (over-long ones included) is still refused."""
+        max_drop_share of the rows dropped (over-long ones included) is still refused. mapping_options: the
+        data's reader takes --columns / --format (chat data; preference data does not), which hints may name."""
         import sys
 
         from chatforge.errors import ChatforgeError
@@ -146,7 +148,7 @@ class Report:
         refusal = self.drop_refusal(where, rows=rows, dropped=dropped, max_drop_share=max_drop_share)
         if refusal:
             raise ChatforgeError(refusal + "\n" + self.summary([p for p in self.problems if p.is_dropped]),
-                                 hint=drop_hint(dropped))
+                                 hint=drop_hint(dropped, mapping_options))
 
 
 def check_messages(messages: list) -> None:

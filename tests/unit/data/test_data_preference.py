@@ -125,3 +125,13 @@ def test_a_pair_shares_its_common_start_when_it_fits_a_row(tmp_path, tokenizer):
     alone = collate_sequences([chosen, rejected], tokenizer.pad_token_id, max_length=n - 1)
     assert alone.keys() == tight.keys() and all(torch.equal(tight[key], alone[key]) for key in alone)
     assert (alone["also"] == -1).all()
+
+
+def test_too_many_unreadable_pairs_get_a_hint_that_applies_to_pairs(tmp_path, tokenizer):
+    # --columns and --format map chat data only: the refusal of preference data does not suggest them
+    _write(tmp_path, [FORMATS["trl_standard"]] * 2, "pairs.jsonl")
+    _write(tmp_path, [{"question": Q, "good": A, "bad": B}] * 2, "other.jsonl")  # of no format at all
+    with pytest.raises(ChatforgeError) as e:
+        prepare_preferences(tmp_path, tokenizer, lenient=True)
+    assert "unknown format" in str(e.value) and "fix the rows listed above" in e.value.hint
+    assert "--columns" not in e.value.hint and "--format" not in e.value.hint
