@@ -13,6 +13,7 @@ names the step that failed and why.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import contextmanager
@@ -209,11 +210,19 @@ def _train(cfg: DemoConfig, model: str) -> None:
 
     bar = ProgressBar()
     try:
-        train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
-                          epochs=str(cfg.epochs), max_steps=cfg.max_steps, lr=cfg.lr, lora_rank=cfg.lora_rank,
-                          batch_tokens=cfg.batch_tokens, out=cfg.out), on_event=bar)
+        run_dir = train(TrainConfig(model=model, data=cfg.train_data, eval_data=cfg.heldout_data, method="lora",
+                                    epochs=str(cfg.epochs), max_steps=cfg.max_steps, lr=cfg.lr,
+                                    lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens, out=cfg.out), on_event=bar)
     finally:
         bar.close()
+    _show_summary(run_dir)
+
+
+def _show_summary(run_dir: Path) -> None:
+    """The run's summary table, as `chatforge train` prints it (train() itself prints nothing)."""
+    from chatforge.train.run import print_summary
+
+    print_summary(run_dir, json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
 
 
 def _evaluate(cfg: DemoConfig) -> dict:
@@ -252,9 +261,11 @@ def _train_dpo(cfg: DemoConfig) -> None:
     from chatforge.train.config import TrainConfig
     from chatforge.train.run import train
 
-    train(TrainConfig(model=cfg.out, data=str(PAIRS_TRAIN), eval_data=str(PAIRS_HELDOUT), method="dpo",
-                      epochs=str(cfg.dpo_epochs), lr=cfg.dpo_lr, lora_rank=cfg.lora_rank, batch_tokens=cfg.batch_tokens,
-                      eval_every=10**6, out=str(Path(cfg.out) / "dpo")))  # evaluated once, at the end
+    run_dir = train(TrainConfig(model=cfg.out, data=str(PAIRS_TRAIN), eval_data=str(PAIRS_HELDOUT), method="dpo",
+                                epochs=str(cfg.dpo_epochs), lr=cfg.dpo_lr, lora_rank=cfg.lora_rank,
+                                batch_tokens=cfg.batch_tokens, eval_every=10**6,
+                                out=str(Path(cfg.out) / "dpo")))  # evaluated once, at the end
+    _show_summary(run_dir)
 
 
 def _evaluate_preferences(cfg: DemoConfig) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from chatforge.config import (check_values, fraction, non_negative_float, option, positive_float,
                               positive_int)
 from chatforge.errors import ChatforgeError
+from chatforge.events import Event, quiet
 
 # metric -> +1 when higher is better, -1 when lower is better (the headline metrics of each evaluation)
 HEADLINE_PAIRS = {"preference_accuracy": 1, "logprob_margin": 1}
@@ -120,7 +121,10 @@ def judge(result: dict, headline: dict[str, int], name: str) -> list[dict]:
     return checks
 
 
-def improve(cfg: ImproveConfig, store) -> Verdict:
+def improve(cfg: ImproveConfig, store, on_event=None) -> Verdict:
+    """Train a candidate on the feedback on cfg.run and judge it against the run. `on_event` receives the
+    chatforge.events of improve ("message": what it trains, from what), of its training and of its evaluations;
+    nothing is printed (the verdict is the caller's to show)."""
     check_values(cfg)  # the Python API's config gets the CLI's checks (--holdout in [0, 1), ...)
     run = Path(cfg.run).expanduser()
     if not (run / "final").is_dir():
@@ -137,7 +141,7 @@ def improve(cfg: ImproveConfig, store) -> Verdict:
     work = out.parent / f".{out.name}.improving"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        return _train_and_judge(cfg, run, out, work, method, counts, train_rows, held_rows)
+        return _train_and_judge(cfg, run, out, work, method, counts, train_rows, held_rows, on_event or quiet)
     except BaseException:  # never leave an unjudged run where it could be served as if it had passed the gate
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -145,7 +149,7 @@ def improve(cfg: ImproveConfig, store) -> Verdict:
 
 
 def _train_and_judge(cfg: ImproveConfig, run: Path, out: Path, work: Path, method: str, counts: dict,
-                     train_rows: list[dict], held_rows: list[dict]) -> Verdict:
+                     train_rows: list[dict], held_rows: list[dict], emit) -> Verdict:
     from chatforge.evaluate.config import EvalConfig
     from chatforge.evaluate.run import evaluate
     from chatforge.store.export import write_jsonl
@@ -155,21 +159,24 @@ def _train_and_judge(cfg: ImproveConfig, run: Path, out: Path, work: Path, metho
     data = write_jsonl(train_rows, work / "feedback" / "train.jsonl")
     held = write_jsonl(held_rows, work / "feedback" / "heldout.jsonl")
     counts |= {"train": len(train_rows), "heldout": len(held_rows)}
+    emit(Event("improve", "message", message=f"{method.upper()} on {len(train_rows)} of the feedback rows "
+               f"({len(held_rows)} held out; {counts['pairs']} pairs, {counts['rated']} rated answers in all), "
+               f"starting from {run}"))
     tcfg = TrainConfig(model=str(run), data=str(data), method=method, beta=cfg.beta, eval_split=0.0,
                        sft_weight=cfg.sft_weight if method == "dpo" else 0.0, max_steps=cfg.max_steps, lr=cfg.lr,
                        seed=cfg.seed, out=str(out), tensorboard=False)
-    candidate = train(tcfg)
+    candidate = train(tcfg, on_event=emit)
     verdict = Verdict(ok=True, out=None, method=method, counts=counts)
     if method == "dpo":
         result = evaluate(EvalConfig(model=str(candidate), baseline=str(run), data=str(held),
-                                     out=str(work / "eval-feedback"), seed=cfg.seed))
+                                     out=str(work / "eval-feedback"), seed=cfg.seed), on_event=emit)
         verdict.checks += judge(result, HEADLINE_PAIRS, "held-out feedback")
     else:
         verdict.notes.append("KTO on thumbs only: no held-out pairs to compare preference accuracy on")
     own = _run_eval_data(run)
     if own is not None:
         result = evaluate(EvalConfig(model=str(candidate), baseline=str(run), data=str(own),
-                                     out=str(work / "eval-heldout"), seed=cfg.seed))
+                                     out=str(work / "eval-heldout"), seed=cfg.seed), on_event=emit)
         verdict.checks += judge(result, HEADLINE_CHAT, f"{run.name}'s held-out set")
     else:
         verdict.notes.append(f"{run.name} names no held-out set (eval_data) in its config: judged on feedback only")

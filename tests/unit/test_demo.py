@@ -73,3 +73,23 @@ def test_the_bundled_preference_pairs_teach_facts_the_sft_data_does_not_have():
     assert not any(q.lower() in asked for q, _, _ in parts(heldout))
     # every held-out pair's answers are a training pair's: the same facts, asked differently
     assert {(c, r) for _, c, r in parts(heldout)} <= {(c, r) for _, c, r in parts(train)}
+
+
+def test_the_demo_shows_each_runs_summary_table(tmp_path, monkeypatch, capsys):
+    # train() prints nothing (it emits events); the demo prints the table `chatforge train` prints
+    import json
+
+    import chatforge.train.run
+    from chatforge import demo
+
+    summary = {"status": "complete", "steps": 7, "epochs": 1.0, "tokens_seen": 12345, "first_train_loss": 2.5,
+               "final_train_loss": 1.25, "tokens_per_sec": 300.0, "wall_seconds": 9.0}
+
+    def train(cfg, on_event=None):
+        (tmp_path / "run.json").write_text(json.dumps(summary))
+        return tmp_path
+
+    monkeypatch.setattr(chatforge.train.run, "train", train)
+    demo._train(DemoConfig(out=str(tmp_path / "demo")), "some-model")
+    out = capsys.readouterr().out
+    assert "tokens seen" in out and "12,345" in out and "2.5000 -> 1.2500" in out

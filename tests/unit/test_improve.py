@@ -59,10 +59,16 @@ def _cfg(run, **kw):
 
 
 @pytest.mark.slow
-def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_run, store):
+def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_run, store, capsys):
     from chatforge.improve import improve
 
-    verdict = improve(_cfg(sft_run), store)
+    capsys.readouterr()
+    events = []
+    verdict = improve(_cfg(sft_run), store, on_event=events.append)
+    assert capsys.readouterr().out == ""  # the stages report through events; the verdict is the caller's to print
+    first = events[0]  # what it trains, before the evaluations' events
+    assert (first.stage, first.phase) == ("improve", "message") and first.message.startswith("DPO on 18 of the")
+    assert "eval" in {e.stage for e in events[1:]}
     assert verdict.ok and verdict.method == "dpo" and verdict.out == sft_run.parent / "lumora-2"
     assert verdict.counts["pairs"] == 24 and verdict.counts["heldout"] == 6 and verdict.counts["train"] == 18
     assert {c["metric"] for c in verdict.checks} == {"preference_accuracy", "logprob_margin"}
@@ -90,6 +96,9 @@ def test_a_deliberately_worse_run_is_refused_with_exit_1(sft_run, store, run_cli
                                 "--lr", "5e-3", "--holdout", "0.25")
     assert code == 1, stdout + err
     assert "WORSE" in stdout and "it was not kept" in stdout and not out.exists()
+    lines = stdout.splitlines()  # in order: what it trains, each check, the verdict (no train summary between)
+    assert lines[0].startswith("chatforge improve: DPO on 18 of the feedback rows") and "tokens seen" not in stdout
+    assert all(line.startswith("  ") for line in lines[1:-1]) and lines[-1].startswith("verdict: "), stdout
 
 
 @pytest.mark.slow

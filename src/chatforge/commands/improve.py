@@ -30,11 +30,12 @@ def run(args) -> int:
     from chatforge.improve import improve
 
     cfg = dataclasses.replace(build(ImproveConfig, args), run=args.run)
-    with build(LogConfig, args).open_existing() as store:
-        verdict = improve(cfg, store)
-    c = verdict.counts
-    print(f"chatforge improve: {verdict.method.upper()} on {c['train']} of the feedback rows "
-          f"({c['heldout']} held out; {c['pairs']} pairs, {c['rated']} rated answers in all)")
+    view = View()
+    try:
+        with build(LogConfig, args).open_existing() as store:
+            verdict = improve(cfg, store, on_event=view)
+    finally:
+        view.close()
     for check in verdict.checks:
         lo, hi = check["ci"]
         mark = "WORSE" if check["worse"] else "ok"
@@ -48,3 +49,27 @@ def run(args) -> int:
         return 1
     print(f"verdict: not worse; the improved run is {verdict.out}")
     return 0
+
+
+class View:
+    """improve's events: its own messages (what it trains) on stdout, where its verdict follows; training's
+    progress bar (train.callbacks.ProgressBar) and the evaluations' lines and progress on stderr
+    (chatforge.events.ConsoleView)."""
+
+    def __init__(self):
+        from chatforge.events import ConsoleView
+        from chatforge.train.callbacks import ProgressBar
+
+        self.console, self.bar = ConsoleView(), ProgressBar()
+
+    def __call__(self, event) -> None:
+        if event.stage == "improve":
+            print(f"chatforge improve: {event.message}", flush=True)
+        elif event.stage == "train":
+            self.bar(event)
+        else:
+            self.console(event)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.console.close()

@@ -28,10 +28,11 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import json
+    import os
     from pathlib import Path
 
     from chatforge.train.callbacks import ProgressBar
-    from chatforge.train.run import end_processes, train
+    from chatforge.train.run import end_processes, print_summary, train
 
     yaml_file = args.config
     if yaml_file is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
@@ -43,5 +44,9 @@ def run(args) -> int:
     finally:
         bar.close()
         end_processes()
-    status = json.loads((run_dir / "run.json").read_text()).get("status")
-    return EXIT_SIGTERM if status == "interrupted" else 0
+    info = json.loads((run_dir / "run.json").read_text())
+    if info.get("status") == "interrupted":
+        return EXIT_SIGTERM
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: once, from process 0
+        print_summary(run_dir, info)
+    return 0

@@ -14,6 +14,8 @@ one such models are trained with (see `_tools_templates`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chatforge.errors import ChatforgeError
 
 # Go templates (Ollama's `.Messages` API). They end with the assistant header, like add_generation_prompt.
@@ -113,10 +115,25 @@ def modelfile(tokenizer, gguf_name: str, *, system: str | None = None) -> str:
     template = go.replace("EOS", tokenizer.eos_token or "")
     system = system if system is not None else default_system
     stops = [tokenizer.convert_ids_to_tokens(i) for i in end_of_turn_ids(tokenizer)]
-    lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{template}"""', ""]
+    lines = [_from_line(gguf_name), "", f'TEMPLATE """{template}"""', ""]
     lines += [f'PARAMETER stop "{s}"' for s in stops]
     if system:
         if '"""' in system:
             raise ChatforgeError('--system: a system prompt for a Modelfile cannot contain """')
         lines += ["", f'SYSTEM """{system}"""']
     return "\n".join(lines) + "\n"
+
+
+def _from_line(gguf_name: str) -> str:
+    return f"FROM ./{gguf_name}"
+
+
+def written_for(path: Path, gguf_name: str) -> bool:
+    """`path` is a Modelfile as chatforge writes it for the GGUF file gguf_name beside it (its first line)."""
+    if not path.is_file():  # (never opens a FIFO, which would block)
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline(4096).rstrip("\n") == _from_line(gguf_name)
+    except OSError:
+        return False

@@ -8,7 +8,7 @@ looks valid. An existing OUT is refused unless `force`; with `force` an earlier 
 export.json) is replaced only after success, and any other existing path is never replaced.
 A GGUF export may also go to a file (`--out lumora.gguf`, like llama.cpp's converter's `--outfile`): the
 verified GGUF file (and with --ollama the `Modelfile` beside it) is then renamed into place, and --force
-replaces an existing file of that name.
+replaces an existing file of that name (without --ollama, also removing the Modelfile chatforge wrote for it).
 A process killed mid-export can leave a hidden `.OUT.partial-*` directory behind: it is safe to delete.
 """
 
@@ -284,14 +284,21 @@ def _commit(stage: Path, out: Path, force: bool) -> None:
 
 
 def _commit_files(stage: Path, out: Path, force: bool) -> None:
-    """--out NAME.gguf: rename the verified GGUF (then the Modelfile) from the stage into place, each atomic."""
-    modelfile = stage / "Modelfile"
-    for src, dst in ((stage / out.name, out), (modelfile, out.parent / "Modelfile")):
+    """--out NAME.gguf: rename the verified GGUF (then the Modelfile) from the stage into place, each atomic.
+    An export without a Modelfile replacing one with (--force) removes the Modelfile chatforge wrote for that
+    GGUF: it would give the new weights the old export's template and system prompt."""
+    from chatforge.export.ollama import written_for
+
+    modelfile, beside = stage / "Modelfile", out.parent / "Modelfile"
+    stale = force and not modelfile.is_file() and written_for(beside, out.name)
+    for src, dst in ((stage / out.name, out), (modelfile, beside)):
         if not src.is_file():
             continue
         if (dst.exists() or dst.is_symlink()) and not force:
             raise ChatforgeError(f"{dst}: appeared while exporting; not replaced (pass --force)")
         os.replace(src, dst)
+    if stale:
+        beside.unlink(missing_ok=True)
     shutil.rmtree(stage, ignore_errors=True)
 
 

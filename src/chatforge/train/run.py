@@ -7,7 +7,8 @@
 setup:  resolve the model, read + encode + pack the data (chatforge.data), apply the method (LoRA / full /
         freeze), make the run directory (config.yaml, run.json, data_stats.json) and the Trainer.
 fit:    Trainer.train(), resuming from the last complete checkpoint with --resume.
-save:   final eval, final/ (adapter or model + tokenizer, written atomically), run.json, model card, summary.
+save:   final eval, final/ (adapter or model + tokenizer, written atomically), run.json (with the summary), model
+        card; the "done" event carries the summary, which `chatforge train` prints (print_summary).
 
 Under torchrun every process runs this same function; only process 0 writes to the run directory.
 """
@@ -350,6 +351,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path 
                              hint="continue it with --resume, or choose another --out")
     resume_from = checkpoints.last(ckpt_root) if cfg.resume else None
     if resume_from is not None:
+        _check_resume(run_dir, cfg)
         checkpoints.verify(resume_from)
     elif cfg.resume and is_main:
         print(f"chatforge train: no complete checkpoint in {ckpt_root}; starting from the beginning",
@@ -358,11 +360,58 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, is_main: bool) -> Path 
         ckpt_root.mkdir(parents=True, exist_ok=True)
         checkpoints.clean_partial(ckpt_root)
         shutil.rmtree(run_dir / "final.tmp", ignore_errors=True)
-        # local paths absolute: `--config RUN/config.yaml` (and its --resume) works from any directory
-        paths = {k: _portable_spec(getattr(cfg, k)) for k in ("model", "data", "eval_data", "out") if getattr(cfg, k)}
-        save_yaml(dataclasses.replace(cfg, resume=False, **paths), run_dir / "config.yaml")
+        save_yaml(_recorded_config(cfg), run_dir / "config.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", checkpoints.step_of(resume_from) if resume_from else 0)
     return resume_from
+
+
+def _recorded_config(cfg: TrainConfig) -> TrainConfig:
+    """The config as RUN/config.yaml records it: local paths absolute, so `--config RUN/config.yaml` (and its
+    --resume) works from any directory."""
+    paths = {k: _portable_spec(getattr(cfg, k)) for k in ("model", "data", "eval_data", "out") if getattr(cfg, k)}
+    return dataclasses.replace(cfg, resume=False, **paths)
+
+
+# Options a resumed run may change: where and how fast it computes, what it keeps and reports (not what it trains).
+# The data is compared by its content (run.json's data_sha256), not by its path.
+RESUME_MAY_CHANGE = ("out", "resume", "data", "device", "compile", "gradient_checkpointing", "tensorboard",
+                     "keep_checkpoints", "save_every", "eval_every", "trust_remote_code", "allow_pickle")
+
+
+def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
+    """--resume continues a run exactly: refuse changed data, and changed options that would train another run
+    (compared with the resolved config the run recorded in RUN/config.yaml)."""
+    from chatforge.config import from_mapping, load_yaml
+
+    how = "start a new run with another --out"
+    recorded = _read_json(run_dir / "run.json").get("data_sha256")
+    if recorded and data_sha256(cfg.data) != recorded:
+        raise ChatforgeError(f"--resume: the training data {cfg.data} changed since the run in {run_dir} started; "
+                             "resuming would not continue that run", hint=f"to train on the changed data, {how}")
+    path = run_dir / "config.yaml"
+    data, lines = load_yaml(path) if path.is_file() else ({}, {})
+    before = from_mapping(TrainConfig, data, str(path), lines)
+    now = dataclasses.asdict(_recorded_config(cfg))
+    ignored = {*RESUME_MAY_CHANGE, *(["epochs"] if now["max_steps"] and before.get("max_steps") else [])}
+    changed = [k for k, v in before.items() if k not in ignored and now.get(k) != v]
+    if not changed or ({"epochs", "max_steps"}.issuperset(changed) and cfg.scheduler == "constant_with_warmup"
+                       and not cfg.warmup):  # only the number of steps, at a constant learning rate: the same run
+        return
+    steps = (f"; the learning-rate schedule ({cfg.scheduler}, warm-up {cfg.warmup:g} of the steps) is spread over "
+             "all the steps: another number of steps changes it") if {"epochs", "max_steps"} & set(changed) else ""
+    diffs = ", ".join(f"--{k.replace('_', '-')} {before[k]} -> {now[k]}" for k in changed)
+    raise ChatforgeError(f"--resume: options changed since the run in {run_dir} started ({diffs}): resuming "
+                         f"would not continue that run exactly{steps}",
+                         hint=f"resume with the run's own values (drop these options), or {how}")
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from a file; {} when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _holds_run(run_dir: Path) -> bool:
@@ -372,10 +421,7 @@ def _holds_run(run_dir: Path) -> bool:
 
 def _failed_without_checkpoint(run_dir: Path) -> bool:
     """run.json says failed and no checkpoint was completed (nor a final model saved)."""
-    try:
-        status = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return False
+    status = _read_json(run_dir / "run.json").get("status")
     return (status == "failed" and checkpoints.last(run_dir / "checkpoints") is None
             and not (run_dir / "final").exists())
 
@@ -538,7 +584,7 @@ def fit(run: Run) -> int | None:
 
 # ---- save --------------------------------------------------------------------------------------------------
 def save(run: Run) -> Path:
-    """Final eval, final/ (atomically), run.json, model card and the summary table."""
+    """Final eval, final/ (atomically), run.json and the model card; the summary goes to the "done" event."""
     trainer = run.trainer
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]  # the same on every process
     if trainer.eval_dataset is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
@@ -557,7 +603,6 @@ def save(run: Run) -> Path:
         from chatforge.events import Event
 
         run.emit(Event("train", "done", step=summary["steps"], total=summary["steps"], metrics=summary))
-        print_summary(run.dir, summary)
     trainer.accelerator.wait_for_everyone()
     return run.dir
 
@@ -620,7 +665,7 @@ def _mean_tokens_per_sec(rows: list[dict]) -> float | None:
 
 
 def print_summary(run_dir: Path, summary: dict) -> None:
-    """The final table on stdout."""
+    """The final table on stdout (`chatforge train`'s; `summary` as run.json records it)."""
     lines = [("run", str(run_dir)), ("steps", summary["steps"]), ("epochs", summary["epochs"]),
              ("tokens seen", f"{summary['tokens_seen']:,}"),
              ("train loss", f"{summary['first_train_loss']:.4f} -> {summary['final_train_loss']:.4f}"

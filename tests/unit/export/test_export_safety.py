@@ -207,3 +207,22 @@ def test_quantizer_failure_is_one_clear_error_and_leaves_nothing(lora_run, tmp_p
         export(ExportConfig(model=str(lora_run), format="gguf", quant="q4_k_m", out=str(tmp_path / "m.gguf")))
     assert "llama.cpp's quantizer failed" in e.value.message and e.value.exit_code == 1
     assert _leftovers(tmp_path) == []
+
+
+def test_force_without_ollama_drops_the_modelfile_of_the_export_it_replaces(lora_run, tmp_path):
+    """A Modelfile chatforge wrote for the GGUF being replaced would pair the new weights with the old template
+    and system prompt: it goes. A Modelfile of another GGUF (or the user's own) stays."""
+    out = tmp_path / "lumora.gguf"
+    export(ExportConfig(model=str(lora_run), format="gguf", out=str(out), ollama=True, verify=False))
+    assert (tmp_path / "Modelfile").read_text().startswith("FROM ./lumora.gguf\n")
+    export(ExportConfig(model=str(lora_run), format="gguf", out=str(out), force=True, verify=False))
+    assert _leftovers(tmp_path) == ["lumora.gguf"]
+
+    (tmp_path / "Modelfile").write_text("FROM ./other.gguf\n")  # another export's
+    export(ExportConfig(model=str(lora_run), format="gguf", out=str(out), force=True, verify=False))
+    assert (tmp_path / "Modelfile").read_text() == "FROM ./other.gguf\n"
+
+    folder = tmp_path / "folder"  # a directory export is replaced whole: nothing of the old one stays
+    export(ExportConfig(model=str(lora_run), format="gguf", out=str(folder), ollama=True, verify=False))
+    export(ExportConfig(model=str(lora_run), format="gguf", out=str(folder), force=True, verify=False))
+    assert sorted(p.name for p in folder.iterdir()) == ["export.json", "lumora-f16.gguf"]

@@ -63,7 +63,7 @@ def test_a_failure_after_training_leaves_no_unjudged_run(run_and_store, monkeypa
 
     run, store = run_and_store
 
-    def fake_train(cfg):
+    def fake_train(cfg, on_event=None):
         out = Path(cfg.out)
         (out / "final").mkdir(parents=True)  # looks like a finished run
         return out
