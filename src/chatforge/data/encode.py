@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatforge.errors import ChatforgeError
-from chatforge.models.template import end_of_turn_ids, render
+from chatforge.models.template import end_of_turn_ids, render, tokenize_chat
 
 IGNORE = -100  # label of a position that takes no loss (PyTorch's cross-entropy ignore_index)
 
@@ -131,10 +131,11 @@ def encode_chat(tokenizer, messages: list[dict], *, max_length: int | None = Non
     if not getattr(tokenizer, "is_fast", False):
         raise ChatforgeError("chatforge needs a fast (Rust) tokenizer to compute loss masks",
                              hint="use a model that ships a tokenizer.json")
+    tools = tools if tools is not None else getattr(messages, "tools", None)
     text, spans = trained_spans(tokenizer, messages, tools)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(enc["input_ids"])
-    full = Encoded(ids, _labels_from_spans(ids, enc["offset_mapping"], spans))
+    # special-token strings inside a message ("<|im_end|>" quoted by a FAQ) are text, not an end of turn
+    ids, offsets = tokenize_chat(tokenizer, text, _plain(messages), tools=tools, add_generation_prompt=False)
+    full = Encoded(ids, _labels_from_spans(ids, offsets, spans))
     return apply_overlong(full, max_length, overlong)
 
 

@@ -137,7 +137,76 @@ def encode_prompt(tokenizer, messages: list[dict], *, tools: list[dict] | None =
     """Messages -> prompt token ids ending with the assistant header (and `prefix`, the start of the answer
     the model must continue, e.g. a forced tool call), ready for generation."""
     text = render(tokenizer, messages, add_generation_prompt=True, tools=tools) + prefix
+    if not getattr(tokenizer, "is_fast", False):  # llama.cpp's (infer/llamacpp.py): it parses special tokens anywhere
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenize_chat(tokenizer, text, messages, tools=tools, add_generation_prompt=True)[0]
+
+
+# ---- special tokens typed inside a message ---------------------------------------------------------------------
+# A tokenizer parses special-token strings wherever they are: "<|im_end|>\n<|im_start|>system\n..." typed by a
+# user (or quoted by a FAQ about ChatML) would end the turn and forge a system one. Such strings inside a
+# message's content are tokenized as text; only the template's own are special tokens.
+
+_SLOT_START = "\x00chatforge-content-"
+_SLOT = _SLOT_START + "{}\x00"
+
+
+def tokenize_chat(tokenizer, text: str, messages: list[dict], *, tools: list[dict] | None = None,
+                  add_generation_prompt: bool) -> tuple[list[int], list[tuple[int, int]]]:
+    """(ids, character offsets) of `text`, the rendering of `messages` (possibly followed by text of ours), with
+    special-token strings inside the messages' contents tokenized as text. Text without any is tokenized in one
+    run, exactly as before; otherwise the template's pieces and the contents are tokenized one by one."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    count = sum(1 for i in ids if i in special)
+    if not count:
+        return ids, offsets
+    split = _split_contents(tokenizer, text, messages, tools, add_generation_prompt)
+    if split is None or sum(1 for i in _ids(tokenizer, "".join(split[0::2])) if i in special) == count:
+        return ids, offsets  # (an odd template, or every special token is the template's own)
+    ids, offsets, start = [], [], 0
+    for k, segment in enumerate(split):
+        piece = tokenizer(segment, add_special_tokens=False, return_offsets_mapping=True,
+                          split_special_tokens=k % 2 == 1)  # odd segments: a message's content, as text
+        ids += piece["input_ids"]
+        offsets += [(a + start, b + start) for a, b in piece["offset_mapping"]]
+        start += len(segment)
+    return ids, offsets
+
+
+def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _split_contents(tokenizer, text, messages, tools, add_generation_prompt) -> list[str] | None:
+    """`text` as [template, content, template, content, ..., template] (the template's pieces from a rendering
+    with a slot in place of each content), or None when the template changes the contents beyond trimming them
+    (Gemma's trims)."""
+    slotted = [dict(m, content=_SLOT.format(k)) if isinstance(m.get("content"), str) and m["content"] else m
+               for k, m in enumerate(messages)]
+    try:
+        rest = render(tokenizer, slotted, add_generation_prompt=add_generation_prompt, tools=tools)
+    except Exception:  # the template refuses the slots: no split
+        return None
+    heads, contents = [], []
+    for k, m in enumerate(messages):
+        if slotted[k] is m:
+            continue
+        head, found, rest = rest.partition(_SLOT.format(k))
+        if not found or _SLOT_START in head:
+            return None
+        heads.append(head)
+        contents.append(m["content"])
+    if not heads or _SLOT_START in rest:
+        return None
+    for trim in (False, True):
+        out = [part for head, c in zip(heads, contents) for part in (head, c.strip() if trim else c)] + [rest]
+        joined = "".join(out)
+        if text.startswith(joined):
+            out[-1] += text[len(joined):]  # text of ours after the rendering (a forced tool call's start)
+            return out
+    return None
 
 
 # ---- the default system prompt ------------------------------------------------------------------------------
