@@ -121,7 +121,8 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
                                  step=step, budget_s=6.0, epoch_tokens=rows * row)
     epochs = auto_epochs(len(examples), sum(e.trained for e in examples))  # train's --epochs auto
     out.update(device=str(loaded.device), method=step.method, precision=step.precision, epoch_rows=rows,
-               row_length=row, epochs=epochs, run_seconds=round(epochs * out["epoch_seconds"], 1))
+               row_length=row, train_examples=len(examples), epochs=epochs,
+               run_seconds=round(epochs * out["epoch_seconds"], 1))
     return out
 
 
@@ -197,8 +198,12 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
     if "system_prompts" in s:
         out += _system_prompt_lines(s["system_prompts"])
     if estimate:
+        # the default run trains on fewer examples than counted above (its eval split held out, over-long rows
+        # dropped), which may change its automatic epochs: say on how many
+        n = estimate["train_examples"]
+        of = f" of {n} examples (the others held out or dropped)" if n != s["examples"] else ""
         out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
                    f"(measured {estimate['tokens_per_second']:.0f} tokens/s, {estimate['method']}, "
-                   f"{estimate['precision']}); the default run: {estimate['epochs']} epochs, about "
+                   f"{estimate['precision']}); the default run: {estimate['epochs']} epochs{of}, about "
                    f"{format_duration(estimate['run_seconds'])} of training steps")
     return "\n".join(out)

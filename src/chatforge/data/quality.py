@@ -14,9 +14,12 @@ about +-0.05), which is why thresholds are well away from the decision that matt
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from chatforge.data.toolcalls import tools_of
 
 NEAR_DUPLICATE = 0.8  # estimated Jaccard of the whole example's shingles
 SAME_QUESTION = 0.9  # questions at least this similar are "the same question"
@@ -38,6 +41,7 @@ class Item:
     prompt: str  # the user turns (system prompt left out: it is often the same everywhere)
     answers: list[tuple[int, str]]  # (message index, content) of every assistant message
     pairs: list[tuple[str, str]]  # (question, answer) per assistant turn
+    context: str = ""  # what else the answers depend on: system prompts, tool definitions and tool results
 
     @property
     def where(self) -> str:
@@ -63,7 +67,10 @@ def items(sources) -> list[Item]:
                 answers.append((i, m["content"]))
                 pairs.append((question, m["content"]))
         prompt = "\n".join(m["content"] for m in ex if m["role"] == "user")
-        out.append(Item(file, line, prompt, answers, pairs))
+        context = [m["content"] for m in ex if m["role"] in ("system", "tool")]
+        if tools_of(ex):
+            context.append(json.dumps(tools_of(ex), sort_keys=True, ensure_ascii=False))
+        out.append(Item(file, line, prompt, answers, pairs, "\n".join(context)))
     return out
 
 
@@ -156,13 +163,14 @@ def _near_duplicates(its: list[Item], add) -> None:
 
 
 def _contradictions(its: list[Item], add) -> None:
-    """The same (or nearly the same) question with a different answer: the model learns both, or neither."""
+    """The same (or nearly the same) question with a different answer: the model learns both, or neither. Only
+    in the same context: another system prompt, other tools or other tool results may rightly change the answer."""
     questions = [_norm(it.prompt) for it in its]
     answers = [_norm("\n".join(a for _, a in it.answers)) for it in its]
     a_hashes, _ = _minhashes(answers)
     for i, hits in _similar_groups(questions, SAME_QUESTION):
-        differ = [(j, s) for j, s in hits
-                  if answers[j] != answers[i] and a_hashes[i].jaccard(a_hashes[j]) < SAME_ANSWER]
+        differ = [(j, s) for j, s in hits if its[j].context == its[i].context
+                  and answers[j] != answers[i] and a_hashes[i].jaccard(a_hashes[j]) < SAME_ANSWER]
         if differ:
             add(its[i], "contradiction", f"same question as {_names(differ, its)} but a different answer")
 
@@ -219,7 +227,8 @@ def _check_answers(it: Item, add) -> None:
             add(it, "placeholder_answer", f"{at} is only {answer.strip()[:40]!r}")
             continue
         if looks_truncated(answer):
-            add(it, "truncated_answer", f"{at} ends mid-sentence: ...{_tail(answer)!r}")
+            add(it, "truncated_answer", f"{at} has a ``` code block that is never closed" if _unclosed_code(answer)
+                else f"{at} ends mid-sentence: ...{_tail(answer)!r}")
         q, a = script(question), script(answer)
         if q and a and q != a:
             add(it, "language_mismatch", f"the question is in {q} script, {at} in {a}")
@@ -267,8 +276,11 @@ _KEYS = [
     ("Slack token", re.compile(r"(?<!\w)xox[abprs]-[A-Za-z0-9-]{10,}")),
     ("private key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
     ("secret", re.compile(r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|password|passwd)\b"
-                          r"\s*[:=]\s*['\"]?([A-Za-z0-9_\-/+.=]{12,})")),
+                          r"\s*[:=]\s*['\"]?([A-Za-z0-9_\-/+.=]{11,}[A-Za-z0-9_\-/+=])")),  # not a full stop
 ]
+# A value that stands in for one in an example or a code sample (password="yourpassword", YOUR_API_KEY_HERE,
+# yourname@yourdomain.com, sk-xxxxxxxxxxxxxxxx): there is nothing to protect.
+_PLACEHOLDER_VALUE = re.compile(r"(?:^|[@._-])your|x{6,}|\*{6,}|placeholder|changeme|@domain\.", re.I)
 
 
 def luhn(digits: str) -> bool:
@@ -303,6 +315,8 @@ def find_personal_data(text: str) -> list[tuple[str, str]]:
 
     def take(kind: str, m: re.Match, group: int = 0) -> None:
         span = m.span(group)
+        if _PLACEHOLDER_VALUE.search(m.group(group)):
+            return
         if not any(a < span[1] and span[0] < b for a, b in taken):
             taken.append(span)
             found.append((kind, m.group(group)))
@@ -363,7 +377,7 @@ def looks_truncated(answer: str) -> bool:
     a = answer.rstrip()
     if not a:
         return False
-    if a.count("```") % 2:
+    if _unclosed_code(a):
         return True
     if "://" in a.split()[-1]:  # ends with a URL (which may end in '/')
         return False
@@ -379,6 +393,10 @@ def looks_truncated(answer: str) -> bool:
         return True
     sentence = re.split(r"[.!?。！？]\s", last_line)[-1]
     return sentence.count("(") > sentence.count(")") or sentence.count("（") > sentence.count("）")
+
+
+def _unclosed_code(answer: str) -> bool:
+    return answer.count("```") % 2 == 1
 
 
 _CODE = re.compile(r"[=(){}\[\]<>\"'`]")

@@ -54,7 +54,8 @@ def histogram(lengths: list[int], bins: int = 8, width: int = 30) -> list[str]:
     for n in lengths:
         counts[min(bins - 1, (n - lo) // step)] += 1
     top = max(counts)
-    return [f"{lo + i * step:>6}-{lo + (i + 1) * step - 1:<6}| {'#' * max(c > 0, round(width * c / top)):<{width}} {c}"
+    return [f"{lo + i * step:>6}-{min(hi, lo + (i + 1) * step - 1):<6}| "
+            f"{'#' * max(c > 0, round(width * c / top)):<{width}} {c}"
             for i, c in enumerate(counts) if lo + i * step <= hi]
 
 

@@ -90,3 +90,24 @@ def test_check_uses_trains_max_length_and_says_when_train_would_refuse(run_cli, 
     assert code == 2 and "2 of 10 rows (20%) would be dropped" in err
     code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate", "--max-length", "4096")
     assert code == 0 and "would refuse" not in out
+
+
+def test_histogram_bins_end_at_the_longest_example():
+    from chatforge.data.stats import histogram
+
+    lines = histogram([584] + [1024] * 40)
+    assert lines[-1].split("|")[0].split() == ["976-1024"] and lines[0].startswith("   584-")
+
+
+def test_estimate_says_how_many_examples_the_default_run_trains_on(run_cli, tiny_model, tmp_path):
+    """The auto epochs of the statistics count every example; the default run holds out its eval split and
+    may therefore choose other epochs: the estimate line says on how many examples."""
+    rows = [{"messages": [{"role": "user", "content": f"Question number {i} about the lamp?"},
+                          {"role": "assistant", "content": f"Answer number {i}."}]} for i in range(40)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run_cli("check", data, "--model", tiny_model, "--max-length", "64", "--json")
+    est = json.loads(out)["estimate"]
+    assert code == 0 and 0 < est["train_examples"] < 40
+    code, out, _ = run_cli("check", data, "--model", tiny_model, "--max-length", "64")
+    assert f"epochs of {est['train_examples']} examples (the others held out or dropped)" in out

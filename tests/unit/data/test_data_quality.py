@@ -154,9 +154,51 @@ def test_a_decimal_number_is_not_a_card_number():
 
 
 def test_each_finding_is_reported_once_per_row(tokenizer, tmp_path):
-    code = ("server.login('yourname@gmail.com', pw)\nmsg['From'] = 'yourname@gmail.com'\n"
-            "server.sendmail('yourname@gmail.com', to, text)\n")
+    code = ("server.login('jdoe1984@gmail.com', pw)\nmsg['From'] = 'jdoe1984@gmail.com'\n"
+            "server.sendmail('jdoe1984@gmail.com', to, text)\n")
     rows = [{"messages": [{"role": "user", "content": "Send a mail"}, {"role": "assistant", "content": code},
                           {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes: " + code}]}]
     _, report = check(tokenizer, write(tmp_path / "m.jsonl", rows))
-    assert classes(report, "personal_data") == [(1, "e-mail address yo**************om in messages[1]")]
+    assert classes(report, "personal_data") == [(1, "e-mail address jd**************om in messages[1]")]
+
+
+def test_placeholder_credentials_in_code_samples_are_not_secrets():
+    code = ("db = connect(user='yourusername', password=\"yourpassword\")\n"
+            "server.login('yourname@yourdomain.com', 'x')\nAPI_KEY = 'YOUR_API_KEY_HERE'\n"
+            "client = OpenAI(api_key='sk-xxxxxxxxxxxxxxxxxxxxxxxx')\nmail = 'user@domain.com'")
+    assert find_personal_data(code) == []
+    assert find_personal_data("password = 'Tr0ub4dor3x9q'") == [("secret", "Tr0ub4dor3x9q")]
+
+
+def test_a_secret_ends_before_the_full_stop():
+    assert find_personal_data("Here is your new password: A1b2C3d4E5f6. Keep it safe.") == [
+        ("secret", "A1b2C3d4E5f6")]
+
+
+def tool_chat(question, tools_name, answer):
+    return {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+            "tools": json.dumps([{"name": tools_name, "description": f"Use {tools_name}",
+                                  "parameters": {"type": "object", "properties": {}}}])}
+
+
+def test_same_question_in_another_context_is_no_contradiction(tokenizer, tmp_path):
+    """Another system prompt or other tools rightly change the answer: only the same context contradicts."""
+    q = "Can you please book a flight for me from New York to London?"
+    rows = [tool_chat(q, "calculate_mortgage", "I'm sorry, I can only calculate mortgage payments for you."),
+            tool_chat(q, "generate_invoice", "Sorry, booking flights is not possible: I can generate invoices."),
+            {"messages": [{"role": "system", "content": "You answer for the cardiology department."},
+                          {"role": "user", "content": "How long is the warranty of the Lumora lamp?"},
+                          {"role": "assistant", "content": "The warranty lasts two years."}]},
+            {"messages": [{"role": "system", "content": "You answer for the garden department."},
+                          {"role": "user", "content": "How long is the warranty of the Lumora lamp?"},
+                          {"role": "assistant", "content": "There is no warranty on lamps at all."}]},
+            tool_chat(q, "generate_invoice", "No, I cannot do that; I only make invoices, nothing else today.")]
+    _, report = check(tokenizer, write(tmp_path / "t.jsonl", rows))
+    found = classes(report, "contradiction")
+    assert [line for line, _ in found] == [5] and "t.jsonl:2" in found[0][1] and "t.jsonl:1" not in found[0][1]
+
+
+def test_an_unclosed_code_block_says_so(tokenizer, tmp_path):
+    rows = FILLER + [qa("How do I print in Python?", "Like this:\n```python\nprint('hi')\nHope that helps!")]
+    _, report = check(tokenizer, write(tmp_path / "u.jsonl", rows))
+    assert classes(report, "truncated_answer") == [(5, "the answer has a ``` code block that is never closed")]
