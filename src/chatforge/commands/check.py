@@ -157,22 +157,25 @@ def _system_prompt_lines(sp: dict) -> list[str]:
 
 
 def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> str:
+    from collections import Counter
+
     from chatforge.data.stats import format_duration
-    from chatforge.data.validate import CLASSES
+    from chatforge.data.validate import CLASSES, collapse, describe
 
     s = prepared.stats
     fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
     out = [f"{data}: {prepared.rows} rows, format {fmts} ({prepared.kind})"]
     if getattr(prepared, "columns", None):  # preference data has no column mapping
         out.append(f"columns: {prepared.columns.describe()}")
-    shown: dict[str, int] = {}
-    for p in report.problems:
-        shown[p.cls] = shown.get(p.cls, 0) + 1
-        if shown[p.cls] <= PER_CLASS:
-            out.append(f"  {p.severity}: {p}")
-    for cls, n in report.counts().items():
-        if n > PER_CLASS:
-            out.append(f"  ... {n - PER_CLASS} more {CLASSES[cls][0]} (--json lists all)")
+    shown, hidden = Counter(), Counter()
+    for p, lines in collapse(report.problems):  # a run of one mistake is one line
+        if shown[p.cls] < PER_CLASS:
+            shown[p.cls] += 1
+            out.append(f"  {p.severity}: {describe(p, lines)}")
+        else:
+            hidden[p.cls] += len(lines)
+    for cls, n in hidden.items():
+        out.append(f"  ... {n} more {CLASSES[cls][0]} (--json lists all)")
     if report.problems:
         out.append("problems: " + ", ".join(f"{CLASSES[k][0]} ({CLASSES[k][1]}): {n}"
                                             for k, n in report.counts().items()))

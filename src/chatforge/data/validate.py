@@ -86,6 +86,31 @@ class Problem:
         return f"{self.file}:{self.line}: {CLASSES[self.cls][0]}: {self.message}"
 
 
+def collapse(problems: list[Problem]) -> list[tuple[Problem, list[int]]]:
+    """The problems in order, a run of one mistake (same file, class, severity and message) as one entry with
+    all its lines: a file of the wrong layout is one message, not the same one for each of its rows."""
+    out: list[tuple[Problem, list[int]]] = []
+    for p in problems:
+        last = out[-1][0] if out else None
+        if last is not None and (last.file, last.cls, last.severity, last.message) == (p.file, p.cls, p.severity,
+                                                                                         p.message):
+            out[-1][1].append(p.line)
+        else:
+            out.append((p, [p.line]))
+    return out
+
+
+def describe(problem: Problem, lines: list[int]) -> str:
+    """One entry of `collapse` as a line: file:line: problem, and for a run the lines of the others."""
+    rest = lines[1:]
+    if not rest:
+        return str(problem)
+    where = (f"lines {rest[0]}-{rest[-1]}" if len(rest) > 1 and rest == list(range(rest[0], rest[0] + len(rest)))
+             else ("line " if len(rest) == 1 else "lines ") + ", ".join(map(str, rest[:5]))
+             + (", ..." if len(rest) > 5 else ""))
+    return f"{problem} (the same on {where}: {len(lines)} rows)"
+
+
 @dataclass
 class Report:
     problems: list[Problem] = field(default_factory=list)
@@ -110,9 +135,10 @@ class Report:
     def summary(self, problems: list[Problem] | None = None, limit: int = 10) -> str:
         """The first `limit` problems (default: the errors), one per line, then their counts per class."""
         chosen = self.errors if problems is None else problems
-        lines = [str(p) for p in chosen[:limit]]
-        if len(chosen) > limit:
-            lines.append(f"... and {len(chosen) - limit} more")
+        entries = collapse(chosen)
+        lines = [describe(p, at) for p, at in entries[:limit]]
+        if len(entries) > limit:
+            lines.append(f"... and {sum(len(at) for _, at in entries[limit:])} more")
         counts = Counter(p.cls for p in chosen)
         lines.append("counts: " + ", ".join(f"{CLASSES[k][0]}: {counts[k]}" for k in CLASSES if counts[k]))
         return "\n".join(lines)

@@ -111,3 +111,17 @@ def test_estimate_says_how_many_examples_the_default_run_trains_on(run_cli, tiny
     assert code == 0 and 0 < est["train_examples"] < 40
     code, out, _ = run_cli("check", data, "--model", tiny_model, "--max-length", "64")
     assert f"epochs of {est['train_examples']} examples (the others held out or dropped)" in out
+
+
+def test_a_file_of_one_mistake_is_one_line_not_one_per_row(run_cli, tmp_path):
+    # a CSV of another layout: every row has the same problem; check and train name it once, with its lines
+    path = tmp_path / "med.csv"
+    path.write_text("department,title,ask,reply\n" + "".join(f"heart,q{i},ask {i},answer {i}\n" for i in range(30)))
+    code, out, _ = run_cli("check", path, "--no-estimate")
+    assert code == 2
+    lines = [line for line in out.splitlines() if "unknown format:" in line]
+    assert len(lines) == 1 and f"{path}:2: unknown format:" in lines[0]
+    assert lines[0].endswith("(the same on lines 3-31: 30 rows)")
+    assert "more unknown format" not in out
+    code, _, err = run_cli("train", "--data", path, "--out", tmp_path / "run")
+    assert code == 2 and err.count("cannot tell the format") == 1 and "30 rows)" in err
