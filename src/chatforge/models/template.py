@@ -158,10 +158,12 @@ def tokenize_chat(tokenizer, text: str, messages: list[dict], *, tools: list[dic
     run, exactly as before; otherwise the template's pieces and the contents are tokenized one by one."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    special, firsts = set(added), {token[:1] for token in added.values()}
     count = sum(1 for i in ids if i in special)
-    if not count:
-        return ids, offsets
+    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    if not count or not any(ch in c for c in contents for ch in firsts):
+        return ids, offsets  # no content could hold a special token's string (each holds its first character)
     split = _split_contents(tokenizer, text, messages, tools, add_generation_prompt)
     if split is None or sum(1 for i in _ids(tokenizer, "".join(split[0::2])) if i in special) == count:
         return ids, offsets  # (an odd template, or every special token is the template's own)
