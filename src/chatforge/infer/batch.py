@@ -6,7 +6,9 @@ A Batch is a running set of sequences (B rows) over one KV cache (T columns). Th
                                  and join the unfinished ones to the running rows
     step()                       feed every row its last token (B, 1) -> logits (B, V) -> next tokens (B,)
     evict(ids)                   drop rows (a client went away); finished rows leave by themselves
-    each call returns the Updates (new text, the Completion once done) of the rows that changed.
+    each call returns the Updates (new text, the Completion once done) of the rows that changed; a row whose own
+    sampling or text fails leaves with an Update carrying the error (the model's forward failing is everyone's:
+    it raises).
 
 Engine.generate admits a whole batch and steps until it is empty; serve's scheduler admits requests between
 steps as they arrive (continuous batching).
@@ -121,9 +123,10 @@ class Batch:
                      else (0, []) for p in prompts]
             cache, attention, logits = self._prefill(prompts, reuse)  # attention (B_new, T_new), logits (B_new, V)
             seqs = [engine.new_sequence(p, sp, cached=n) for p, sp, (n, _) in zip(prompts, params, reuse)]
-            first = sample(logits, [s.sampler for s in seqs])  # (B_new,)
+            failed: dict[int, Exception] = {}
+            first = sample(logits, [s.sampler for s in seqs], failed)  # (B_new,)
             self.seqs.update(zip(ids, seqs))
-            updates, keep = self._push(ids, first, attention, cancelled, cache)
+            updates, keep = self._push(ids, first, attention, cancelled, cache, failed)
         except Exception as e:
             for i in ids:
                 self.seqs.pop(i, None)
@@ -142,8 +145,9 @@ class Batch:
         self.attention = torch.cat([self.attention, self.attention.new_ones(self.size, 1)], dim=1)  # (B, T+1)
         positions = self.attention.sum(-1, keepdim=True) - 1  # (B, 1): each row's own next position
         logits, self.cache = self.engine.forward(self.next_ids[:, None], self.attention, positions, self.cache)
-        self.next_ids = sample(logits, [self.seqs[i].sampler for i in self.ids])  # (B,)
-        updates, keep = self._push(self.ids, self.next_ids, self.attention, cancelled, self.cache)
+        failed: dict[int, Exception] = {}  # row -> why its sampling failed (that row alone ends)
+        self.next_ids = sample(logits, [self.seqs[i].sampler for i in self.ids], failed)  # (B,)
+        updates, keep = self._push(self.ids, self.next_ids, self.attention, cancelled, self.cache, failed)
         self._keep(keep)
         self.follow.poll()
         return updates
@@ -190,8 +194,10 @@ class Batch:
         logits, cache = engine.forward(input_ids, attention, positions, cache)
         return cache, attention, logits
 
-    def _push(self, ids: list[int], tokens, attention, cancelled, cache) -> tuple[list[Update], list[int]]:
-        """Hand each row its sampled token; return the Updates and the rows that go on."""
+    def _push(self, ids: list[int], tokens, attention, cancelled, cache,
+              failed: dict[int, Exception]) -> tuple[list[Update], list[int]]:
+        """Hand each row its sampled token; return the Updates and the rows that go on. A row whose sampling
+        (`failed`) or text fails leaves with its error; the others are not affected by it."""
         updates, keep = [], []
         lengths = attention.sum(-1).tolist()  # real tokens of each row (in the cache)
         for row, i in enumerate(ids):
@@ -200,7 +206,14 @@ class Batch:
                 del self.seqs[i]
                 continue
             room = self.engine.context_length - int(lengths[row]) - 1  # positions left after this token
-            delta = seq.push(int(tokens[row]), room)
+            try:
+                if row in failed:
+                    raise failed[row]
+                delta = seq.push(int(tokens[row]), room)
+            except Exception as e:
+                updates.append(Update(i, "", error=e))
+                del self.seqs[i]
+                continue
             if delta or seq.finished:
                 updates.append(Update(i, delta, seq.finished))
             if seq.finished:

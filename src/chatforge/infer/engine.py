@@ -102,7 +102,7 @@ class Engine:
                 updates = batch.admit(new, [prompts[i] for i in new], [params[i] for i in new])
             else:
                 updates = batch.step()
-            for u in updates:
+            for u in _raise_errors(updates):
                 if u.done:
                     results[u.index] = u.done
                     if on_done:
@@ -121,7 +121,7 @@ class Engine:
         updates = batch.admit(list(range(len(prompts))), prompts, params, cancelled)
         while True:
             if updates:
-                yield updates
+                yield _raise_errors(updates)
             if not batch.size:
                 return
             updates = batch.step(cancelled)
@@ -186,3 +186,11 @@ class Engine:
             # layers keep PyTorch's int8 kernel (models/int8.py), which eager decoding already uses.
             self._compiled = torch.compile(self.model, fullgraph=True, options={"freezing": True})
         return self._compiled
+
+
+def _raise_errors(updates: list[Update]) -> list[Update]:
+    """The Updates, unless one ended its sequence with an error: one caller waits for all of them, so it fails."""
+    for u in updates:
+        if u.error is not None:
+            raise u.error
+    return updates

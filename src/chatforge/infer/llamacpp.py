@@ -53,8 +53,10 @@ class LlamaTokenizer:
         self.bos_token = self.convert_ids_to_tokens(bos) if bos is not None and bos >= 0 else ""
         self.pad_token_id = None
 
-    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
-        return {"input_ids": self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)}
+    def __call__(self, text: str, add_special_tokens: bool = True, split_special_tokens: bool = False) -> dict:
+        # split_special_tokens: special-token strings in `text` are text (as for transformers' tokenizers)
+        return {"input_ids": self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens,
+                                               special=not split_special_tokens)}
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return self.llm.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", errors="replace")
@@ -135,7 +137,8 @@ class LlamaCppBatch:
         try:  # all or none of the new sequences join; the running ones are untouched either way
             for prompt in prompts:
                 e.check_prompt(prompt)
-            new = {i: Sequence(prompt, p, e.tokenizer, e.eot_ids, 0, "cpu") for i, prompt, p in zip(ids, prompts, params)}
+            new = {i: Sequence(prompt, p, e.tokenizer, e.eot_ids, 0, "cpu")
+                   for i, prompt, p in zip(ids, prompts, params)}
         except Exception as error:
             raise AdmitFailed(error) from error
         self.rows.update(new)
@@ -147,14 +150,18 @@ class LlamaCppBatch:
         if not self.rows:
             return []
         i, seq = next(iter(self.rows.items()))
-        if self._tokens is None:
-            llm = self.engine.llm
-            if seq.params.seed is not None:
-                llm.set_seed(int(seq.params.seed) % 2**32)
-            self._tokens = llm.generate(seq.prompt, reset=True, **sampling_kwargs(seq.params))
-        token = next(self._tokens)
-        room = self.engine.context_length - len(seq.prompt) - len(seq.ids) - 1
-        delta = seq.push(int(token), room)
+        try:  # a failure here is this sequence's alone: it leaves with its error, the queued ones go on
+            if self._tokens is None:
+                llm = self.engine.llm
+                if seq.params.seed is not None:
+                    llm.set_seed(int(seq.params.seed) % 2**32)
+                self._tokens = llm.generate(seq.prompt, reset=True, **sampling_kwargs(seq.params))
+            token = next(self._tokens)
+            room = self.engine.context_length - len(seq.prompt) - len(seq.ids) - 1
+            delta = seq.push(int(token), room)
+        except Exception as error:
+            self._end_first()
+            return [Update(i, "", error=error)]
         if seq.finished:
             self._end_first()
         return [Update(i, delta, seq.finished)] if delta or seq.finished else []

@@ -88,32 +88,43 @@ class SamplerState:
             self.counts[token] += 1
 
 
-def sample(logits, states: list[SamplerState]):
-    """logits (B, V) float32 -> next ids (B,) long, one row per state."""
-    import torch
-
+def sample(logits, states: list[SamplerState], failed: dict[int, Exception] | None = None):
+    """logits (B, V) float32 -> next ids (B,) long, one row per state. With `failed`, a row whose sampling raises
+    (its settings, or NaN logits of its own) is recorded there (row -> error) instead of failing every row; its
+    id is then meaningless."""
     next_ids = logits.argmax(dim=-1)
     for i, st in enumerate(states):
-        p = st.params
-        if p.plain_greedy:
+        if st.params.plain_greedy:
             continue
-        row = _penalize(logits[i], st) if p.penalized else logits[i]
-        if p.temperature <= 0:
-            next_ids[i] = row.argmax()
-            continue
-        row = row / p.temperature
-        if p.top_k and p.top_k < row.shape[0]:
-            kth = torch.topk(row, p.top_k).values[-1]
-            row = row.masked_fill(row < kth, float("-inf"))
-        probs = torch.softmax(row, dim=-1)
-        if p.top_p < 1.0:
-            sorted_p, idx = probs.sort(descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < p.top_p  # always keeps the top token
-            probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
-        if p.min_p > 0:
-            probs = probs.masked_fill(probs < p.min_p * probs.max(), 0.0)
-        next_ids[i] = torch.multinomial(probs, 1, generator=st.generator)[0]
+        try:
+            next_ids[i] = _sample_row(logits[i], st)
+        except Exception as e:
+            if failed is None:
+                raise
+            failed[i] = e
     return next_ids
+
+
+def _sample_row(row, st: SamplerState):
+    """(V,) logits -> the next id (a 0-d tensor) of one sequence that is not plain greedy."""
+    import torch
+
+    p = st.params
+    row = _penalize(row, st) if p.penalized else row
+    if p.temperature <= 0:
+        return row.argmax()
+    row = row / p.temperature
+    if p.top_k and p.top_k < row.shape[0]:
+        kth = torch.topk(row, p.top_k).values[-1]
+        row = row.masked_fill(row < kth, float("-inf"))
+    probs = torch.softmax(row, dim=-1)
+    if p.top_p < 1.0:
+        sorted_p, idx = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < p.top_p  # always keeps the top token
+        probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
+    if p.min_p > 0:
+        probs = probs.masked_fill(probs < p.min_p * probs.max(), 0.0)
+    return torch.multinomial(probs, 1, generator=st.generator)[0]
 
 
 def _penalize(row, st: SamplerState):

@@ -22,11 +22,13 @@ class Completion:
 
 @dataclass
 class Update:
-    """What one decode step produced for one sequence: new text, and the Completion once it has finished."""
+    """What one decode step produced for one sequence: new text, and the Completion once it has finished; or the
+    error that ended it alone (its sampling or its text failed; the other rows of the batch go on)."""
 
     index: int
     delta: str
     done: Completion | None = None
+    error: Exception | None = None
 
 
 class Sequence:

@@ -137,8 +137,8 @@ def encode_prompt(tokenizer, messages: list[dict], *, tools: list[dict] | None =
     """Messages -> prompt token ids ending with the assistant header (and `prefix`, the start of the answer
     the model must continue, e.g. a forced tool call), ready for generation."""
     text = render(tokenizer, messages, add_generation_prompt=True, tools=tools) + prefix
-    if not getattr(tokenizer, "is_fast", False):  # llama.cpp's (infer/llamacpp.py): it parses special tokens anywhere
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not getattr(tokenizer, "is_fast", False):  # llama.cpp's (infer/llamacpp.py): no offsets, no added-token table
+        return _tokenize_segments(tokenizer, text, messages, tools)
     return tokenize_chat(tokenizer, text, messages, tools=tools, add_generation_prompt=True)[0]
 
 
@@ -177,8 +177,26 @@ def tokenize_chat(tokenizer, text: str, messages: list[dict], *, tools: list[dic
     return ids, offsets
 
 
-def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def _ids(tokenizer, text: str, as_text: bool = False) -> list[int]:
+    """as_text: special-token strings in `text` are tokenized as text."""
+    extra = {"split_special_tokens": True} if as_text else {}
+    return tokenizer(text, add_special_tokens=False, **extra)["input_ids"]
+
+
+def _tokenize_segments(tokenizer, text, messages, tools) -> list[int]:
+    """tokenize_chat for a tokenizer that only tokenizes (llama.cpp's): the prompt in one run, unless a message's
+    content tokenizes differently as text, i.e. holds a special token's string; then piece by piece."""
+    ids = _ids(tokenizer, text)
+    split = _split_contents(tokenizer, text, messages, tools, True)
+    if split is None:
+        return ids
+    contents = [_ids(tokenizer, c, as_text=True) for c in split[1::2]]
+    if all(as_text == _ids(tokenizer, c) for as_text, c in zip(contents, split[1::2])):
+        return ids
+    out: list[int] = []
+    for k, segment in enumerate(split):
+        out += contents[k // 2] if k % 2 else _ids(tokenizer, segment)
+    return out
 
 
 def _split_contents(tokenizer, text, messages, tools, add_generation_prompt) -> list[str] | None:

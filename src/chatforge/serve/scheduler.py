@@ -197,6 +197,10 @@ class Scheduler:
     def _deliver(self, updates: list[Update]) -> None:
         for u in updates:
             job = self._jobs[u.index]
+            if u.error is not None:  # this request's sampling or text failed; the batch goes on
+                log.error("generation failed for one request", exc_info=u.error)
+                self._fail(u.error, [job])
+                continue
             job.post(u)
             if u.done is not None:
                 job.finished = True

@@ -126,3 +126,37 @@ def test_a_failed_admission_leaves_the_running_rows_as_they_were(engine, monkeyp
     while batch.size:
         _collect(batch.step(), texts, done)
     assert done[0].token_ids == alone.token_ids and texts[0] == alone.text
+
+
+def test_a_row_whose_sampling_fails_mid_answer_leaves_alone_with_its_error(engine, monkeypatch):
+    # a row's own settings or NaN logits: that request fails (serve answers it with an error), the others finish
+    # exactly as they would alone; one caller waiting for all (Engine.generate) gets the error
+    from chatforge.infer import sampling
+
+    prompts = [engine.encode_text(t) for t in TEXTS[:3]]
+    params = [SamplingParams(max_tokens=8, temperature=0.8, seed=s) for s in (1, 13, 2)]
+    alone = [engine.generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    calls, sample_row = {"n": 0}, sampling._sample_row
+
+    def failing(row, st):
+        if st.params.seed == 13:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return sample_row(row, st)
+
+    monkeypatch.setattr(sampling, "_sample_row", failing)
+    batch, texts, done, errors = engine.new_batch(), {}, {}, {}
+    updates = batch.admit([0, 1, 2], prompts, params)
+    while True:
+        errors.update((u.index, u.error) for u in updates if u.error is not None)
+        _collect(updates, texts, done)
+        if not batch.size:
+            break
+        updates = batch.step()
+    assert set(errors) == {1} and "probability tensor" in str(errors[1]) and 1 not in done
+    for i in (0, 2):
+        assert done[i].token_ids == alone[i].token_ids and texts[i] == alone[i].text
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="probability tensor"):
+        engine.generate(prompts, params)

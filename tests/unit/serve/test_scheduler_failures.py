@@ -62,3 +62,35 @@ def test_one_failing_request_fails_alone():
     answers, after, stats = asyncio.run(run())
     assert answers == ["ok", "ok", "error: cannot take this prompt", "ok"]
     assert after == "ok" and stats["failed"] == 1
+
+
+class FlakyBatch(PickyBatch):
+    """Its step fails one sequence (a prompt holding POISON) by itself, with an error Update, as Batch does when
+    one row's sampling or text fails."""
+
+    def admit(self, ids, prompts, params, cancelled=None):
+        self.poisoned = getattr(self, "poisoned", set()) | {i for i, p in zip(ids, prompts) if POISON in p}
+        self.left.update((i, 3) for i in ids)
+        return []
+
+    def step(self, cancelled=None):
+        failed = [Update(i, "", error=ValueError("this row's sampling failed")) for i in self.left
+                  if i in self.poisoned and self.left[i] == 2]
+        for u in failed:
+            del self.left[u.index]
+        return failed + super().step(cancelled)
+
+
+def test_a_request_failing_mid_answer_fails_alone():
+    async def run():
+        s = scheduler.Scheduler(object(), batcher=FlakyBatch, batch_window=0.05)
+        s.start()
+        jobs = [s.submit(p, SamplingParams(max_tokens=3)) for p in ([1], [2, POISON], [3])]
+        answers = await asyncio.gather(*map(_answer, jobs))
+        after = await _answer(s.submit([5], SamplingParams(max_tokens=3)))
+        s.stop()
+        return answers, after, s.stats
+
+    answers, after, stats = asyncio.run(run())
+    assert answers == ["ok", "error: this row's sampling failed", "ok"]
+    assert after == "ok" and stats["failed"] == 1 and stats["completed"] == 3
