@@ -384,10 +384,13 @@ def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
     from chatforge.config import from_mapping, load_yaml
 
     how = "start a new run with another --out"
-    recorded = _read_json(run_dir / "run.json").get("data_sha256")
-    if recorded and data_sha256(cfg.data) != recorded:
-        raise ChatforgeError(f"--resume: the training data {cfg.data} changed since the run in {run_dir} started; "
-                             "resuming would not continue that run", hint=f"to train on the changed data, {how}")
+    facts = _read_json(run_dir / "run.json")
+    for key, what, path in (("data_sha256", "the training data", cfg.data),
+                            ("eval_data_sha256", "the --eval-data", cfg.eval_data)):
+        # the eval data too: its loss curve (and the best checkpoint) would mix two held-out sets
+        if facts.get(key) and data_sha256(path) != facts[key]:
+            raise ChatforgeError(f"--resume: {what} {path} changed since the run in {run_dir} started; resuming "
+                                 "would not continue that run", hint=f"to train on the changed data, {how}")
     path = run_dir / "config.yaml"
     data, lines = load_yaml(path) if path.is_file() else ({}, {})
     before = from_mapping(TrainConfig, data, str(path), lines)
@@ -694,7 +697,8 @@ def _run_facts(run: Run) -> dict:
     return {"base_model": _portable_spec(run.cfg.model), "method": run.cfg.method, "kind": run.kind,
             "system_prompt": system_prompt(run.stats) if run.kind == "chat" else None,
             "data": run.cfg.data, "data_sha256": data_sha256(run.cfg.data), "eval_data": run.cfg.eval_data,
-            "device": str(args.device), "precision": run.precision, "attention": run.attention,
+            "eval_data_sha256": data_sha256(run.cfg.eval_data), "device": str(args.device),
+            "precision": run.precision, "attention": run.attention,
             "processes": args.world_size, "torch": torch.__version__,
             "fused_head": run.trainer.head is not None,  # LM head + loss fused in chunks (train/loss.py)
             "resumed_from": str(run.resume_from) if run.resume_from else None,

@@ -71,3 +71,17 @@ def test_more_steps_at_a_constant_learning_rate_resume_exactly(make_cfg, tmp_pat
     losses = [{r["step"]: r["loss"] for r in read_metrics(d) if "loss" in r} for d in (reference, run)]
     assert sorted(losses[0]) == sorted(losses[1]) == [1, 2, 3, 4, 5]
     assert max(abs(losses[0][s] - losses[1][s]) for s in losses[0]) <= 1e-6
+
+
+def test_resume_refuses_changed_eval_data(make_cfg, own_data, run_cli):
+    lines = own_data.read_text(encoding="utf-8").splitlines(True)
+    held = own_data.parent / "held.jsonl"
+    own_data.write_text("".join(lines[:-4]), encoding="utf-8")
+    held.write_text("".join(lines[-4:]), encoding="utf-8")
+    cfg = make_cfg(data=str(own_data), eval_data=str(held), max_steps=2, save_every=1, eval_every=1)
+    code, _, err = run_cli(*cli_args(cfg))
+    assert code == 0, err
+    held.write_text("".join(lines[-4:-1]), encoding="utf-8")  # the same path, one conversation fewer
+    code, _, err = run_cli("train", "--out", cfg.out, "--resume")
+    assert code == 2 and "Traceback" not in err, err
+    assert f"the --eval-data {held} changed since the run" in err, err
