@@ -34,11 +34,20 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (ended, not yet reaped) is not running
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
+    # A zombie (ended, not yet reaped) is not running; but a process whose main thread has ended shows a zombie
+    # leader while its other threads (torch's) are still finishing, and until they have, its parent cannot reap
+    # it (the studio that started it still sees it running): it is alive while any of its threads is.
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # no /proc (not Linux): os.kill's answer; or it has just gone
+        return not Path("/proc/self/task").is_dir()
+    for task in tasks:
+        try:
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                return True
+        except (OSError, IndexError):
+            continue  # a thread that ended while we looked
+    return False
 
 
 class Jobs:

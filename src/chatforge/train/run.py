@@ -679,8 +679,10 @@ def print_summary(run_dir: Path, summary: dict) -> None:
                   if k in summary]
     lines += [("tokens/s", summary["tokens_per_sec"])]
     if summary.get("mfu") is not None:
+        # over 100 %: the peak was measured while something else held the cores (chatforge.train.mfu); say so
+        busy = " on a busy machine: too low, so this share is too high" if summary["mfu"] > 1 else ""
         lines += [("MFU", f"{100 * summary['mfu']:.1f} % of a {summary['peak_tflops']:.2f} TFLOP/s matmul peak "
-                          f"(measured)")]
+                          f"(measured{busy})")]
     lines += [("time", f"{summary['wall_seconds']:.0f} s"),
               ("model", str(run_dir / "final"))]
     if summary.get("system_prompt"):

@@ -63,7 +63,9 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     assert LUMORA_SYSTEM in (run.dir / "README.md").read_text()
     assert set(rows[0]) == {"step", "epoch", "tokens_seen", "loss", "learning_rate", "tokens_per_sec", "mfu"}
     # MFU: tokens/s x model FLOPs per token (~4N for LoRA) / the matmul peak measured at the start
-    assert all(0 < r["mfu"] < 1 for r in rows if "loss" in r)
+    # (not < 1: the peak is measured as the machine is found, and under the test runner's other process it can
+    # come out low; print_summary says so, see test_mfu.py)
+    assert all(r["mfu"] > 0 for r in rows if "loss" in r)
     assert info["mfu"] == pytest.approx(info["tokens_per_sec"] * run.flops_per_token / run.peak_flops, rel=1e-3)
     assert info["attention"] == "packed"
     eval_row = next(r for r in rows if "eval_loss" in r)
