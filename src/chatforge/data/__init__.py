@@ -14,7 +14,8 @@ from pathlib import Path
 
 from chatforge.data.columns import ColumnMap, parse_columns, suggest
 from chatforge.data.encode import Encoded, TemplateError, apply_overlong, encode_chat, encode_text
-from chatforge.data.formats import FORMATS, Invalid, Row, canonical_keys, detect_format, read_rows, to_example
+from chatforge.data.formats import (FORMATS, Invalid, Row, canonical_keys, detect_format, position, read_rows,
+                                    to_example)
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_characters, check_messages, fingerprint
 from chatforge.errors import ChatforgeError
 
@@ -42,6 +43,11 @@ class _Source:
     file: str
     line: int
     example: list[dict] | str
+    record: int | None = None  # formats.Row.record
+
+    @property
+    def where(self) -> str:
+        return position(self.file, self.line, self.record)
 
 
 def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = None, format_option: bool = True
@@ -53,12 +59,13 @@ def _load(path, fmt: str | None, report: Report, columns: ColumnMap | None = Non
     sources = []
     for row in rows:
         if row.problem:
-            report.add(row.file, row.line, *row.problem)
+            report.add(row.file, row.line, *row.problem, record=row.record)
             continue
         try:
-            sources.append(_Source(row.file, row.line, _example(row, fmt, formats, columns, format_option)))
+            sources.append(_Source(row.file, row.line, _example(row, fmt, formats, columns, format_option),
+                                   row.record))
         except Invalid as e:
-            report.add(row.file, row.line, e.cls, e.message)
+            report.add(row.file, row.line, e.cls, e.message, record=row.record)
     return sources, formats, len(rows)
 
 
@@ -120,7 +127,7 @@ def _mark_duplicates(sources: list[_Source], report: Report) -> None:
     for s in sources:
         key = fingerprint(s.example)
         if key in first:
-            report.add(s.file, s.line, "duplicate", f"same as {first[key].file}:{first[key].line}")
+            report.add(s.file, s.line, "duplicate", f"same as {first[key].where}", record=s.record)
         else:
             first[key] = s
 
@@ -140,7 +147,7 @@ def _mark_leakage(sources: list[_Source], eval_path, fmt: str | None, report: Re
     for s in sources:
         hit = seen.get(fingerprint(s.example))
         if hit:
-            report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
+            report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.where}", record=s.record)
             leaked.add(id(s))
     return eval_sources, leaked
 
@@ -151,7 +158,7 @@ def _encode_chats(tokenizer, sources, max_length: int, overlong: str, report: Re
         try:
             full = encode_chat(tokenizer, s.example)
         except TemplateError as e:
-            report.add(s.file, s.line, "template_error", e.message)
+            report.add(s.file, s.line, "template_error", e.message, record=s.record)
             continue
         if len(full) > max_length:
             kept = apply_overlong(full, max_length, "truncate" if overlong == "truncate" else "drop")
@@ -159,7 +166,7 @@ def _encode_chats(tokenizer, sources, max_length: int, overlong: str, report: Re
             if overlong == "truncate" and kept is None:
                 what = "dropped: truncation would leave no trained token"
             report.add(s.file, s.line, "too_long", f"{len(full)} tokens > max length {max_length} ({what})",
-                       severity="error" if overlong == "error" else None, dropped=kept is None)
+                       severity="error" if overlong == "error" else None, dropped=kept is None, record=s.record)
             full = None if overlong == "error" else kept
         if full is not None:
             examples.append(full)
@@ -176,7 +183,7 @@ def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Re
         if len(ids) + 1 > max_length and overlong != "truncate":
             report.add(s.file, s.line, "too_long", f"document of {len(ids)} tokens > block size {max_length}"
                        f" ({'dropped' if overlong == 'drop' else 'refused'})",
-                       severity="error" if overlong == "error" else None, dropped=True)
+                       severity="error" if overlong == "error" else None, dropped=True, record=s.record)
             continue
         docs.append(s.example)
     return encode_text(tokenizer, docs, max_length), docs
@@ -207,8 +214,9 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
     if quality:
         from chatforge.data.quality import check_quality
 
-        check_quality([(s.file, s.line, s.example) for s in sources], report,
-                      [(s.file, s.line, s.example) for s in eval_sources] if eval_sources else None, strict=strict)
+        check_quality([(s.file, s.line, s.example, s.record) for s in sources], report,
+                      [(s.file, s.line, s.example, s.record) for s in eval_sources] if eval_sources else None,
+                      strict=strict)
     # rows that failed to read or validate never became sources; of the rest only leaking rows are dropped here
     # (by identity: the records of a one-line JSON array all share its line 1); quality findings never are
     sources = [s for s in sources if id(s) not in leaked]
@@ -252,6 +260,6 @@ def _refuse_preference_data(report: Report, prepared: Prepared) -> None:
     """Only preference data given to a chat method: one plain error at its first record, not a list of rows."""
     first = next((p for p in report.errors if p.cls == "preference_data"), None)
     if first and not prepared.examples:
-        raise ChatforgeError(f"{first.file}:{first.line}: {first.message}",
+        raise ChatforgeError(f"{first.where}: {first.message}",
                              hint="--method lora, full and freeze train on chat data (messages, conversations, "
                                   "question/answer, ...)")

@@ -2,7 +2,8 @@
 
 Files: .jsonl, .json (an array of records, or JSON Lines: either, whatever the extension), .csv (comma,
 semicolon or tab separated), .tsv (tab separated), .parquet, .txt, or a directory of them (UTF-8, with or
-without BOM; UTF-16 with its BOM). Every row keeps its file and line so that each problem can name them.
+without BOM; UTF-16 with its BOM). Every row keeps its file and line so that each problem can name them, and
+in a JSON array whose records share lines (all on one line) its record number too (Row.record, `position`).
 
 Formats (auto-detected from the first record's keys; `format=` forces one):
 
@@ -60,10 +61,17 @@ class Row:
     line: int
     value: Any = None
     problem: tuple[str, str] | None = None  # (class, message), see validate.CLASSES
+    record: int | None = None  # 1-based index in a JSON array whose records share lines (None: the line tells)
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return position(self.file, self.line, self.record)
+
+
+def position(file: str, line: int, record: int | None = None) -> str:
+    """Where a record is, as every message names it: file:line, and its record number where lines do not tell
+    records apart (a JSON array on one line, as json.dumps and pandas' to_json write it)."""
+    return f"{file}:{line}" + (f" (record {record})" if record is not None else "")
 
 
 class Invalid(Exception):
@@ -221,6 +229,12 @@ def _json(name: str, data: bytes) -> list[Row]:
             return _lines(name, data)
         except RecursionError:
             return [Row(name, 1, problem=("invalid_json", "nested too deeply"))]
+    return _numbered(_array(name, text, start))
+
+
+def _array(name: str, text: str, start: int) -> list[Row]:
+    """The elements of the JSON array at text[start] ('['), each numbered (Row.record): a problem in element n
+    is record n, a missing ',' after it record n too; text after the array is no record."""
     dec = json.JSONDecoder()
     rows, i, line, counted = [], start + 1, 1, 0
     while True:
@@ -232,21 +246,35 @@ def _json(name: str, data: bytes) -> list[Row]:
                     "invalid_json", "text after the end of the JSON array; it was not read")))
             return rows
         line, counted = line + text.count("\n", counted, i), i  # incremental: no O(n^2) on big files
+        record = len(rows) + 1
         try:
             value, i = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
             return rows + [Row(name, e.lineno, problem=("invalid_json", f"{json_error(e)}; the rest of the file "
-                                                                          "was not read"))]
+                                                                          "was not read"), record=record)]
         except RecursionError:
             return rows + [Row(name, line + text.count("\n", counted, i), problem=(
-                "invalid_json", "nested too deeply; the rest of the file was not read"))]
-        rows.append(Row(name, line, value))
+                "invalid_json", "nested too deeply; the rest of the file was not read"), record=record)]
+        rows.append(Row(name, line, value, record=record))
         i = _skip(text, i)
         if i < len(text) and text[i] == ",":
             i += 1
         elif not (i < len(text) and text[i] == "]"):
             return rows + [Row(name, text.count("\n", 0, i) + 1,
-                               problem=("invalid_json", "expected ',' or ']' after a record"))]
+                               problem=("invalid_json", "expected ',' or ']' after a record"), record=record)]
+
+
+def _numbered(rows: list[Row]) -> list[Row]:
+    """Record numbers kept only where some line holds more than one record: a pretty-printed array's rows stay
+    file:line, as users (and their editors) read them."""
+    records: dict[int, set[int]] = {}
+    for r in rows:
+        if r.record is not None:
+            records.setdefault(r.line, set()).add(r.record)
+    if all(len(on_line) == 1 for on_line in records.values()):
+        for r in rows:
+            r.record = None
+    return rows
 
 
 def _skip(text: str, i: int) -> int:

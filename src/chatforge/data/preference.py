@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong, encode_chat
-from chatforge.data.formats import Invalid, canonical_keys, content_text, read_rows, text_messages
+from chatforge.data.formats import Invalid, canonical_keys, content_text, position, read_rows, text_messages
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_messages
 from chatforge.errors import ChatforgeError
 
@@ -237,6 +237,11 @@ class _Source:
     file: str
     line: int
     pref: Preference
+    record: int | None = None  # formats.Row.record
+
+    @property
+    def where(self) -> str:
+        return position(self.file, self.line, self.record)
 
 
 def _load(path, report: Report) -> tuple[list[_Source], dict[str, str], int]:
@@ -245,20 +250,20 @@ def _load(path, report: Report) -> tuple[list[_Source], dict[str, str], int]:
     sources = []
     for row in rows:
         if row.problem:
-            report.add(row.file, row.line, *row.problem)
+            report.add(row.file, row.line, *row.problem, record=row.record)
             continue
         fmt = formats.get(row.file) or detect_preference(row.value)
         if fmt is None:
             keys = ", ".join(sorted(map(str, row.value))) if isinstance(row.value, dict) else type(row.value).__name__
             *layouts, last = LAYOUTS.values()
             report.add(row.file, row.line, "unknown_format", f"not a preference record ({keys}); expected "
-                       f"{', '.join(layouts)} or {last}")
+                       f"{', '.join(layouts)} or {last}", record=row.record)
             continue
         formats.setdefault(row.file, fmt)
         try:
-            sources.append(_Source(row.file, row.line, to_preference(fmt, row.value)))
+            sources.append(_Source(row.file, row.line, to_preference(fmt, row.value), row.record))
         except Invalid as e:
-            report.add(row.file, row.line, e.cls, e.message)
+            report.add(row.file, row.line, e.cls, e.message, record=row.record)
     kinds = {KINDS[f] for f in formats.values()}
     if len(kinds) > 1:
         raise ChatforgeError("the data mixes pairs and unpaired (labelled) records: " + ", ".join(
@@ -289,7 +294,7 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
     for s in sources:
         key = s.pref.fingerprint()
         if key in first:
-            report.add(s.file, s.line, "duplicate", f"same as {first[key].file}:{first[key].line}")
+            report.add(s.file, s.line, "duplicate", f"same as {first[key].where}", record=s.record)
         else:
             first.setdefault(key, s)
     leaked = set()  # by identity, not file:line: the records of a one-line JSON array all share its line 1
@@ -302,7 +307,7 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
         for s in sources:
             hit = held.get(s.pref.fingerprint())
             if hit:
-                report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.file}:{hit.line}")
+                report.add(s.file, s.line, "leakage", f"also in the eval data at {hit.where}", record=s.record)
                 leaked.add(id(s))
     overlong = overlong or "drop"
     examples, records = [], []
@@ -312,12 +317,13 @@ def analyse_preferences(path, tokenizer, *, max_length: int = 2048, overlong: st
         try:
             encoded, longest = _encode(tokenizer, s.pref, max_length, overlong)
         except TemplateError as e:
-            report.add(s.file, s.line, "template_error", e.message)
+            report.add(s.file, s.line, "template_error", e.message, record=s.record)
             continue
         if longest > max_length:
             report.add(s.file, s.line, "too_long", f"{longest} tokens > max length {max_length} "
                        f"({'truncated' if encoded else 'dropped'})",
-                       severity="error" if overlong == "error" else None, dropped=encoded is None)
+                       severity="error" if overlong == "error" else None, dropped=encoded is None,
+                       record=s.record)
         if encoded is None:
             continue
         examples.append(EncodedPair(*encoded) if kind == "pairs" else EncodedUnpaired(encoded[0], s.pref.label))

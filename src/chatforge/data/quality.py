@@ -3,7 +3,8 @@ answers in another language, empty-looking answers and answers cut off mid-sente
 
     check_quality(examples, report, eval_examples=None, strict=False)
 
-`examples` are (file, line, example) triples of rows that already passed validation (validate.check_messages).
+`examples` are (file, line, example[, record]) tuples of rows that already passed validation
+(validate.check_messages); record: formats.Row.record, the record's number where its line does not tell it apart.
 Every finding is a named class of validate.CLASSES: a warning, or an error under strict=True
 (`chatforge check --strict`). Values of personal data are never printed: only a masked form.
 
@@ -19,6 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from chatforge.data.formats import position
 from chatforge.data.toolcalls import tools_of
 
 NEAR_DUPLICATE = 0.8  # estimated Jaccard of the whole example's shingles
@@ -42,10 +44,11 @@ class Item:
     answers: list[tuple[int, str]]  # (message index, content) of every assistant message
     pairs: list[tuple[str, str]]  # (question, answer) per assistant turn
     context: str = ""  # what else the answers depend on: system prompts, tool definitions and tool results
+    record: int | None = None  # formats.Row.record
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return position(self.file, self.line, self.record)
 
     @property
     def text(self) -> str:
@@ -53,11 +56,12 @@ class Item:
 
 
 def items(sources) -> list[Item]:
-    """(file, line, example) -> Items; raw-text examples (str) have no questions or answers."""
+    """(file, line, example[, record]) -> Items; raw-text examples (str) have no questions or answers."""
     out = []
-    for file, line, ex in sources:
+    for file, line, ex, *numbered in sources:
+        record = numbered[0] if numbered else None
         if isinstance(ex, str):
-            out.append(Item(file, line, "", [(0, ex)], []))
+            out.append(Item(file, line, "", [(0, ex)], [], record=record))
             continue
         answers, pairs, question = [], [], ""
         for i, m in enumerate(ex):
@@ -70,7 +74,7 @@ def items(sources) -> list[Item]:
         context = [m["content"] for m in ex if m["role"] in ("system", "tool")]
         if tools_of(ex):
             context.append(json.dumps(tools_of(ex), sort_keys=True, ensure_ascii=False))
-        out.append(Item(file, line, prompt, answers, pairs, "\n".join(context)))
+        out.append(Item(file, line, prompt, answers, pairs, "\n".join(context), record))
     return out
 
 
@@ -80,7 +84,7 @@ def check_quality(sources, report, eval_sources=None, *, strict: bool = False) -
 
     def add(item: Item, cls: str, message: str) -> None:
         # Reported, never dropped: these rows may be right; the user decides.
-        report.add(item.file, item.line, cls, message, severity=level, dropped=False)
+        report.add(item.file, item.line, cls, message, severity=level, dropped=False, record=item.record)
 
     train = items(sources)
     chat = [it for it in train if it.pairs]
@@ -261,8 +265,26 @@ _ROLE_MAILBOX = re.compile(r"^(?:help|support|info|contact|sales|service|service
                            r"hello|office|press|media|team|feedback|webmaster|privacy|security|abuse|"
                            r"no-?reply|enquiries|inquiries|billing|jobs|careers)[@+.]", re.I)
 _TOLL_FREE = re.compile(r"^(?:\+?\d{1,3}[\s.-]?)?\(?(?:800|808|888|877|866|855|844|833|400)\)?[\s.-]?\d")
+# A fictional North American number (555 as its exchange or area code) stands in for one in an example: NANPA
+# reserves 555-0100 to 555-0199 for fiction, and the other 555 lines only ever served directory and information
+# services (555-1212), never a subscriber, which is why films, books and examples use them ("555-1234"); area
+# code 555 was never assigned (so "(555) 123-4567" is no number at all). Only numbers written the North American
+# way (+1, 1-, (NPA) or NPA-NXX-XXXX, the area code starting 2-9): 030 555 1234 is Berlin and 15551234567 a
+# Chinese mobile.
+_NANP = re.compile(r"(?:\+1[\s.-]?|1[\s.-])?\(?([2-9]\d{2})\)?[\s.-]?(\d{3})[\s.-]?\d{4}")
 # Not the digits of a decimal number (0.9381531715393066): a card number stands alone.
 _CARD = re.compile(r"(?<![\d-])(?<!\d[.,])(?:\d[ -]?){12,18}\d(?![\d-])(?![.,]\d)")
+# Payment test card numbers (published by Stripe, Braintree/PayPal, Adyen; no bank issues them) and made-up ones:
+# digits that are one group repeated (4242 4242 4242 4242, 1234 1234 1234 1234) or hold a run of 8 or more of
+# one digit (4111 1111 1111 1111, 5555 5555 5555 4444, 4000 0000 0000 0002). Real card numbers are random enough
+# that neither happens by chance (a run of 8 among 16 random digits: about 1 in a million).
+_TEST_CARDS = frozenset({
+    "4111111111111111", "4242424242424242", "4012888888881881", "4000056655665556", "4222222222222",  # Visa
+    "5555555555554444", "5105105105105100", "5200828282828210", "2223003122003222",  # Mastercard
+    "378282246310005", "371449635398431", "378734493671000",  # American Express
+    "6011111111111117", "6011000990139424", "30569309025904", "38520000023237", "36227206271667",  # Discover, Diners
+    "3530111333300000", "3566002020360505", "6200000000000005"})  # JCB, UnionPay
+_MADE_UP_DIGITS = re.compile(r"^(\d+?)\1+$|(\d)\2{7}")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _CN_ID = re.compile(r"(?<![\dA-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
                     r"(?![\dA-Za-z])")
@@ -292,6 +314,17 @@ def luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def is_test_card(digits: str) -> bool:
+    """A published test card number or a made-up one (see _TEST_CARDS): nothing to protect."""
+    return digits in _TEST_CARDS or bool(_MADE_UP_DIGITS.search(digits))
+
+
+def is_fictional_phone(number: str) -> bool:
+    """A North American number with exchange or area code 555 (see _NANP): a number for fiction and examples."""
+    m = _NANP.fullmatch(number)
+    return bool(m) and "555" in m.groups()
+
+
 def cn_id_ok(s: str) -> bool:
     """The ISO 7064 MOD 11-2 check character of a Chinese resident identity number."""
     weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -313,13 +346,16 @@ def find_personal_data(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     taken: list[tuple[int, int]] = []
 
-    def take(kind: str, m: re.Match, group: int = 0) -> None:
+    def take(kind: str, m: re.Match, group: int = 0, fictional: bool = False) -> None:
+        """fictional (a test card number): its span is claimed, so no other pattern reads a part of it (the
+        0000 0000 0002 of 4000 0000 0000 0002 as a phone number), but nothing is reported."""
         span = m.span(group)
         if _PLACEHOLDER_VALUE.search(m.group(group)):
             return
         if not any(a < span[1] and span[0] < b for a, b in taken):
             taken.append(span)
-            found.append((kind, m.group(group)))
+            if not fictional:
+                found.append((kind, m.group(group)))
 
     for kind, rx in _KEYS:
         for m in rx.finditer(text):
@@ -332,15 +368,16 @@ def find_personal_data(text: str) -> list[tuple[str, str]]:
             take("ID number", m)
     for m in _CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn(digits) and len(set(digits)) > 1:
-            take("card number", m)
+        if 13 <= len(digits) <= 19 and luhn(digits):
+            take("card number", m, fictional=is_test_card(digits))
     for m in _IBAN.finditer(text):
         if iban_ok(m.group()):
             take("bank account (IBAN)", m)
     for m in _SSN.finditer(text):
         take("social security number", m)
     for m in _PHONE.finditer(text):
-        if 10 <= sum(c.isdigit() for c in m.group()) <= 15 and not _TOLL_FREE.match(m.group()):
+        if (10 <= sum(c.isdigit() for c in m.group()) <= 15 and not _TOLL_FREE.match(m.group())
+                and not is_fictional_phone(m.group())):
             take("phone number", m)
     return found
 

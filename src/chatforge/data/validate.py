@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from chatforge.data.formats import Invalid
+from chatforge.data.formats import Invalid, position
 
 # class -> (label, severity). The order is the order of the report.
 CLASSES: dict[str, tuple[str, str]] = {
@@ -73,6 +73,7 @@ class Problem:
     message: str
     level: str | None = None  # overrides the class's severity (over-long examples under policy "error")
     dropped: bool | None = None  # is the row left out? default: errors are, warnings are not
+    record: int | None = None  # the record's number where its line does not tell it apart (formats.Row.record)
 
     @property
     def severity(self) -> str:
@@ -83,30 +84,46 @@ class Problem:
         return self.severity == "error" if self.dropped is None else self.dropped
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {CLASSES[self.cls][0]}: {self.message}"
+        return f"{self.where}: {CLASSES[self.cls][0]}: {self.message}"
+
+    @property
+    def where(self) -> str:
+        return position(self.file, self.line, self.record)
 
 
 def collapse(problems: list[Problem]) -> list[tuple[Problem, list[int]]]:
     """The problems in order, a run of one mistake (same file, class, severity and message) as one entry with
-    all its lines: a file of the wrong layout is one message, not the same one for each of its rows."""
+    all its lines: a file of the wrong layout is one message, not the same one for each of its rows. Rows that
+    carry a record number (Problem.record: records sharing a line) are listed by it instead, and a run never
+    mixes the two: the numbers of one entry are all lines or all records."""
     out: list[tuple[Problem, list[int]]] = []
     for p in problems:
         last = out[-1][0] if out else None
-        if last is not None and (last.file, last.cls, last.severity, last.message) == (p.file, p.cls, p.severity,
-                                                                                         p.message):
-            out[-1][1].append(p.line)
+        if last is not None and _same_mistake(last, p):
+            out[-1][1].append(_place(p))
         else:
-            out.append((p, [p.line]))
+            out.append((p, [_place(p)]))
     return out
 
 
+def _same_mistake(a: Problem, b: Problem) -> bool:
+    return ((a.file, a.cls, a.severity, a.message, a.record is None)
+            == (b.file, b.cls, b.severity, b.message, b.record is None))
+
+
+def _place(p: Problem) -> int:
+    return p.line if p.record is None else p.record
+
+
 def describe(problem: Problem, lines: list[int]) -> str:
-    """One entry of `collapse` as a line: file:line: problem, and for a run the lines of the others."""
+    """One entry of `collapse` as a line: file:line: problem, and for a run the lines (or records) of the
+    others."""
     rest = lines[1:]
     if not rest:
         return str(problem)
-    where = (f"lines {rest[0]}-{rest[-1]}" if len(rest) > 1 and rest == list(range(rest[0], rest[0] + len(rest)))
-             else ("line " if len(rest) == 1 else "lines ") + ", ".join(map(str, rest[:5]))
+    unit = "line" if problem.record is None else "record"
+    where = (f"{unit}s {rest[0]}-{rest[-1]}" if len(rest) > 1 and rest == list(range(rest[0], rest[0] + len(rest)))
+             else (f"{unit} " if len(rest) == 1 else f"{unit}s ") + ", ".join(map(str, rest[:5]))
              + (", ..." if len(rest) > 5 else ""))
     return f"{problem} (the same on {where}: {len(lines)} rows)"
 
@@ -116,8 +133,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, file: str, line: int, cls: str, message: str, *, severity: str | None = None,
-            dropped: bool | None = None) -> None:
-        self.problems.append(Problem(file, line, cls, message, severity, dropped))
+            dropped: bool | None = None, record: int | None = None) -> None:
+        self.problems.append(Problem(file, line, cls, message, severity, dropped, record))
 
     @property
     def errors(self) -> list[Problem]:

@@ -125,3 +125,27 @@ def test_a_file_of_one_mistake_is_one_line_not_one_per_row(run_cli, tmp_path):
     assert "more unknown format" not in out
     code, _, err = run_cli("train", "--data", path, "--out", tmp_path / "run")
     assert code == 2 and err.count("cannot tell the format") == 1 and "30 rows)" in err
+
+
+def test_one_mistake_in_a_one_line_array_lists_its_records(run_cli, tmp_path):
+    # the same on records, not "the same on lines 1, 1, 1, ...": every record of the array is on line 1
+    path = tmp_path / "med.json"
+    path.write_text(json.dumps([{"department": "heart", "ask": f"ask {i}", "reply": f"answer {i}"}
+                                for i in range(30)]))
+    code, out, _ = run_cli("check", path, "--no-estimate")
+    assert code == 2
+    lines = [line for line in out.splitlines() if "unknown format:" in line]
+    assert len(lines) == 1 and f"{path}:1 (record 1): unknown format:" in lines[0]
+    assert lines[0].endswith("(the same on records 2-30: 30 rows)")
+
+
+def test_a_run_never_mixes_lines_and_records():
+    from chatforge.data.validate import Problem, collapse, describe
+
+    same = ("d.json", 1, "unknown_format", "cannot tell")
+    problems = [Problem(*same, record=1), Problem(*same, record=2), Problem(*same, record=4), Problem(*same)]
+    (first, records), (last, lines) = collapse(problems)
+    assert records == [1, 2, 4] and lines == [1]
+    assert describe(first, records) == ("d.json:1 (record 1): unknown format: cannot tell "
+                                        "(the same on records 2, 4: 3 rows)")
+    assert describe(last, lines) == "d.json:1: unknown format: cannot tell"

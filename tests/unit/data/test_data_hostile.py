@@ -34,7 +34,8 @@ def _struct_column():
     return {"messages": pa.array([[{"role": "user", "content": 1}]])}
 
 
-# name -> (bytes, or a function writing the file; the line the report must name)
+# name -> (bytes, or a function writing the file; the line the report must name, with the record where records
+# share a line)
 CORPUS = {
     "truncated_utf8.jsonl": ((GOOD + "\n" + GOOD[:-3] + "é").encode()[:-1], 2),
     "bad_byte.jsonl": (GOOD.encode() + b"\n" + b'{"question": "\xff", "answer": "x"}\n', 2),
@@ -48,7 +49,7 @@ CORPUS = {
     "deep_object.jsonl": (b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"\n", 1),
     "truncated_object.jsonl": (GOOD.encode() + b"\n" + GOOD[:20].encode(), 2),
     "trailing_garbage.jsonl": ((GOOD + " xyz\n").encode(), 1),
-    "top_level_array.jsonl": (b"[1, 2, 3]\n", 1),
+    "top_level_array.jsonl": (b"[1, 2, 3]\n", "1 (record 1)"),  # records sharing line 1: named by number too
     "null_record.jsonl": (GOOD.encode() + b"\nnull\n", 2),
     "number_record.jsonl": (b"42\n", 1),
     "string_record.jsonl": (b'"hello"\n', 1),

@@ -135,3 +135,13 @@ def test_too_many_unreadable_pairs_get_a_hint_that_applies_to_pairs(tmp_path, to
         prepare_preferences(tmp_path, tokenizer, lenient=True)
     assert "unknown format" in str(e.value) and "fix the rows listed above" in e.value.hint
     assert "--columns" not in e.value.hint and "--format" not in e.value.hint
+
+
+def test_pairs_of_a_one_line_array_are_named_by_record(tmp_path, tokenizer):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([FORMATS["trl_standard"], {"prompt": Q, "chosen": A, "rejected": A},
+                                FORMATS["trl_standard"]]), encoding="utf-8")
+    _, report = analyse_preferences(path, tokenizer)
+    assert [(p.line, p.record, p.cls) for p in report.problems] == [(1, 2, "identical_answers"), (1, 3, "duplicate")]
+    assert str(report.problems[0]).startswith(f"{path}:1 (record 2): chosen and rejected identical")
+    assert report.problems[1].message == f"same as {path}:1 (record 1)"

@@ -77,12 +77,13 @@ def test_contradictions_same_question_different_answer(tokenizer, tmp_path):
 
 
 def test_personal_data_masked_with_file_and_line(run_cli, tokenizer, tiny_model, tmp_path):
-    secrets = {"jane.doe@gmail.com": "e-mail address", "4111 1111 1111 1111": "card number",
+    secrets = {"jane.doe@gmail.com": "e-mail address", "4539 5787 6362 1486": "card number",
                "+49 151 2345 6789": "phone number", "11010519491231002X": "ID number",
                "sk-proj-abcdefghijklmnopqrstuvwxyz123456": "OpenAI API key", "AKIAIOSFODNN7EXAMPLE": "AWS access key",
                "GB82 WEST 1234 5698 7654 32": "bank account (IBAN)", "123-45-6789": "social security number"}
     rows = FILLER + [qa(f"Question {i}?", f"You can use {value} for that.") for i, value in enumerate(secrets)]
-    rows.append(qa("Card?", "Your order number is 4111 1111 1111 1112."))  # fails Luhn: not a card
+    rows.append(qa("Card?", "Your order number is 4539 5787 6362 1487."))  # fails Luhn: not a card
+    rows.append(qa("Test card?", "Pay with 4242 4242 4242 4242 or call (555) 010-0142."))  # fictional: not flagged
     rows.append(qa("Support?", "Write to help@lumorahome.com or call +351 800 555 210 (free)."))  # an organisation
     path = write(tmp_path / "p.jsonl", rows)
     code, report = check(tokenizer, path)
@@ -133,7 +134,7 @@ def test_helpers():
     assert script("ok") is None and script("HBsAg阳性HBsAb阴性HBeAg阴性HBeAb阳性") == "Han"  # lab codes in Chinese
     assert shingles("a b c d") == {b"a b c", b"b c d"} and shingles("保修期多久") == {"保修期".encode(),
                                                                                  "修期多".encode(), "期多久".encode()}
-    assert find_personal_data("4111 1111 1111 1112") == [] and find_personal_data("11010519491231002Y") == []
+    assert find_personal_data("4539 5787 6362 1487") == [] and find_personal_data("11010519491231002Y") == []
     assert mask("jane.doe@gmail.com") == "ja**************om"
 
 
@@ -149,8 +150,8 @@ def test_code_and_notes_are_not_cut_off_answers(text, expected):
 
 def test_a_decimal_number_is_not_a_card_number():
     assert find_personal_data("0.9381531715393066") == [] and find_personal_data("p = 0,9381531715393066") == []
-    assert find_personal_data("4111111111111111.5 mm") == []
-    assert find_personal_data("Card 4111111111111111.") == [("card number", "4111111111111111")]
+    assert find_personal_data("4539578763621486.5 mm") == []
+    assert find_personal_data("Card 4539578763621486.") == [("card number", "4539578763621486")]
 
 
 def test_each_finding_is_reported_once_per_row(tokenizer, tmp_path):
@@ -202,3 +203,39 @@ def test_an_unclosed_code_block_says_so(tokenizer, tmp_path):
     rows = FILLER + [qa("How do I print in Python?", "Like this:\n```python\nprint('hi')\nHope that helps!")]
     _, report = check(tokenizer, write(tmp_path / "u.jsonl", rows))
     assert classes(report, "truncated_answer") == [(5, "the answer has a ``` code block that is never closed")]
+
+
+def test_findings_in_a_one_line_array_name_records(tokenizer, tmp_path):
+    from chatforge.data import analyse
+
+    rows = FILLER + [qa("How do I dim the lamp?", LONG), qa("How do I dim the lamp?", LONG.replace("ten", "10"))]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")  # one line: every record on line 1
+    _, report = analyse(path, tokenizer)
+    (p,) = [p for p in report.problems if p.cls == "near_duplicate"]
+    assert (p.line, p.record) == (1, 6) and f"nearly the same as {path}:1 (record 5) (~" in p.message
+
+
+@pytest.mark.parametrize("number", ["4111 1111 1111 1111", "4242 4242 4242 4242", "5555 5555 5555 4444",
+                                    "378282246310005", "6011 1111 1111 1117", "4012 8888 8888 1881",
+                                    "3530 1113 3330 0000", "4000 0000 0000 0002", "1234 1234 1234 1234"])
+def test_test_card_numbers_are_not_personal_data(number):
+    assert find_personal_data(f"Try the card {number} in the sandbox.") == []
+
+
+@pytest.mark.parametrize("number", ["4539 5787 6362 1486", "5378 1429 0615 5737", "4539578763621486"])
+def test_real_looking_card_numbers_still_are(number):
+    assert find_personal_data(f"My card is {number}.") == [("card number", number)]
+
+
+@pytest.mark.parametrize("number", ["(555) 123-4567", "555-123-4567", "212-555-0142", "+1 212 555 0199",
+                                    "1-555-123-4567", "+15551234567", "(312) 555-1234"])
+def test_fictional_555_numbers_are_not_personal_data(number):
+    assert find_personal_data(f"Call {number} for details.") == []
+
+
+@pytest.mark.parametrize("number", ["(212) 736-4821", "+1 415 867 2093", "212-736-5555", "030 555 1234",
+                                    "15551234567", "+49 151 2345 6789"])
+def test_real_looking_phone_numbers_still_are(number):
+    # 030 555 1234 is Berlin and 15551234567 a Chinese mobile: 555 only marks North American numbers as fictional
+    assert find_personal_data(f"Call {number} for details.") == [("phone number", number)]

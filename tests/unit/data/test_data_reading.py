@@ -111,3 +111,36 @@ def test_json_errors_say_at_once(tmp_path, tokenizer):
             {"type": "function", "function": {"name": "f", "arguments": '{"a": "x}'}}]}]}) + "\n")
     (p,) = analyse(tools, tokenizer)[1].problems
     assert "(Unterminated string starting at column 7)" in p.message and "at at" not in p.message
+
+
+def test_records_of_a_one_line_array_are_named_by_their_number(tmp_path, tokenizer):
+    # json.dumps(rows) and pandas' to_json(orient="records") put every record on line 1: the line tells nothing
+    rows = [dict(r) for r in ROWS]
+    rows[4]["answer"] = ""
+    rows[9] = dict(ROWS[0])
+    f = tmp_path / "rows.json"
+    f.write_text(json.dumps(rows), encoding="utf-8")
+    _, report = analyse(f, tokenizer, quality=False)
+    assert [(p.line, p.record, p.cls) for p in report.problems] == [(1, 5, "empty_content"), (1, 10, "duplicate")]
+    assert str(report.problems[0]).startswith(f"{f}:1 (record 5): empty content: ")
+    assert report.problems[1].message == f"same as {f}:1 (record 1)"
+    with pytest.raises(ChatforgeError, match=r"rows\.json:1 \(record 5\): empty content"):
+        prepare(f, tokenizer)  # chatforge train names it the same way
+
+
+def test_records_of_a_pretty_printed_array_are_named_by_line_alone(tmp_path, tokenizer):
+    rows = [dict(r) for r in ROWS]
+    rows[4]["answer"] = ""
+    f = tmp_path / "rows.json"
+    f.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    (p,) = analyse(f, tokenizer, quality=False)[1].problems
+    assert (p.line, p.record) == (18, None) and str(p).startswith(f"{f}:18: empty content: ")
+
+
+def test_a_broken_one_line_array_names_the_record_it_stopped_at(tmp_path, tokenizer):
+    f = tmp_path / "rows.json"
+    f.write_text(json.dumps(ROWS).replace('"answer": "Lamp 3', '"answer" "Lamp 3'), encoding="utf-8")
+    prepared, report = analyse(f, tokenizer)
+    (p,) = report.problems
+    assert (p.cls, p.line, p.record) == ("invalid_json", 1, 4) and str(p).startswith(f"{f}:1 (record 4): ")
+    assert answers(prepared) == ANSWERS[:3]
