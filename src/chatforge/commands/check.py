@@ -133,7 +133,8 @@ def _as_json(data, prepared, report, estimate) -> dict:
             else None,
             "errors": len(report.errors), "warnings": len(report.warnings),
             "counts": report.counts(),
-            "problems": [{"file": p.file, "line": p.line, "class": p.cls, "severity": p.severity,
+            # record: the record's number in a JSON array whose records share a line (null elsewhere)
+            "problems": [{"file": p.file, "line": p.line, "record": p.record, "class": p.cls, "severity": p.severity,
                           "message": p.message} for p in report.problems],
             "stats": prepared.stats, "estimate": estimate}
 
@@ -164,7 +165,7 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
 
     s = prepared.stats
     fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
-    out = [f"{data}: {prepared.rows} rows, format {fmts} ({prepared.kind})"]
+    out = [f"{data}: {prepared.rows} row{'' if prepared.rows == 1 else 's'}, format {fmts} ({prepared.kind})"]
     if getattr(prepared, "columns", None):  # preference data has no column mapping
         out.append(f"columns: {prepared.columns.describe()}")
     shown, hidden = Counter(), Counter()

@@ -137,6 +137,8 @@ def test_one_mistake_in_a_one_line_array_lists_its_records(run_cli, tmp_path):
     lines = [line for line in out.splitlines() if "unknown format:" in line]
     assert len(lines) == 1 and f"{path}:1 (record 1): unknown format:" in lines[0]
     assert lines[0].endswith("(the same on records 2-30: 30 rows)")
+    code, out, _ = run_cli("check", path, "--no-estimate", "--json")
+    assert [(p["line"], p["record"]) for p in json.loads(out)["problems"]] == [(1, i) for i in range(1, 31)]
 
 
 def test_a_run_never_mixes_lines_and_records():

@@ -199,7 +199,7 @@ def test_check_reads_a_preference_csv_in_another_case(run_cli, tiny_model, tmp_p
     csv.write_text(f"Prompt,Chosen,Rejected\n{USER},{ANSWER},No idea.\n", encoding="utf-8")
     code, out, err = run_cli("check", csv, "--model", tiny_model, "--no-estimate")
     assert code == 0, out + err
-    assert f"{csv}: 1 rows, format trl_paired (pairs)" in out and "train with --method dpo" in out
+    assert f"{csv}: 1 row, format trl_paired (pairs)" in out and "train with --method dpo" in out
 
 
 def test_a_mapped_column_in_another_case_is_suggested(run_cli, tiny_model, tmp_path):
@@ -240,7 +240,7 @@ def test_check_names_the_detected_format(run_cli, tiny_model, tmp_path, name, re
     path = write_jsonl(tmp_path / name, records)
     code, out, err = run_cli("check", path, "--model", tiny_model, "--no-estimate")
     assert code == 0, out + err
-    assert f"{path}: 1 rows, format {fmt} (chat)" in out and "0 errors" in out
+    assert f"{path}: 1 row, format {fmt} (chat)" in out and "0 errors" in out
 
 
 def test_check_reads_a_tsv_file(run_cli, tiny_model, tmp_path):
@@ -248,4 +248,4 @@ def test_check_reads_a_tsv_file(run_cli, tiny_model, tmp_path):
     tsv.write_text(f"Question\tAnswer\n{USER}\t{ANSWER}\n", encoding="utf-8")
     code, out, err = run_cli("check", tsv, "--model", tiny_model, "--no-estimate")
     assert code == 0, out + err
-    assert f"{tsv}: 1 rows, format qa (chat)" in out
+    assert f"{tsv}: 1 row, format qa (chat)" in out

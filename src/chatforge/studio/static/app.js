@@ -102,7 +102,7 @@ async function check() {
   }
   if (r.estimate) facts.push([t("data.estimate"), Math.round(r.estimate.epoch_seconds) + " s"]);
   const rows = (r.problems || []).slice(0, 200).map((p) => el("tr", {},
-    el("td", { text: p.file.split("/").pop() + ":" + p.line }), el("td", { text: p.severity + " " + p.class }),
+    el("td", { text: p.file.split("/").pop() + ":" + p.line + (p.record == null ? "" : " #" + p.record) }), el("td", { text: p.severity + " " + p.class }),
     el("td", { text: p.message })));
   out.replaceChildren(
     el("p", { class: r.ok ? "ok" : "error", id: "data-verdict", text: r.ok ? t("data.ok") : t("data.not_ok") }),
