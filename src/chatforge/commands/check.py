@@ -103,27 +103,45 @@ def _estimate(cfg: CheckConfig, prepared) -> dict:
     """Seconds per epoch of `chatforge train --data` with its defaults, from measured steps of the default
     recipe (chatforge.train.speed: LoRA, bf16 where the CPU has it, packed rows of this data's mean example
     length) on this machine, scaled to the packed rows that run trains per epoch (its --max-length, its eval
-    split held out)."""
-    from chatforge.data.stats import auto_epochs, estimate_epoch_seconds
-    from chatforge.models.load import load_model, set_threads
+    split held out). A step measured before for the same model, machine and shape is reused (speed.recall)
+    unless --remeasure."""
+    from chatforge.data.stats import auto_epochs, epoch_seconds
+    from chatforge.models.load import pick_device, set_threads
+    from chatforge.models.resolve import resolve
+    from chatforge.train import speed
     from chatforge.train.config import TrainConfig
-    from chatforge.train.speed import DefaultStep, epoch_rows
 
     stats = prepared.stats
     set_threads()
-    loaded = load_model(cfg.model, dtype="float32", trust_remote_code=cfg.trust_remote_code)
     train = TrainConfig()
     row = min(train.max_length, stats["max_length"])  # the rows `chatforge train` packs by default
     split = 0.0 if cfg.eval_data else train.eval_split  # with --eval-data nothing is held out
-    rows, examples = epoch_rows(prepared.examples, prepared.kind, row, eval_split=split, seed=train.seed)
-    step = DefaultStep(loaded.model, example_length=max(1, stats["tokens_total"] // max(1, stats["examples"])))
-    out = estimate_epoch_seconds(step.model, stats, seq_len=row, rows=max(1, train.micro_batch_tokens // row),
-                                 step=step, budget_s=6.0, epoch_tokens=rows * row)
+    rows, examples = speed.epoch_rows(prepared.examples, prepared.kind, row, eval_split=split, seed=train.seed)
+    shape = dict(row_length=max(16, row), rows=max(1, train.micro_batch_tokens // row),
+                 example_length=speed.example_bucket(stats["tokens_total"] // max(1, stats["examples"])))
+    resolved = resolve(cfg.model)
+    key = speed.step_key(resolved.path, resolved.adapter, device=pick_device(None), **shape)
+    measured = None if cfg.remeasure else speed.recall(key)
+    if measured is None:
+        measured = _measure_step(cfg, resolved, **shape)
+        speed.remember(key, measured)
+    out = dict(measured, **epoch_seconds(measured["tokens_per_second"], rows * row))
     epochs = auto_epochs(len(examples), sum(e.trained for e in examples))  # train's --epochs auto
-    out.update(device=str(loaded.device), method=step.method, precision=step.precision, epoch_rows=rows,
-               row_length=row, train_examples=len(examples), epochs=epochs,
-               run_seconds=round(epochs * out["epoch_seconds"], 1))
+    out.update(epoch_rows=rows, row_length=row, train_examples=len(examples), epochs=epochs,
+               run_seconds=round(epochs * out["epoch_seconds"], 1), reused="measured_at" in measured)
     return out
+
+
+def _measure_step(cfg: CheckConfig, resolved, *, row_length: int, rows: int, example_length: int) -> dict:
+    """Load the model and time the default recipe's step (chatforge.train.speed.DefaultStep) at this shape."""
+    from chatforge.data.stats import measure_step
+    from chatforge.models.load import load_model
+    from chatforge.train.speed import DefaultStep
+
+    loaded = load_model(resolved, dtype="float32", trust_remote_code=cfg.trust_remote_code)
+    step = DefaultStep(loaded.model, example_length=example_length)
+    figures = measure_step(step.model, seq_len=row_length, rows=rows, step=step, budget_s=6.0)
+    return dict(figures, device=str(loaded.device), method=step.method, precision=step.precision)
 
 
 def _as_json(data, prepared, report, estimate) -> dict:
@@ -206,8 +224,9 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
         # dropped), which may change its automatic epochs: say on how many
         n = estimate["train_examples"]
         of = f" of {n} examples (the others held out or dropped)" if n != s["examples"] else ""
+        when = f" on {estimate['measured_at']}, --remeasure to time it again" if estimate["reused"] else ""
         out.append(f"time per epoch  about {format_duration(estimate['epoch_seconds'])} on {estimate['device']} "
-                   f"(measured {estimate['tokens_per_second']:.0f} tokens/s, {estimate['method']}, "
+                   f"(measured {estimate['tokens_per_second']:.0f} tokens/s{when}; {estimate['method']}, "
                    f"{estimate['precision']}); the default run: {estimate['epochs']} epochs{of}, about "
                    f"{format_duration(estimate['run_seconds'])} of training steps")
     return "\n".join(out)

@@ -30,7 +30,10 @@ class CheckConfig:
     eval_data: str | None = option(None, "A held-out file: its rows must not also be in the training data.",
                                    metavar="FILE")
     estimate: bool = option(True, "Estimate the training time per epoch with a short measured benchmark of "
-                                  "the model (--no-estimate to skip).")
+                                  "the model (--no-estimate to skip). The measurement is kept under "
+                                  "CHATFORGE_HOME and reused for the same model, machine and row shape.")
+    remeasure: bool = option(False, "Time the training step again instead of reusing the one measured before "
+                                    "(after the machine got busier or freer).")
     strict: bool = option(False, "Treat data-quality warnings (near-duplicates, contradictions, personal data, "
                                  "answers in another language, empty-looking or cut-off answers) as errors: exit 2.")
     json: bool = option(False, "Print one JSON object (problems, counts, statistics) instead of a report.")

@@ -130,14 +130,26 @@ def system_prompt_stats(records: list[list[dict]], top: int = 5) -> dict:
 
 def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: float = 4.0, rows: int = 1,
                            step=None, epoch_tokens: int | None = None) -> dict:
-    """Time one epoch on this machine: real training steps of `model` on random (rows, seq_len) tokens, measured,
-    then scaled to the tokens of one packed epoch (padding included; `epoch_tokens`, default the packed rows of
-    `stats`). A warm-up step comes first (kernel selection, allocator). `step(model, ids)` is the training step
-    to time (default: a plain forward + backward with the model's own loss; `chatforge check` passes
-    chatforge.train.speed.DefaultStep, the default recipe, and the tokens of `chatforge train`'s own epoch)."""
+    """Time one epoch on this machine: real training steps of `model` on random (rows, seq_len) tokens, measured
+    (measure_step), then scaled to the tokens of one packed epoch (padding included; `epoch_tokens`, default the
+    packed rows of `stats`)."""
+    figures = measure_step(model, seq_len=max(16, min(seq_len, stats["max_length"])), budget_s=budget_s, rows=rows,
+                           step=step)
+    return dict(figures, **epoch_seconds(figures["tokens_per_second"],
+                                         epoch_tokens or stats["packed_rows"] * stats["max_length"]))
+
+
+def epoch_seconds(tokens_per_second: float, epoch_tokens: int) -> dict:
+    return {"epoch_seconds": round(epoch_tokens / tokens_per_second, 3), "epoch_tokens": epoch_tokens}
+
+
+def measure_step(model, *, seq_len: int, budget_s: float = 4.0, rows: int = 1, step=None) -> dict:
+    """Tokens/s of real training steps of `model` on random (rows, seq_len) tokens. A warm-up step comes first
+    (kernel selection, allocator). `step(model, ids)` is the training step to time (default: a plain forward +
+    backward with the model's own loss; `chatforge check` passes chatforge.train.speed.DefaultStep, the default
+    recipe)."""
     import torch
 
-    seq_len = max(16, min(seq_len, stats["max_length"]))
     vocab = model.get_input_embeddings().weight.shape[0]
     device = next(model.parameters()).device
     was_training = model.training
@@ -158,11 +170,8 @@ def estimate_epoch_seconds(model, stats: dict, *, seq_len: int = 256, budget_s: 
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    tokens_per_s = rows * seq_len * steps / measured
-    epoch_tokens = epoch_tokens or stats["packed_rows"] * stats["max_length"]
-    return {"tokens_per_second": round(tokens_per_s, 1), "epoch_seconds": round(epoch_tokens / tokens_per_s, 3),
-            "epoch_tokens": epoch_tokens, "benchmark_tokens": rows * seq_len, "benchmark_steps": steps,
-            "benchmark_seconds": round(time.perf_counter() - start, 2)}
+    return {"tokens_per_second": round(rows * seq_len * steps / measured, 1), "benchmark_tokens": rows * seq_len,
+            "benchmark_steps": steps, "benchmark_seconds": round(time.perf_counter() - start, 2)}
 
 
 def _train_step(model, ids) -> None:

@@ -4,9 +4,21 @@ The estimate is only as good as its likeness to the real step: the default metho
 the default precision (bf16 autocast where the CPU runs bf16 matmuls natively and fast), packed attention over rows of
 several examples, the fused LM head + loss on the trained positions, and the AdamW step over the adapters.
 data.stats.estimate_epoch_seconds times it on random tokens and scales it to one packed epoch.
+
+A measured step is remembered (`recall` / `remember`, CHATFORGE_HOME/speed.json, owned here): the same model on
+the same machine (CPU, device, threads, torch and chatforge versions) at the same shape runs as fast the next
+time, so `chatforge check` on the same kind of data answers in seconds instead of loading the model and timing it
+again (`--remeasure` times it anew, e.g. after the machine got busier or freer).
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
 
 import torch
 
@@ -77,3 +89,79 @@ def epoch_rows(examples: list, kind: str, max_length: int, *, eval_split: float,
     held = held_out(len(examples), eval_split, seed)
     kept = [e for i, e in enumerate(examples) if i not in held]
     return len(pack(kept, max_length)), kept
+
+
+def example_bucket(mean_length: int) -> int:
+    """The example length the step is timed with: the data's mean rounded to a power of two (>= 16), so that data
+    of about the same shape shares one measurement (attention inside a packed row costs ~ its examples'
+    length; within a factor of two that is a few percent of a step)."""
+    return max(16, 1 << round(math.log2(max(1, mean_length))))
+
+
+def step_key(model_path: Path, adapter: Path | None, *, device: str, row_length: int, rows: int,
+             example_length: int) -> str:
+    """What a measured step's speed depends on, as one string: the model (its config and weight files), the
+    machine (CPU model, device, torch's threads), the software (torch, chatforge) and the step's shape."""
+    import platform
+
+    import chatforge
+
+    def files(d: Path | None) -> list:
+        if d is None:
+            return []
+        out = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(d).glob("*.safetensors"))]
+        config = Path(d) / ("adapter_config.json" if d == adapter else "config.json")
+        return out + [hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None]
+
+    facts = {"model": [str(Path(model_path).resolve()), files(Path(model_path))],
+             "adapter": [str(Path(adapter).resolve()), files(Path(adapter))] if adapter else None,
+             "cpu": _cpu_name(), "machine": platform.machine(), "device": device, "threads": torch.get_num_threads(),
+             "torch": torch.__version__, "chatforge": chatforge.__version__,
+             "shape": [rows, row_length, example_length]}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
+
+
+def _cache_file() -> Path:
+    from chatforge.home import chatforge_home
+
+    return chatforge_home() / "speed.json"
+
+
+def recall(key: str) -> dict | None:
+    """The figures `remember` kept for `key`, or None (never measured, or an unreadable cache: measure again)."""
+    try:
+        entry = json.loads(_cache_file().read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("tokens_per_second"), (int, float)) else None
+
+
+def remember(key: str, figures: dict) -> None:
+    """Keep a measured step's figures (with when it was measured) for `recall`; the file is replaced whole, so a
+    crash leaves the old one. A cache that cannot be written costs only the next measurement."""
+    path = _cache_file()
+    try:
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8"))
+            cache = cache if isinstance(cache, dict) else {}
+        except (OSError, ValueError):
+            cache = {}
+        cache[key] = dict(figures, measured_at=time.strftime("%Y-%m-%d %H:%M"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass

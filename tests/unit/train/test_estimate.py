@@ -2,6 +2,7 @@
 its eval split held out, over-long chats dropped), timed with the default recipe's step."""
 
 import json
+import os
 
 import pytest
 
@@ -60,3 +61,43 @@ def test_check_estimate_scales_the_measured_step_to_trains_epoch(make_cfg, run_c
     assert est["epochs"] == run_epochs  # --epochs auto of the examples that train (not of all of them)
     assert (run_epochs < 25) == bool(answer_token_passes)
     assert est["run_seconds"] == pytest.approx(run_epochs * est["epoch_seconds"], rel=0.01)
+
+
+def test_a_measured_step_is_reused_for_the_same_model_and_shape_until_remeasure(run_cli, tiny_model, chat_file,
+                                                                               tmp_path, monkeypatch):
+    import shutil
+
+    from chatforge.commands import check
+
+    monkeypatch.setenv("CHATFORGE_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    measure, calls = check._measure_step, []
+    monkeypatch.setattr(check, "_measure_step", lambda *a, **k: calls.append(1) or measure(*a, **k))
+
+    def estimate(*extra):
+        code, out, err = run_cli("check", chat_file, "--model", model, "--json", *extra)
+        assert code == 0, err
+        return json.loads(out)["estimate"]
+
+    first = estimate()
+    assert calls == [1] and not first["reused"]
+    again = estimate()  # the model is not even loaded: the step measured a moment ago
+    assert calls == [1] and again["reused"] and again["measured_at"]
+    assert again["tokens_per_second"] == first["tokens_per_second"] and again["epoch_seconds"] == first["epoch_seconds"]
+    code, out, _ = run_cli("check", chat_file, "--model", model)
+    assert code == 0 and f"measured {first['tokens_per_second']:.0f} tokens/s on {again['measured_at']}, " \
+                          "--remeasure to time it again;" in out
+    assert not estimate("--remeasure")["reused"] and calls == [1, 1]
+    # other weights (a retrained or replaced model at the same path) are another model: measured anew
+    weights = model / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert not estimate()["reused"] and calls == [1, 1, 1]
+    (tmp_path / "home" / "speed.json").write_text("{not json")  # a broken cache only costs a measurement
+    assert not estimate()["reused"] and calls == [1, 1, 1, 1] and estimate()["reused"]
+
+
+def test_data_of_about_the_same_example_length_shares_a_measurement():
+    from chatforge.train.speed import example_bucket
+
+    assert [example_bucket(n) for n in (1, 16, 90, 110, 128, 180, 300)] == [16, 16, 64, 128, 128, 128, 256]
