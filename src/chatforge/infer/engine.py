@@ -29,6 +29,25 @@ from chatforge.infer.sequence import Completion, Sequence, Update
 from chatforge.models.template import encode_prompt, end_of_turn_ids
 
 
+PROMPT_ROLES = ("system", "user", "assistant", "tool")
+
+
+def check_prompt_messages(messages) -> None:
+    """The shape a prompt's messages must have: a chat template renders an unknown role or a non-string content
+    without complaint (SmolLM's writes `<|im_start|>bogus`), so a caller's typo would silently change the answer."""
+    if not isinstance(messages, list) or not messages:
+        raise ChatforgeError(f"messages must be a non-empty list of {{'role', 'content'}} dicts, not "
+                             f"{type(messages).__name__ if messages else 'an empty list'}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ChatforgeError(f"messages[{i}] must be a dict with 'role' and 'content', not {type(m).__name__}")
+        if m.get("role") not in PROMPT_ROLES:
+            raise ChatforgeError(f"messages[{i}].role is {m.get('role')!r}: use one of {', '.join(PROMPT_ROLES)}")
+        content = m.get("content")
+        if not isinstance(content, str) and not (content is None and m.get("tool_calls")):
+            raise ChatforgeError(f"messages[{i}].content must be a string, not {type(content).__name__}")
+
+
 class Engine:
     """Generation for one loaded model. Not thread-safe: use it from one thread (serve has a scheduler).
 
@@ -56,6 +75,7 @@ class Engine:
     # ---- prompts -------------------------------------------------------------------------------------------
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Messages -> prompt ids (the model's chat template + the assistant header)."""
+        check_prompt_messages(messages)
         return encode_prompt(self.tokenizer, messages)
 
     def encode_text(self, prompt: str) -> list[int]:

@@ -1,5 +1,7 @@
 """The shared generation engine on a tiny model: stopping, batching, streaming, sampling, stop strings."""
 
+import re
+
 import pytest
 
 from chatforge.errors import ChatforgeError
@@ -95,6 +97,20 @@ def test_holdback_keeps_possible_stop_prefix():
 def test_prompt_longer_than_context_is_a_clear_error(engine):
     with pytest.raises(ChatforgeError, match="does not fit the model's context"):
         engine.generate([[1] * (engine.context_length + 1)], [SamplingParams(max_tokens=2)])
+
+
+@pytest.mark.parametrize("messages, says", [
+    ("Hello", "non-empty list"),
+    ([], "non-empty list"),
+    (["Hello"], "messages[0] must be a dict"),
+    ([{"role": "human", "content": "Hello"}], "messages[0].role is 'human'"),
+    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": ["Hello"]}],
+     "messages[1].content must be a string"),
+])
+def test_malformed_messages_are_a_clear_error_not_a_silently_odd_prompt(engine, messages, says):
+    # SmolLM-style templates render any role and str() any content: without the check a typo changes the answer
+    with pytest.raises(ChatforgeError, match=re.escape(says)):
+        engine.chat(messages)
 
 
 def test_cancelled_sequence_stops(engine):
