@@ -168,9 +168,14 @@ def _export(store, cfg) -> int:
                              + (f"; {len(result.text_only)} records about raw text completions were left out"
                                 if result.text_only else ""), exit_code=1)
     path = write_jsonl(result.rows, cfg.out)
-    print(f"wrote {len(result.rows)} {cfg.kind} rows ({cfg.style} style) to {path}"
-          + (f"; {len(result.duplicates)} duplicates merged, {len(result.contradictions)} contradictions left out"
-             if result.duplicates or result.contradictions else "")
-          + (f"; {len(result.empty)} rows with an empty answer left out" if result.empty else "")
-          + (f"; {len(result.text_only)} records about raw text completions left out" if result.text_only else ""))
+    print(f"wrote {_count(result.rows, cfg.kind + ' row')} ({cfg.style} style) to {path}"
+          + (f"; {_count(result.duplicates, 'duplicate')} merged, {_count(result.contradictions, 'contradiction')}"
+             " left out" if result.duplicates or result.contradictions else "")
+          + (f"; {_count(result.empty, 'row')} with an empty answer left out" if result.empty else "")
+          + (f"; {_count(result.text_only, 'record')} about raw text completions left out"
+             if result.text_only else ""))
     return 0
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")

@@ -97,7 +97,7 @@ def test_changed_and_repeated_ratings_are_reported_by_export(chatted, run_cli, t
         store.add_rating(store.completions()[2]["id"], "down")  # rated down twice: counted once
     code, out, err = run_cli("feedback", "export", "--as", "kto", "--out", tmp_path / "k.jsonl", "--store", chatted)
     assert code == 0 and "duplicate: feedback #1, #3: replaced by a later rating of the same completion" in err
-    assert "contradiction" not in err and "1 duplicates merged, 0 contradictions left out" in out
+    assert "contradiction" not in err and "1 duplicate merged, 0 contradictions left out" in out
     assert [json.loads(x)["label"] for x in (tmp_path / "k.jsonl").read_text().splitlines()] == [False, False]
 
 
