@@ -84,8 +84,10 @@ def test_whole_flow_in_the_browser(studio, shots, tmp_path):
         expect(page.locator("#tabs button[data-page=data]")).to_have_text("Data")
 
         # Data: upload -> check report
+        expect(page.locator("#data-report")).to_have_text("No data files yet: upload one.")
         page.set_input_files("#data-upload", str(data))
         expect(page.locator("#notice")).to_contain_text("data/lumora_train.jsonl")
+        expect(page.locator("#data-report")).to_have_text("")  # the placeholder went with the first file
         page.set_input_files("#data-upload", str(held))
         page.select_option("#data-file", "data/lumora_train.jsonl")
         page.select_option("#data-model", "models/tiny")
@@ -168,6 +170,8 @@ def test_whole_flow_in_the_browser(studio, shots, tmp_path):
         page.click("#data-check")
         expect(page.locator("#data-verdict")).to_have_text("可以开始训练")
         page.screenshot(path=str(shots / "8-zh.png"), full_page=True)
+        page.click("#tabs button[data-page=train]")  # the form's help in Chinese too (TrainConfig's is English)
+        expect(page.locator("label[for=cfg-lr] .help")).to_contain_text("峰值学习率")
         page.click("#tabs button[data-page=chat]")  # the Chat tab in Chinese shows the chat page in Chinese
         page.select_option("#chat-model", "runs/browser-run")  # (its chat server is still running)
         page.click("#chat-load")

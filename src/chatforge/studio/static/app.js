@@ -69,7 +69,8 @@ async function refresh() {
   const names = STATE.runs.map((r) => r.name); fill($("diff-a"), names); fill($("diff-b"), names);
   const models = STATE.models.map((m) => m.value);
   fill($("chat-model"), models); fill($("chat-compare"), [""].concat(models)); fill($("data-model"), models);
-  if (!files.length) $("data-report").replaceChildren(el("p", { text: t("data.none") }));
+  if (!files.length) $("data-report").replaceChildren(el("p", { id: "data-none", text: t("data.none") }));
+  else if ($("data-none")) $("data-none").remove();  // the first upload: the placeholder is no longer true
 }
 function fill(select, values) {
   const keep = select.value;
@@ -143,7 +144,7 @@ function fieldInput(f) {
     input = el("input", { id, name: f.name, placeholder: f.default === null ? "auto" : String(f.default) });
   }
   input.dataset.type = f.type;
-  return el("label", { class: "field", for: id }, el("span", { text: f.flag }), input, el("span", { class: "help", text: f.help }));
+  return el("label", { class: "field", for: id }, el("span", { text: f.flag }), input, el("span", { class: "help", text: T["field." + f.name] ?? f.help }));  // zh: the catalog's; en: TrainConfig's own
 }
 function formValues() {
   const config = {};
