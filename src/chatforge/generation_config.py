@@ -85,5 +85,14 @@ def empty_answer_message(loaded, completion) -> str:
     return f"{what}; try rephrasing, a --system prompt, or --temperature 0.7"
 
 
+def cut_off_message(completion, params) -> str | None:
+    """What to say when an answer stopped because it ran out of room, not because the model ended it."""
+    if completion is None or completion.finish_reason != "length":
+        return None
+    if completion.completion_tokens >= params.max_tokens:
+        return f"cut off at --max-tokens {params.max_tokens}: raise it for a longer answer"
+    return f"cut off at the end of the model's context ({completion.prompt_tokens + completion.completion_tokens} tokens)"
+
+
 def add_model_arguments(parser) -> None:
     add_arguments(parser, GenerateConfig)

@@ -26,8 +26,23 @@ def test_models_json(run_cli):
 
 
 def test_generate_on_tiny_model(run_cli, tiny_model):
+    # The random tiny model never ends its turn: 5 tokens fill --max-tokens, and stderr says the answer is cut
+    # (stdout stays the answer alone)
     code, out, err = run_cli("generate", tiny_model, "Hello", "--max-tokens", "5", "--temperature", "1", "--seed", "0")
-    assert code == 0 and out.strip() and out.endswith("\n") and err == ""
+    assert code == 0 and out.strip() and out.endswith("\n")
+    assert err == "(cut off at --max-tokens 5: raise it for a longer answer)\n"
+
+
+def test_an_answer_that_ends_by_itself_is_not_called_cut_off():
+    from chatforge.generation_config import cut_off_message
+    from chatforge.infer import Completion, SamplingParams
+
+    def done(reason, n):
+        return Completion(text="x", finish_reason=reason, prompt_tokens=10, completion_tokens=n, token_ids=[1] * n)
+
+    assert cut_off_message(done("stop", 5), SamplingParams(max_tokens=5)) is None
+    assert "--max-tokens 5" in cut_off_message(done("length", 5), SamplingParams(max_tokens=5))
+    assert "context (13 tokens)" in cut_off_message(done("length", 3), SamplingParams(max_tokens=5))
 
 
 def test_generate_never_prints_an_empty_answer_with_success(run_cli, tiny_model):
@@ -47,7 +62,7 @@ def test_an_answer_cut_at_its_start_by_a_stop_string_says_so(run_cli, tiny_model
 
 def test_generate_raw_continues_plain_text(run_cli, tiny_model):
     code, out, err = run_cli("generate", tiny_model, "Hello", "--raw", "--max-tokens", "5")
-    assert code == 0 and out.strip() and err == ""
+    assert code == 0 and out.strip() and err == "(cut off at --max-tokens 5: raise it for a longer answer)\n"
     code, _, err = run_cli("generate", tiny_model, "Hello", "--raw", "--system", "x")
     assert code == 2 and "--raw" in err
 
@@ -55,13 +70,15 @@ def test_generate_raw_continues_plain_text(run_cli, tiny_model):
 def test_chat_piped_stdin_one_turn_per_line(tiny_model, tmp_path):
     save = tmp_path / "chat.jsonl"
     stdin = f"Hi\n/system Be brief.\nWho are you?\nAnd then?\n/save {save}\n/exit\nignored\n"
-    p = subprocess.run(CHATFORGE + ["chat", str(tiny_model), "--max-tokens", "4"], input=stdin, text=True,
+    p = subprocess.run(CHATFORGE + ["chat", str(tiny_model), "--max-tokens", "4", "--temperature", "1", "--seed", "0"],
+                       input=stdin, text=True,
                        capture_output=True, env=os.environ.copy(), timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("\n") >= 3  # each of the three answers ends with a newline
     msgs = json.loads(save.read_text())["messages"]
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
     assert msgs[0]["content"] == "Be brief." and msgs[1]["content"] == "Who are you?"
+    assert p.stderr.count("(cut off at --max-tokens 4: raise it for a longer answer)") == 3  # one per answer
 
 
 @pytest.mark.parametrize("args,needle", [

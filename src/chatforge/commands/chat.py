@@ -2,7 +2,7 @@
 
 Commands inside the chat: /reset, /system TEXT, /save FILE (OpenAI messages JSONL), /good, /bad, /fix TEXT
 (feedback on the last answer), /help, /exit. Every exchange is kept in the store (CHATFORGE_HOME/chatforge.db or
---store PATH) unless --no-log; `chatforge feedback` lists and exports it.
+--store PATH) unless --no-log; `chatforge feedback` lists and exports it. An answer cut off at --max-tokens says so.
 With piped input, each line is one user turn:  printf 'Hi\\nWho are you?\\n' | chatforge chat MODEL
 """
 
@@ -26,17 +26,13 @@ def run(args) -> int:
 
     from chatforge.chat import ChatSession
     from chatforge.config import build
-
+    from chatforge.generation_config import cut_off_message, empty_answer_message
+    from chatforge.infer import Engine
     from chatforge.models.resolve import resolve
 
     cfg = build(GenerateConfig, args)
-    from chatforge.infer import Engine
-    from chatforge.generation_config import empty_answer_message
-
     params = cfg.sampling()
     logging = build(LogConfig, args)
-    from chatforge.models.resolve import resolve
-
     resolved = resolve(args.model)
     loaded = cfg.load(resolved)
     engine = Engine(loaded, compile=cfg.compile)
@@ -76,6 +72,9 @@ def run(args) -> int:
             print(f"({empty_answer_message(loaded, session.last)})", file=sys.stderr)
         sys.stdout.write("\n")
         sys.stdout.flush()
+        cut = cut_off_message(session.last, params)
+        if cut and session.last.text.strip():
+            print(f"({cut})", file=sys.stderr)
     if not read_any and not interactive:
         from chatforge.errors import ChatforgeError
 

@@ -3,7 +3,8 @@
 Examples: chatforge generate smollm2-135m-instruct "What is the capital of France?"
           chatforge generate gemma3-270m --raw "北京是"      # a base model continues plain text
 
-An answer that comes back empty is an error (exit code 1) that says why, never an empty line.
+An answer that comes back empty is an error (exit code 1) that says why, never an empty line; one cut off at
+--max-tokens (or at the model's context) says so on stderr.
 """
 
 from chatforge.generation_config import GenerateConfig, add_model_arguments
@@ -31,7 +32,7 @@ def run(args) -> int:
         raise ChatforgeError("PROMPT is empty")
     if args.raw and args.system:
         raise ChatforgeError("--system has no place in --raw text: put it into PROMPT")
-    from chatforge.generation_config import empty_answer_message
+    from chatforge.generation_config import cut_off_message, empty_answer_message
     from chatforge.infer import Completion, Engine
     from chatforge.models.resolve import resolve
     from chatforge.models.template import with_system
@@ -58,6 +59,10 @@ def run(args) -> int:
     if done is not None and not started:
         raise ChatforgeError(empty_answer_message(loaded, done), exit_code=1)
     sys.stdout.write("\n")
+    cut = cut_off_message(done, params)
+    if cut:
+        sys.stdout.flush()
+        print(f"({cut})", file=sys.stderr)
     return 0
 
 
