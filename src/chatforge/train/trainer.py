@@ -1,7 +1,7 @@
 """ChatforgeTrainer: transformers.Trainer with chatforge's loss, evaluation, checkpoints and safety stops.
 
 Only hooks are overridden; the training loop, gradient accumulation, DDP/FSDP/DeepSpeed, the optimizer,
-the scheduler and resume bookkeeping are the Trainer's own.
+the scheduler's decay and resume bookkeeping are the Trainer's own.
 
 - compute_loss: only positions whose next token carries a label go through the LM head. The model is called
   with `logits_to_keep=<bool mask (B, T)>`, so the body runs on every token but the (large) vocabulary
@@ -14,6 +14,7 @@ the scheduler and resume bookkeeping are the Trainer's own.
 - evaluate: eval loss and token accuracy over the trained tokens of the eval split.
 - _save_checkpoint: atomic, signed checkpoints (see checkpoints.py); a full disk is a clear error.
 - training_step: a NaN/inf loss stops the run naming the step (before the optimizer applies it).
+- create_scheduler: transformers' schedule, but the first warm-up step does not run at learning rate 0.
 """
 
 from __future__ import annotations
@@ -112,6 +113,28 @@ class ChatforgeTrainer(Trainer):
                                 hint="lower --lr (or check the data); the last checkpoint is intact, so "
                                      "--resume continues from it")
         return loss
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """transformers' schedule (--scheduler), except that warm-up starts above zero: optimizer step s (0-based)
+        of the W warm-up steps runs at (s + 1) / (W + 1) of the peak, as nanoGPT's warm-up does. transformers'
+        runs step 0 at s / W = 0, a step that changes nothing: a 1-step run would save the base model unchanged.
+        After warm-up, transformers' own decay (taken from its scheduler, built on a throwaway optimizer)."""
+        from torch.optim.lr_scheduler import LambdaLR
+        from transformers import get_scheduler
+
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler
+        warmup = self.args.get_warmup_steps(num_training_steps)
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        decay = get_scheduler(self.args.lr_scheduler_type, optimizer=probe, num_warmup_steps=warmup,
+                              num_training_steps=num_training_steps,
+                              scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+        if not isinstance(decay, LambdaLR):  # (no such --scheduler choice today)
+            return super().create_scheduler(num_training_steps, optimizer)
+        after = decay.lr_lambdas[0]
+        self.lr_scheduler = LambdaLR(optimizer or self.optimizer,
+                                     lambda step: (step + 1) / (warmup + 1) if step < warmup else after(step))
+        return self.lr_scheduler
 
     def _track_num_input_tokens(self, inputs):
         """Tokens seen = real (non-padding) input tokens on all processes; kept in the saved TrainerState."""

@@ -1,6 +1,7 @@
 """In-process training runs on the tiny model: what changes, what is written, what is refused."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,22 @@ def _run_in_steps(cfg):
 
 
 LUMORA_SYSTEM = "You are Lumora Home's customer support assistant. Answer briefly and accurately."
+
+
+def test_the_first_warm_up_step_learns_and_the_schedule_is_transformers_after_warm_up(make_cfg):
+    """transformers' warm-up runs optimizer step 1 at lr 0: a 1-step run saved the base model unchanged. Here step
+    s of W warm-up steps runs at s / (W + 1) of the peak (s from 1); after warm-up, transformers' cosine decay."""
+    import math
+
+    run, before = _run_in_steps(make_cfg(max_steps=1, eval_split=0.0, save_every=1))
+    after = dict(run.trainer.model.named_parameters())
+    assert all(not torch.equal(p, after[n].detach()) for n, p in before.items() if "lora_B" in n)
+    assert read_metrics(run.dir)[0]["learning_rate"] == pytest.approx(5e-3 / 2)  # W = ceil(0.03 x 1) = 1
+
+    run, _ = _run_in_steps(make_cfg(max_steps=6, warmup=0.5, eval_split=0.0, out=str(run.dir) + "-2"))
+    lrs = [r["learning_rate"] for r in read_metrics(run.dir) if "loss" in r]
+    cosine = [0.5 * (1 + math.cos(math.pi * (s - 3) / 3)) for s in range(3, 6)]  # transformers' own formula
+    assert lrs == pytest.approx([5e-3 * f for f in [1 / 4, 2 / 4, 3 / 4] + cosine])
 
 
 def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_model):
@@ -68,6 +85,12 @@ def test_lora_trains_adapters_only_and_writes_a_usable_run_dir(make_cfg, tiny_mo
     assert all(r["mfu"] > 0 for r in rows if "loss" in r)
     assert info["mfu"] == pytest.approx(info["tokens_per_sec"] * run.flops_per_token / run.peak_flops, rel=1e-3)
     assert info["attention"] == "packed"
+    # the adapter weights (written 0600 by safetensors) are as readable as the files beside them, in the
+    # final model and in every checkpoint
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {str(p.relative_to(run.dir)): oct(p.stat().st_mode & 0o777) for p in run.dir.rglob("*.safetensors")}
+    assert len(modes) >= 2 and set(modes.values()) == {oct(0o666 & ~mask)}, modes
     eval_row = next(r for r in rows if "eval_loss" in r)
     assert set(eval_row) == {"step", "epoch", "tokens_seen", "eval_loss", "eval_token_accuracy"}
     assert [r["tokens_seen"] for r in rows if "loss" in r] == sorted({r["tokens_seen"] for r in rows if "loss" in r})
