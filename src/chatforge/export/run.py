@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from chatforge.atomic import disk_full_error, is_disk_full, replace_dir
+from chatforge.atomic import disk_full_error, is_disk_full, replace_dir, usual_modes
 from chatforge.errors import ChatforgeError
 from chatforge.export.config import DEFAULT_QUANT, FORMATS, QUANTS, ExportConfig
 
@@ -291,6 +291,7 @@ def _commit_files(stage: Path, out: Path, force: bool) -> None:
 
     modelfile, beside = stage / "Modelfile", out.parent / "Modelfile"
     stale = force and not modelfile.is_file() and written_for(beside, out.name)
+    usual_modes(stage)
     for src, dst in ((stage / out.name, out), (modelfile, beside)):
         if not src.is_file():
             continue

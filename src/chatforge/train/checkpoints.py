@@ -21,6 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
+from chatforge.atomic import usual_modes
 from chatforge.errors import ChatforgeError
 from chatforge.home import chatforge_home
 
@@ -77,6 +78,7 @@ def _fsync_tree(directory: Path) -> None:
 
 def commit(staged: Path, root: Path, keep: int) -> Path:
     """Sign the staged checkpoint, move it to root/checkpoint-STEP, then drop all but the newest `keep`."""
+    usual_modes(staged)  # the adapter's safetensors are written 0600, the rest by the umask
     files = {name: _sha256(p) for name, p in _files(staged).items()}
     (staged / MANIFEST).write_text(json.dumps({"files": files, "hmac": _sign(files)}, indent=1))
     _fsync_tree(staged)

@@ -1,6 +1,7 @@
 """`--format hf`: the LoRA merged into a plain Hugging Face directory that answers exactly like the run."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -49,6 +50,15 @@ def test_directory_has_config_tokenizer_template_and_stop_ids(hf_export, tokeniz
     info = manifest(hf_export)
     assert info["format"] == "hf" and info["quant"] == "f32"
     assert info["verification"]["nrmse"] <= 1e-4 and info["files"]["model.safetensors"] > 0
+    # safetensors writes its file 0600; the weights must be as readable as the config beside them
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in hf_export.iterdir()}
+    assert set(modes.values()) == {oct(0o666 & ~_umask())}, modes
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # Runs in a fresh interpreter where chatforge cannot be imported: only transformers reads the directory.
