@@ -36,7 +36,8 @@ A MODEL is a catalog name (see `chatforge models`; default: smollm2-135m-instruc
 model directory, a .gguf file, a training run directory (runs/NAME) or a cached Hugging Face Hub id.
 User state (converted models, the conversation and feedback store chatforge.db) lives in ~/.cache/chatforge;
 set CHATFORGE_HOME to move it.
-Exit codes: 0 success, 1 failure, 2 bad input (every error names the file and line, or the option).
+Exit codes: 0 success, 1 failure, 2 bad input (every error names the file and line, or the option), 130
+interrupted by Ctrl-C (nothing half-written is left behind).
 """
 
 

@@ -12,7 +12,8 @@ Examples:
 Every option can also be set in a YAML file (--config); command-line flags win. The run directory holds
 config.yaml, run.json, data_stats.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/, final/ and a model card
 README.md, and works wherever a model does: chatforge chat|eval|serve|export runs/NAME.
-Exit codes: 0 done, 1 failure (NaN loss, full disk), 2 bad input, 143 stopped by SIGTERM (checkpoint saved).
+Exit codes: 0 done, 1 failure (NaN loss, full disk), 2 bad input, 130 interrupted by Ctrl-C (--resume continues
+from the last complete checkpoint), 143 stopped by SIGTERM (checkpoint saved).
 """
 
 from chatforge import config

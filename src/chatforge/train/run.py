@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chatforge.config import check_values, save_yaml
+from chatforge.atomic import usual_modes
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
 from chatforge.train.config import AUTO_COMPILE_TOKENS, PREFERENCE_METHODS, TrainConfig
@@ -64,13 +65,17 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
         stopped = fit(run)
     except KeyboardInterrupt:  # Ctrl-C: not a failure; the last complete checkpoint continues it
         last = checkpoints.last(run.dir / "checkpoints")
-        step = checkpoints.step_of(last) if last else 0
-        _update_run_json(run, status="interrupted", stopped_at_step=step)
-        run.emit(Event("train", "stopped", step=step))
+        done, resumes = run.trainer.state.global_step, checkpoints.step_of(last) if last else 0
+        _update_run_json(run, status="interrupted", stopped_at_step=done, resumes_from_step=resumes)
+        run.emit(Event("train", "stopped", step=done))
         if run.is_main:
-            kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was completed yet"
-            print(f"\nchatforge train: interrupted; {kept}. Continue with: chatforge train --out {run.dir} --resume",
-                  file=sys.stderr)
+            if last:
+                print(f"\nchatforge train: interrupted after step {done}; the last complete checkpoint is {last}. "
+                      f"Continue with: chatforge train --out {run.dir} --resume", file=sys.stderr)
+            else:
+                print(f"\nchatforge train: interrupted after step {done}, before the first checkpoint (every "
+                      f"{run.cfg.save_every} steps): nothing to continue from. Run the same command again to start "
+                      "over (--resume would start over too)", file=sys.stderr)
         raise
     except BaseException as e:
         message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
@@ -81,7 +86,7 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
         run.emit(Event("train", "error", message=message))
         raise
     if stopped is not None:
-        _update_run_json(run, status="interrupted", stopped_at_step=stopped)
+        _update_run_json(run, status="interrupted", stopped_at_step=stopped, resumes_from_step=stopped)
         run.emit(Event("train", "stopped", step=stopped))
         if run.is_main:
             print(f"stopped by SIGTERM at step {stopped}; checkpoint saved in {run.dir / 'checkpoints'}. "
@@ -626,6 +631,7 @@ def _finish_final(run: Run, staging: Path, final: Path) -> None:
         _write_json(staging / "chatforge.json", record)
     if final.exists():  # re-finishing a resumed run that had already completed
         shutil.rmtree(final)
+    usual_modes(staging)
     staging.rename(final)
 
 

@@ -75,7 +75,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
     stopped = info["stopped_at_step"]
     assert 3 <= stopped < 40
     last = checkpoints.last(root)
-    assert checkpoints.step_of(last) == stopped  # the checkpoint is of the step where it stopped
+    assert checkpoints.step_of(last) == stopped == info["resumes_from_step"]  # a checkpoint of the step it stopped at
     checkpoints.verify(last)
     assert not (tmp_path / "run" / "final").exists()
     assert max(_losses(tmp_path / "run")) == stopped
@@ -118,10 +118,34 @@ def test_ctrl_c_is_an_interrupted_run_that_resume_continues(make_cfg, monkeypatc
         train(make_cfg(max_steps=6, save_every=3))
     run = make_cfg().out
     info = json.loads(open(f"{run}/run.json").read())
-    assert info["status"] == "interrupted" and info["stopped_at_step"] == 3 and "error" not in info
+    assert info["status"] == "interrupted" and "error" not in info
+    assert info["stopped_at_step"] == 4 and info["resumes_from_step"] == 3  # 4 steps done, checkpoint of step 3
     err = capsys.readouterr().err
-    assert "interrupted; the last complete checkpoint is" in err and "--resume" in err
+    assert "interrupted after step 4; the last complete checkpoint is" in err and "--resume" in err
     monkeypatch.setattr(ChatforgeTrainer, "training_step", step)
     train(make_cfg(max_steps=6, save_every=3, resume=True))
     info = json.loads(open(f"{run}/run.json").read())
     assert info["status"] == "complete" and info["steps"] == 6
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(make_cfg, monkeypatch, capsys):
+    import pytest
+
+    from chatforge.train.run import train
+    from chatforge.train.trainer import ChatforgeTrainer
+
+    step = ChatforgeTrainer.training_step
+
+    def interrupt_at_step_2(self, *args, **kwargs):
+        if self.state.global_step == 1:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatforgeTrainer, "training_step", interrupt_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg(max_steps=6, save_every=3))
+    info = json.loads(open(f"{make_cfg().out}/run.json").read())
+    assert info["status"] == "interrupted" and info["stopped_at_step"] == 1 and info["resumes_from_step"] == 0
+    err = capsys.readouterr().err
+    assert "interrupted after step 1, before the first checkpoint (every 3 steps): nothing to continue from" in err
+    assert "Continue with" not in err
