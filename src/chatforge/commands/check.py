@@ -1,11 +1,13 @@
 """Validate a dataset line by line and print its statistics in tokens. Writes nothing.
 
 Every problem is reported by file, line and class, with counts per class. Exit code 2 when there are errors
-(training would refuse this data), 0 when there are only warnings (exact duplicates, over-long examples that
-the --overlong policy will drop or truncate, and data that parses but is wrong: near-duplicates, held-out rows
-nearly the same as training rows, the same question with different answers, personal data and secrets (shown
-masked), answers in another language than the question, empty-looking or cut-off answers). --strict makes
-those data-quality warnings errors.
+(training would refuse this data), or when the --overlong policy would drop more than 10 % of the rows (so
+would training); 0 when there are only warnings (exact duplicates, over-long examples that the --overlong
+policy will drop or truncate, and data that parses but is wrong: near-duplicates, held-out rows nearly the
+same as training rows, the same question with different answers, personal data and secrets (shown masked),
+answers in another language than the question, empty-looking or cut-off answers). --strict makes those
+data-quality warnings errors. With --json, stdout is one JSON object even when the data cannot be read at all
+({"ok": false, "error": ...}).
 
 Formats, detected per file: OpenAI chat {"messages"} (with per-answer "weight": 0|1; a content may be a list of
 text parts), ShareGPT {"conversations"}, Alpaca {"instruction","input","output"}, Dolly
@@ -43,6 +45,20 @@ def check_data(data: str, cfg: CheckConfig) -> int:
     """Print the report of `data`; 2 when it has errors, else 0 (the Python API of `chatforge check`)."""
     import json
 
+    from chatforge.errors import ChatforgeError
+
+    try:
+        return _check_data(data, cfg)
+    except ChatforgeError as e:
+        if cfg.json:  # a script reading stdout still gets one object; the message also goes to stderr as always
+            print(json.dumps({"data": str(data), "ok": False, "error": {"message": e.message, "hint": e.hint}},
+                             ensure_ascii=False, indent=1))
+        raise
+
+
+def _check_data(data: str, cfg: CheckConfig) -> int:
+    import json
+
     from chatforge.data import analyse
     from chatforge.data.formats import data_files
     from chatforge.data.validate import Report, drop_hint
@@ -66,7 +82,7 @@ def check_data(data: str, cfg: CheckConfig) -> int:
         out["ok"] = out["ok"] and not refusal  # "ok" is the exit code: 2 for data train would refuse
         print(json.dumps({**out, "train_refuses": refusal}, ensure_ascii=False, indent=1))
     else:
-        print(_as_text(data, prepared, report, estimate))
+        print(_as_text(data, prepared, report, estimate, refusal=refusal))
         if refusal:
             print(f"error: {refusal}: `chatforge train` (--max-length {cfg.max_length}) would refuse this data; "
                   f"{drop_hint(prepared.dropped)}")
@@ -175,7 +191,7 @@ def _system_prompt_lines(sp: dict) -> list[str]:
     return lines
 
 
-def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> str:
+def _as_text(data, prepared, report, estimate, problems_only: bool = False, refusal: str | None = None) -> str:
     from collections import Counter
 
     from chatforge.data.stats import format_duration
@@ -199,8 +215,10 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
         out.append("problems: " + ", ".join(f"{CLASSES[k][0]} ({CLASSES[k][1]}): {n}"
                                             for k, n in report.counts().items()))
     refused = any(p.is_dropped for p in report.errors)  # --strict quality errors do not stop training
-    out.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings"
-               + (" -- training would refuse this data (or drop these rows with --lenient)" if refused else ""))
+    out.append(f"{_count(report.errors, 'error')}, {_count(report.warnings, 'warning')}"
+               + (" -- training would refuse this data (or drop these rows with --lenient)" if refused else "")
+               + (" -- but training would refuse this data: too many rows would be dropped (see the end)"
+                  if refusal and not refused else ""))
     if problems_only:
         return "\n".join(out)
     if not prepared.examples:
@@ -230,3 +248,7 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False) -> s
                    f"{estimate['precision']}); the default run: {estimate['epochs']} epochs{of}, about "
                    f"{format_duration(estimate['run_seconds'])} of training steps")
     return "\n".join(out)
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")

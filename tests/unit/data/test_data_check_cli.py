@@ -1,6 +1,7 @@
 """`chatforge check` through the CLI (in-process, tiny model): report, exit codes, JSON, writes nothing."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def data_dir(tmp_path):
 def test_warnings_alone_exit_0(run_cli, tiny_model, data_dir):
     code, out, err = run_cli("check", data_dir / "good.jsonl", "--model", tiny_model, "--no-estimate")
     assert code == 0, err
-    assert "0 errors, 1 warnings" in out and "exact duplicate" in out and "good.jsonl:2" in out
+    assert "0 errors, 1 warning\n" in out and "exact duplicate" in out and "good.jsonl:2" in out
     assert "examples        2" in out and "epochs (auto)   25" in out
 
 
@@ -63,6 +64,19 @@ def test_bundled_examples_pass(run_cli, tiny_model):
     assert code == 0 and "0 errors" in out and "eval row" not in out  # no held-out row leaks into training
 
 
+@pytest.mark.parametrize("name, content, says", [
+    ("empty.jsonl", "", "no examples in this file (it is empty)"),
+    ("nope.jsonl", None, "no such file"),
+])
+def test_json_is_one_object_even_when_the_data_cannot_be_read(run_cli, tiny_model, tmp_path, name, content, says):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run_cli("check", path, "--model", tiny_model, "--no-estimate", "--json")
+    report = json.loads(out)
+    assert code == 2 and report["ok"] is False and says in report["error"]["message"] and says in err
+
+
 def test_bad_options_are_clear_errors(run_cli, tiny_model, data_dir):
     code, _, err = run_cli("check", data_dir / "nope.jsonl", "--model", tiny_model, "--no-estimate")
     assert code == 2 and "no such file" in err
@@ -81,7 +95,7 @@ def test_check_uses_trains_max_length_and_says_when_train_would_refuse(run_cli, 
     data = tmp_path / "mixed.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [GOOD] * 8 + [long] * 2))
     code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate")
-    assert code == 2 and "0 errors" in out
+    assert code == 2 and re.search(r"\n0 errors, \d+ warnings -- but training would refuse this data", out)
     assert "2 of 10 rows (20%) would be dropped, more than the allowed 10%: `chatforge train` (--max-length " \
            f"{TrainConfig().max_length}) would refuse this data" in out
     code, out, _ = run_cli("check", data, "--model", tiny_model, "--no-estimate", "--json")
