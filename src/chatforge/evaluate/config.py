@@ -34,6 +34,8 @@ class EvalConfig:
                                   "'none' = no comparison).", metavar="MODEL")
     max_examples: int | None = option(None, "Evaluate only the first N held-out conversations.",
                                       parse=positive_int, metavar="N")
+    lenient: bool = option(False, "Skip invalid held-out records instead of stopping (they are counted and named "
+                                  "in the report; every model is asked the same valid ones).")
     max_tokens: int | None = option(None, "Most new tokens per generated answer (default: twice the longest "
                                     "reference answer, at least 64).", parse=positive_int, metavar="N")
     batch_size: int = option(32, "Conversations generated at once (lower it if memory runs out).",

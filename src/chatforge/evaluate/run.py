@@ -79,16 +79,22 @@ def cases_from_records(records: list[list[dict]]) -> list[Case]:
 
 
 def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
-               column_separator: str | None = None, emit=quiet) -> tuple[list[Case], list[str]]:
+               column_separator: str | None = None, emit=quiet, lenient: bool = False) -> tuple[list[Case], list[str]]:
     """Read and validate the held-out file with the data layer (any format `chatforge check` reads).
-    Strict: any invalid row is an error naming its file:line."""
+    Strict: any invalid row is an error naming its file:line; lenient: invalid rows are skipped and named."""
     from chatforge.data import analyse
 
     prepared, report = analyse(path, tokenizer, max_length=1 << 30, columns=columns,  # no length drops here
                                column_separator=column_separator, format_option=False)  # eval has no --format
+    notes, invalid = [], f"{len(report.errors)} invalid row" + ("" if len(report.errors) == 1 else "s")
+    if report.errors and not lenient:
+        raise ChatforgeError(f"{path}: {invalid}; nothing was evaluated\n"
+                             + report.summary(), hint="see `chatforge check " + str(path) + "`, or pass --lenient "
+                                                      "to evaluate the valid ones")
     if report.errors:
-        raise ChatforgeError(f"{path}: {len(report.errors)} invalid rows; nothing was evaluated\n"
-                             + report.summary(), hint="see `chatforge check " + str(path) + "`")
+        notes.append(f"Skipped {invalid} of {path} (--lenient): "
+                     + "; ".join(report.summary().splitlines()))
+        emit(Event("eval", "message", message=notes[-1]))
     if prepared.kind != "chat":
         raise ChatforgeError(f"{path}: held-out data must be conversations (chat, ShareGPT, alpaca, Q&A), "
                              "not raw text", hint="the eval loss of continued pretraining is in the run's "
@@ -96,7 +102,6 @@ def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
     cases = cases_from_records(prepared.records)
     if not cases:
         raise ChatforgeError(f"{path}: no conversation has an assistant answer to compare with")
-    notes = []
     if len(cases) < len(prepared.records):
         notes.append(f"Skipped {len(prepared.records) - len(cases)} conversations of {path} that have no assistant "
                      "answer after a user turn.")
@@ -177,7 +182,8 @@ def setup(cfg: EvalConfig, emit=quiet) -> Plan:
     resolved = resolve(cfg.model)
     baseline = resolve_baseline(cfg, resolved)
     tokenizer = load_tokenizer(resolved, trust_remote_code=cfg.trust_remote_code)
-    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator, emit)
+    cases, notes = load_cases(cfg.data, tokenizer, cfg.max_examples, cfg.columns, cfg.column_separator, emit,
+                              lenient=cfg.lenient)
     notes += apply_system_prompt(cases, resolved.system_prompt)
     out = Path(cfg.out) if cfg.out else (resolved.run_dir / "eval" if resolved.run_dir else Path("eval-report"))
     check_out_dir(out)

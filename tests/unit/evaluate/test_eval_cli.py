@@ -47,3 +47,17 @@ def test_cli_bad_input_exits_2_without_traceback(case, run_cli, fake_run, heldou
     if case == "invalid_json":
         assert "heldout.jsonl:7" in err  # the broken line is named
     assert scripted_engine == []
+
+
+def test_lenient_skips_invalid_rows_and_names_them(run_cli, fake_run, heldout_file, scripted_engine, tmp_path):
+    data = tmp_path / "heldout.jsonl"
+    good = heldout_file.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(good[:2] + ['{"messages": ['] + good[2:]) + "\n", encoding="utf-8")
+    code, _, err = run_cli("eval", fake_run, "--data", data, "--no-baseline", "--bootstrap", 50, "--out", tmp_path / "a")
+    assert code == 2 and "heldout.jsonl:3" in err and "--lenient" in err  # strict by default, and says the way out
+    code, stdout, err = run_cli("eval", fake_run, "--data", data, "--no-baseline", "--bootstrap", 50, "--lenient",
+                                "--json", "--out", tmp_path / "b")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["examples_evaluated"] == len(good)  # every valid row, the broken one left out
+    assert any("Skipped 1 invalid row of" in n and "heldout.jsonl:3" in n for n in result["notes"])
