@@ -31,5 +31,5 @@ def run(args) -> int:
                   "you accept those terms.")
     print("\nCached locally:")
     for c in cached or [{"name": "(none)", "path": ""}]:
-        print(f"   {c['name']:<{width + 14}}{c['path']}")
+        print(f"   {c['name']:<{width + 14}}{c['path']}".rstrip())
     return 0
