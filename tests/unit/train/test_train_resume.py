@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -100,7 +101,8 @@ def test_resuming_from_the_last_steps_checkpoint_trains_no_step_more(make_cfg):
     assert all(torch.equal(weights[k], again[k]) for k in weights)
 
 
-def test_ctrl_c_is_an_interrupted_run_that_resume_continues(make_cfg, monkeypatch, capsys):
+def _ctrl_c_after(steps: int, cfg, monkeypatch) -> dict:
+    """Train `cfg` with a KeyboardInterrupt raised when `steps` optimizer steps are done; return its run.json."""
     import pytest
 
     from chatforge.train.run import train
@@ -108,43 +110,33 @@ def test_ctrl_c_is_an_interrupted_run_that_resume_continues(make_cfg, monkeypatc
 
     step = ChatforgeTrainer.training_step
 
-    def interrupt_at_step_5(self, *args, **kwargs):
-        if self.state.global_step == 4:
+    def interrupt(self, *args, **kwargs):
+        if self.state.global_step == steps:
             raise KeyboardInterrupt
         return step(self, *args, **kwargs)
 
-    monkeypatch.setattr(ChatforgeTrainer, "training_step", interrupt_at_step_5)
+    monkeypatch.setattr(ChatforgeTrainer, "training_step", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        train(make_cfg(max_steps=6, save_every=3))
-    run = make_cfg().out
-    info = json.loads(open(f"{run}/run.json").read())
+        train(cfg)
+    monkeypatch.setattr(ChatforgeTrainer, "training_step", step)
+    return json.loads((Path(cfg.out) / "run.json").read_text())
+
+
+def test_ctrl_c_is_an_interrupted_run_that_resume_continues(make_cfg, monkeypatch, capsys):
+    from chatforge.train.run import train
+
+    info = _ctrl_c_after(4, make_cfg(max_steps=6, save_every=3), monkeypatch)
     assert info["status"] == "interrupted" and "error" not in info
     assert info["stopped_at_step"] == 4 and info["resumes_from_step"] == 3  # 4 steps done, checkpoint of step 3
     err = capsys.readouterr().err
     assert "interrupted after step 4; the last complete checkpoint is" in err and "--resume" in err
-    monkeypatch.setattr(ChatforgeTrainer, "training_step", step)
-    train(make_cfg(max_steps=6, save_every=3, resume=True))
-    info = json.loads(open(f"{run}/run.json").read())
+    run = train(make_cfg(max_steps=6, save_every=3, resume=True))
+    info = json.loads((run / "run.json").read_text())
     assert info["status"] == "complete" and info["steps"] == 6
 
 
 def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(make_cfg, monkeypatch, capsys):
-    import pytest
-
-    from chatforge.train.run import train
-    from chatforge.train.trainer import ChatforgeTrainer
-
-    step = ChatforgeTrainer.training_step
-
-    def interrupt_at_step_2(self, *args, **kwargs):
-        if self.state.global_step == 1:
-            raise KeyboardInterrupt
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(ChatforgeTrainer, "training_step", interrupt_at_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(make_cfg(max_steps=6, save_every=3))
-    info = json.loads(open(f"{make_cfg().out}/run.json").read())
+    info = _ctrl_c_after(1, make_cfg(max_steps=6, save_every=3), monkeypatch)
     assert info["status"] == "interrupted" and info["stopped_at_step"] == 1 and info["resumes_from_step"] == 0
     err = capsys.readouterr().err
     assert "interrupted after step 1, before the first checkpoint (every 3 steps): nothing to continue from" in err
