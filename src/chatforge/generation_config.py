@@ -59,11 +59,6 @@ class GenerateConfig:
         return load_model(model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code,
                           allow_pickle=self.allow_pickle, quantize=self.quantize)
 
-    def engine(self, model: str):
-        from chatforge.infer import Engine
-
-        return Engine(self.load(model), compile=self.compile)
-
 
 def empty_answer_message(loaded, completion) -> str:
     """Why an answer is empty, and what to do: never an empty line that looks like success."""

@@ -177,3 +177,59 @@ def test_an_uncached_hub_id_lists_every_embedded_model(monkeypatch):
     with pytest.raises(ChatforgeError) as e:
         resolve("someone/uncached-model")
     assert "smollm2-135m-instruct" in e.value.hint and "gemma3-270m" in e.value.hint
+
+
+def _lora_run(base, run_dir, b_scale: float):
+    """A LoRA run of `base` whose B matrices are random x b_scale (a fresh LoRA's B is zero: no change at all)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * b_scale)
+    model.save_pretrained(run_dir / "final")
+    AutoTokenizer.from_pretrained(base).save_pretrained(run_dir / "final")
+    (run_dir / "final" / "chatforge.json").write_text(json.dumps({"base_model": str(base)}))
+    (run_dir / "run.json").write_text(json.dumps({"base_model": str(base), "method": "lora", "status": "complete",
+                                                  "kind": "chat"}))
+    return run_dir
+
+
+def test_auto_dtype_keeps_float32_when_bf16_would_erase_the_adapters_change(tiny_model, tmp_path, monkeypatch):
+    """A short run's LoRA change is below bf16's resolution: merged and rounded to bf16, the model answers like its
+    base (seen: a 3-step run). --dtype auto then keeps fp32 and says why; a run that changed the weights enough,
+    or an explicit --dtype bfloat16, stays bf16."""
+    import torch
+
+    from chatforge.models import load
+
+    monkeypatch.setattr(load, "cpu_prefers_bf16", lambda: True)  # as on a CPU with fast bf16
+    faint = load_model(str(_lora_run(tiny_model, tmp_path / "faint", 1e-6)))
+    assert next(faint.model.parameters()).dtype == torch.float32
+    assert len(faint.notes) == 1 and "answering in float32, not bfloat16" in faint.notes[0]
+    strong = load_model(str(_lora_run(tiny_model, tmp_path / "strong", 0.5)))
+    assert next(strong.model.parameters()).dtype == torch.bfloat16 and strong.notes == []
+    asked = load_model(str(tmp_path / "faint"), dtype="bfloat16")
+    assert next(asked.model.parameters()).dtype == torch.bfloat16 and asked.notes == []
+
+
+def test_rounding_error_measures_how_much_of_the_change_bf16_keeps(tiny_model, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from chatforge.models.load import rounding_error
+
+    def error(scale, dtype=torch.bfloat16):
+        run = _lora_run(tiny_model, tmp_path / f"r{scale}", scale)
+        return rounding_error(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model),
+                                                        str(run / "final")), dtype)
+
+    assert error(1e-6) > 0.9  # gone
+    assert error(0.5) < 0.05  # kept
+    assert error(1e-6, torch.float32) < 0.01  # fp32 keeps it (but for its own last bit)

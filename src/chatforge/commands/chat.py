@@ -35,6 +35,8 @@ def run(args) -> int:
     logging = build(LogConfig, args)
     resolved = resolve(args.model)
     loaded = cfg.load(resolved)
+    for note in loaded.notes:
+        print(f"({note})", file=sys.stderr)
     engine = Engine(loaded, compile=cfg.compile)
     system = args.system if args.system is not None else resolved.system_prompt
     store, ids = logging.open(source="chat", models={engine.name: resolved})

@@ -40,6 +40,8 @@ def run(args) -> int:
     params = cfg.sampling()
     resolved = resolve(args.model)
     loaded = cfg.load(resolved)
+    for note in loaded.notes:
+        print(f"({note})", file=sys.stderr)
     engine = Engine(loaded, compile=cfg.compile)
     if args.raw:
         pieces = _stream_raw(engine, prompt, params)

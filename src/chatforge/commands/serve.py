@@ -86,7 +86,14 @@ def _engine(model: str | None, cfg: ServeConfig, gen: GenerateConfig):
             raise ChatforgeError(f"--engine llama.cpp serves a .gguf file, not {model or 'the default model'}",
                                  hint="export one with: chatforge export RUN --format gguf --out DIR")
         return LlamaCppEngine(model, name=cfg.model_id or model)
-    return gen.engine(model)
+    import sys
+
+    from chatforge.infer import Engine
+
+    loaded = gen.load(model)
+    for note in loaded.notes:
+        print(f"chatforge serve: {note}", file=sys.stderr)
+    return Engine(loaded, compile=gen.compile)
 
 
 def _identity(model: str | None, cfg: ServeConfig):

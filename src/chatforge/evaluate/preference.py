@@ -42,6 +42,8 @@ def pair_scores(spec: str, records, cfg: EvalConfig, label: str, emit=quiet) -> 
     emit(Event("eval", "message", message=f"scoring {len(records)} pairs under the {label} model {spec}"))
     loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
                         quantize=cfg.quantize)
+    for note in loaded.notes:
+        emit(Event("eval", "message", message=f"{label}: {note}"))
     convs = [r.conversation(a) for r in records for a in (r.chosen, r.rejected)]
     # scoring holds (answer tokens, vocabulary) logits at once: at most 16 conversations, whatever generation's width
     per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=min(cfg.batch_size, 16))

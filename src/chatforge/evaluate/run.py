@@ -229,6 +229,8 @@ def run_model(spec: str, plan: Plan, cfg: EvalConfig, label: str,
     emit(Event("eval", "message", message=f"loading {label} model {spec}"))
     loaded = load_model(spec, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
                         quantize=cfg.quantize)
+    for note in loaded.notes:
+        emit(Event("eval", "message", message=f"{label}: {note}"))
     engine = Engine(loaded, max_batch_size=cfg.batch_size)
     params = SamplingParams(max_tokens=plan.max_tokens, temperature=0.0)
     bar = Progress(emit, "eval", len(plan.cases), f"{label}: answering")
