@@ -185,11 +185,33 @@ def _train_and_judge(cfg: ImproveConfig, run: Path, out: Path, work: Path, metho
         for name in ("feedback", "eval-feedback", "eval-heldout"):
             if (work / name).is_dir():
                 shutil.move(str(work / name), str(candidate / name))
+        _relocate(candidate, work)
         verdict.out = candidate
     else:  # a worse run is not kept where it could be served by mistake
         shutil.rmtree(candidate, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     return verdict
+
+
+def _relocate(run: Path, work: Path) -> None:
+    """The run's records (config.yaml, run.json, the model card, the evaluations' reports) name the feedback files
+    where they were written, in the work directory; they now live in the run: name them there, so that
+    `chatforge train --config RUN/config.yaml` repeats the run. (The training must read its data before the run
+    directory exists: train refuses a --out that already holds other files.) Each file is replaced atomically."""
+    import os
+
+    old, new = str(work), str(run)
+    records = [run / n for n in ("config.yaml", "run.json", "README.md", "events.jsonl")]
+    records += [p for d in ("eval-feedback", "eval-heldout") for p in (run / d).glob("*")
+                if p.suffix in (".json", ".md", ".html")]
+    for path in records:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if old in text:
+            tmp = path.with_name(f".{path.name}.relocating")
+            tmp.write_text(text.replace(old, new), encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def _run_eval_data(run: Path) -> Path | None:

@@ -78,6 +78,14 @@ def test_improve_trains_on_the_feedback_and_keeps_a_run_that_is_not_worse(sft_ru
     assert (out / "final").is_dir() and (out / "feedback" / "heldout.jsonl").is_file()
     assert len((out / "feedback" / "train.jsonl").read_text().splitlines()) == 18
     assert not list(out.parent.glob(".lumora-2*"))  # no work directory left behind
+    # every path the run records is there: its config repeats the run (no temporary directory in it)
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert Path(config["data"]) == out / "feedback" / "train.jsonl"
+    assert json.loads((out / "run.json").read_text())["data"] == config["data"]
+    report = json.loads((out / "eval-feedback" / "metrics.json").read_text())
+    assert str(out / "feedback" / "heldout.jsonl") in json.dumps(report)
 
 
 @pytest.mark.slow
