@@ -26,7 +26,7 @@ import numpy as np
 
 from chatforge.config import check_values, to_dict
 from chatforge.errors import ChatforgeError
-from chatforge.events import Event, quiet
+from chatforge.events import Event, Progress, quiet
 from chatforge.evaluate import metrics as M
 from chatforge.evaluate.config import EvalConfig
 
@@ -46,18 +46,25 @@ def pair_scores(spec: str, records, cfg: EvalConfig, label: str, emit=quiet) -> 
         emit(Event("eval", "message", message=f"{label}: {note}"))
     convs = [r.conversation(a) for r in records for a in (r.chosen, r.rejected)]
     # scoring holds (answer tokens, vocabulary) logits at once: at most 16 conversations, whatever generation's width
-    per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=min(cfg.batch_size, 16))
+    bar = Progress(emit, "eval", len(convs), f"{label}: scoring answers")
+    per_token = answer_logprobs(loaded.model, loaded.tokenizer, convs, batch_size=min(cfg.batch_size, 16),
+                                on_done=bar.update)
     del loaded
     gc.collect()
     return per_token.reshape(len(records), 2)
 
 
-def answer_logprobs(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 16) -> np.ndarray:
+BATCH_TOKENS = 8192  # padded tokens per scoring batch: one 7,000-token pair must not pad 15 short ones to its length
+
+
+def answer_logprobs(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 16,
+                    on_done=None) -> np.ndarray:
     """(N,) mean log-prob per token of each conversation's trained tokens (its last answer + end of turn).
 
     Encoded by `chatforge.data.encode.encode_chat` (the labels training uses); the model is asked for logits
     only at the positions that predict an answer token (`logits_to_keep` = bool mask (B, T)), so the vocabulary
-    projection runs on the answers, not on the prompts: (B, T, H) -> (N, V)."""
+    projection runs on the answers, not on the prompts: (B, T, H) -> (N, V). Longest first, at most batch_size
+    conversations and BATCH_TOKENS padded tokens a batch; on_done(n) after each batch of n."""
     import torch
 
     from chatforge.data.encode import IGNORE, encode_chat
@@ -68,8 +75,7 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], *, batch_
     out = np.zeros(len(encoded))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    for chunk in _batches(order, [len(e) for e in encoded], batch_size):
         batch = {k: v.to(device) for k, v in collate([encoded[i] for i in chunk], pad_id).items()}
         labels = batch.pop("labels")
         keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -82,7 +88,22 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], *, batch_
         sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, logp)
         counts = torch.zeros(len(chunk), device=device).index_add_(0, rows, torch.ones_like(logp))
         out[chunk] = (sums / counts.clamp(min=1)).double().cpu().numpy()
+        if on_done:
+            on_done(len(chunk))
     return out
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """`order` (longest first) cut into batches of at most batch_size items and BATCH_TOKENS padded tokens (the
+    first item's length x the count; a longer item than that alone is a batch of one)."""
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and (len(last) + 1) * lengths[last[0]] <= BATCH_TOKENS:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def model_metrics(scores: np.ndarray) -> dict:

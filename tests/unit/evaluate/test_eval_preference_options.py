@@ -100,3 +100,30 @@ def test_pairs_without_a_system_message_are_scored_with_the_trained_one(tiny_mod
                                   for r in seen)
     assert "2 of 2 pairs have no system message" in result["notes"][0]
     assert "You answer for Lumora." in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_scoring_batches_are_bounded_in_padded_tokens():
+    """One very long pair (a 5,000-word prompt) must not pad a whole batch to its length (the run seemed hung)."""
+    from chatforge.evaluate.preference import BATCH_TOKENS, _batches
+
+    lengths = [7000, 7000, 300, 300, 300, 120, 120, 100]
+    batches = _batches(list(range(8)), lengths, batch_size=4)
+    assert batches == [[0], [1], [2, 3, 4, 5], [6, 7]]  # a 7,000-token pair alone; then batch_size bounds them
+    assert all(len(b) * lengths[b[0]] <= BATCH_TOKENS or len(b) == 1 for b in batches)
+    assert sorted(i for b in _batches(list(range(8)), [10] * 8, batch_size=3) for i in b) == list(range(8))
+
+
+def test_scores_do_not_depend_on_how_the_answers_are_batched(tiny_model, monkeypatch):
+    import numpy as np
+
+    from chatforge.evaluate import preference
+    from chatforge.models.load import load_model
+
+    loaded = load_model(str(tiny_model), dtype="float32")
+    convs = [[{"role": "user", "content": "Hello " * n}, {"role": "assistant", "content": "Hi there " * (n % 3 + 1)}]
+             for n in (40, 3, 7, 1)]
+    done = []
+    together = preference.answer_logprobs(loaded.model, loaded.tokenizer, convs, on_done=done.append)
+    monkeypatch.setattr(preference, "BATCH_TOKENS", 1)  # every conversation alone
+    alone = preference.answer_logprobs(loaded.model, loaded.tokenizer, convs)
+    assert sum(done) == 4 and np.allclose(together, alone, atol=1e-5)
