@@ -206,14 +206,25 @@ def to_preference(fmt: str, rec) -> Preference:
     else:
         if "prompt" not in rec:
             raise Invalid("no_shared_prompt", "the record has no 'prompt'")
-        label = rec["label"]
-        if not isinstance(label, bool):
-            raise Invalid("label_not_boolean", f"'label' must be true or false, not {label!r}")
+        label = _label(rec["label"])
         pref = Preference(_messages(rec["prompt"], "prompt"), completion=_answer(rec["completion"], "completion"),
                           label=label)
     pref.prompt = text_messages(pref.prompt, "input.messages" if fmt == "openai_preference" else "prompt")
     _check(pref)
     return pref
+
+
+# A CSV or TSV cell is text: its label is "true" / "false" (or 1 / 0), the booleans of the other formats
+_LABELS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _label(label) -> bool:
+    if isinstance(label, bool):
+        return label
+    if isinstance(label, (str, int)) and str(label).strip().lower() in _LABELS:
+        return _LABELS[str(label).strip().lower()]
+    raise Invalid("label_not_boolean", f"'label' must be true or false (in a CSV: true / false or 1 / 0), "
+                                       f"not {label!r}")
 
 
 def _check(pref: Preference) -> None:

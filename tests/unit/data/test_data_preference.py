@@ -73,6 +73,16 @@ def test_every_problem_class_is_named_with_its_line(tmp_path, tokenizer):
     assert [(p.line, p.cls) for p in report.problems] == [(1, "label_not_boolean")]
 
 
+def test_kto_labels_in_a_csv_are_text(tmp_path, tokenizer):
+    """A CSV has no booleans: its true / false (any case) and 1 / 0 are the labels; anything else stays an error."""
+    path = tmp_path / "kto.csv"
+    path.write_text("prompt,completion,label\nHi?,Hello!,true\nHi?,Go away.,FALSE\nBye?,Goodbye!,1\n"
+                    "Bye?,Whatever.,0\nHm?,Hm.,maybe\n", encoding="utf-8")
+    prepared, report = analyse_preferences(path, tokenizer)
+    assert [(p.line, p.cls) for p in report.problems] == [(6, "label_not_boolean")]
+    assert [r.label for r in prepared.records] == [True, False, True, False]
+
+
 def test_check_reports_preference_data(run_cli, tiny_model, tmp_path):
     good = _write(tmp_path, [FORMATS["trl_conversational"], FORMATS["trl_conversational"] | {"prompt": "Other?"}])
     code, out, err = run_cli("check", good, "--model", tiny_model, "--no-estimate")
