@@ -196,6 +196,7 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False, refu
 
     from chatforge.data.stats import format_duration
     from chatforge.data.validate import CLASSES, collapse, describe
+    from chatforge.plural import counted
 
     s = prepared.stats
     fmts = ", ".join(sorted(set(prepared.formats.values()))) or "unknown"
@@ -215,7 +216,7 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False, refu
         out.append("problems: " + ", ".join(f"{CLASSES[k][0]} ({CLASSES[k][1]}): {n}"
                                             for k, n in report.counts().items()))
     refused = any(p.is_dropped for p in report.errors)  # --strict quality errors do not stop training
-    out.append(f"{_count(report.errors, 'error')}, {_count(report.warnings, 'warning')}"
+    out.append(f"{counted(len(report.errors), 'error')}, {counted(len(report.warnings), 'warning')}"
                + (" -- training would refuse this data (or drop these rows with --lenient)" if refused else "")
                + (" -- but training would refuse this data: too many rows would be dropped (see the end)"
                   if refusal and not refused else ""))
@@ -248,7 +249,3 @@ def _as_text(data, prepared, report, estimate, problems_only: bool = False, refu
                    f"{estimate['precision']}); the default run: {estimate['epochs']} epochs{of}, about "
                    f"{format_duration(estimate['run_seconds'])} of training steps")
     return "\n".join(out)
-
-
-def _count(items: list, noun: str) -> str:
-    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")

@@ -33,6 +33,7 @@ from chatforge.data.encode import IGNORE, Encoded, TemplateError, apply_overlong
 from chatforge.data.formats import Invalid, canonical_keys, content_text, position, read_rows, text_messages
 from chatforge.data.validate import MAX_DROP_SHARE, Report, check_messages
 from chatforge.errors import ChatforgeError
+from chatforge.plural import counted
 
 PREFERENCE_FORMATS = ("openai_preference", "trl_paired", "trl_unpaired")
 SIGNATURES = {"openai_preference": ("input", "preferred_output", "non_preferred_output"),
@@ -480,7 +481,8 @@ def records_from_file(path) -> list[Preference]:
     report = Report()
     sources, _, _ = _load(path, report)
     if report.errors:
-        raise ChatforgeError(f"{path}: {len(report.errors)} invalid preference records\n" + report.summary(),
+        raise ChatforgeError(f"{path}: {counted(len(report.errors), 'invalid preference record')}\n"
+                             + report.summary(),
                              hint=f"see `chatforge check {path}`")
     return [s.pref for s in sources]
 

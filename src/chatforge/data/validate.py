@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from chatforge.data.formats import Invalid, position
+from chatforge.plural import counted
 
 # class -> (label, severity). The order is the order of the report.
 CLASSES: dict[str, tuple[str, str]] = {
@@ -125,7 +126,7 @@ def describe(problem: Problem, lines: list[int]) -> str:
     where = (f"{unit}s {rest[0]}-{rest[-1]}" if len(rest) > 1 and rest == list(range(rest[0], rest[0] + len(rest)))
              else (f"{unit} " if len(rest) == 1 else f"{unit}s ") + ", ".join(map(str, rest[:5]))
              + (", ..." if len(rest) > 5 else ""))
-    return f"{problem} (the same on {where}: {len(lines)} rows)"
+    return f"{problem} (the same on {where}: {counted(len(lines), 'row')})"
 
 
 @dataclass
@@ -167,8 +168,8 @@ class Report:
         n_dropped = sum(dropped.values())
         if not rows or n_dropped / rows <= max_drop_share:
             return None
-        return (f"{where}: {n_dropped} of {rows} rows ({n_dropped / rows:.0%}) would be dropped, more than the "
-                f"allowed {max_drop_share:.0%}")
+        return (f"{where}: {n_dropped} of {counted(rows, 'row')} ({n_dropped / rows:.0%}) would be dropped, more "
+                f"than the allowed {max_drop_share:.0%}")
 
     def refuse_or_drop(self, where, *, rows: int, dropped: dict[str, int], lenient: bool, max_drop_share: float,
                        what: str = "data", mapping_options: bool = True) -> None:
@@ -181,14 +182,14 @@ class Report:
         from chatforge.errors import ChatforgeError
 
         if self.errors and not lenient:
-            raise ChatforgeError(f"{where}: {len(self.errors)} errors in the {what}; nothing was trained\n"
+            raise ChatforgeError(f"{where}: {counted(len(self.errors), 'error')} in the {what}; nothing was trained\n"
                                  + self.summary(), hint="fix them (see `chatforge check`), or pass --lenient "
                                                         "to drop invalid rows")
         n_dropped = sum(dropped.values())
-        if n_dropped:
-            print(f"chatforge: {where}: dropped {n_dropped} of {rows} rows (" + ", ".join(
-                f"{CLASSES[k][0]}: {n}" for k, n in dropped.items()) + ")", file=sys.stderr)
         refusal = self.drop_refusal(where, rows=rows, dropped=dropped, max_drop_share=max_drop_share)
+        if n_dropped and not refusal:  # (a refusal says it itself)
+            print(f"chatforge: {where}: dropped {n_dropped} of {counted(rows, 'row')} (" + ", ".join(
+                f"{CLASSES[k][0]}: {n}" for k, n in dropped.items()) + ")", file=sys.stderr)
         if refusal:
             raise ChatforgeError(refusal + "\n" + self.summary([p for p in self.problems if p.is_dropped]),
                                  hint=drop_hint(dropped, mapping_options))

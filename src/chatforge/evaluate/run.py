@@ -83,10 +83,11 @@ def load_cases(path: str, tokenizer, max_examples: int | None, columns=None,
     """Read and validate the held-out file with the data layer (any format `chatforge check` reads).
     Strict: any invalid row is an error naming its file:line; lenient: invalid rows are skipped and named."""
     from chatforge.data import analyse
+    from chatforge.plural import counted
 
     prepared, report = analyse(path, tokenizer, max_length=1 << 30, columns=columns,  # no length drops here
                                column_separator=column_separator, format_option=False)  # eval has no --format
-    notes, invalid = [], f"{len(report.errors)} invalid row" + ("" if len(report.errors) == 1 else "s")
+    notes, invalid = [], counted(len(report.errors), "invalid row")
     if report.errors and not lenient:
         raise ChatforgeError(f"{path}: {invalid}; nothing was evaluated\n"
                              + report.summary(), hint="see `chatforge check " + str(path) + "`, or pass --lenient "

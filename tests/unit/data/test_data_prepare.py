@@ -38,10 +38,11 @@ def test_lenient_drops_says_how_many_and_why(tmp_path, tokenizer, capsys):
     assert "dropped 1 of 21 rows (invalid JSON: 1)" in capsys.readouterr().err
 
 
-def test_lenient_still_refuses_above_the_drop_share(tmp_path, tokenizer):
+def test_lenient_still_refuses_above_the_drop_share(tmp_path, tokenizer, capsys):
     f = write(tmp_path / "d.jsonl", chats(8), ['{"messages": [', "[1]", '{"messages": "x"}'])
     with pytest.raises(ChatforgeError, match=r"3 of 11 rows \(27%\) would be dropped, more than the allowed 10%"):
         prepare(f, tokenizer, lenient=True)
+    assert "dropped" not in capsys.readouterr().err  # refused: no "dropped 3 of 11 rows" as if it went on
     assert len(prepare(f, tokenizer, lenient=True, max_drop_share=0.5).examples) == 8
 
 
