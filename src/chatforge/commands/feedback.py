@@ -138,7 +138,7 @@ def _export(store, cfg) -> int:
     import sys
 
     from chatforge.errors import ChatforgeError
-    from chatforge.store.export import build, write_jsonl
+    from chatforge.store.export import build, known_model, write_jsonl
 
     if not cfg.out:
         raise ChatforgeError("feedback export: --out FILE is required")
@@ -147,6 +147,8 @@ def _export(store, cfg) -> int:
     if Path(cfg.out).expanduser().is_dir():
         raise ChatforgeError(f"--out {cfg.out}: is a directory; --out names the JSONL file to write",
                              hint=f"e.g. --out {Path(cfg.out) / (cfg.kind + '.jsonl')}")
+    if cfg.model is not None and not known_model(store, cfg.model):
+        raise ChatforgeError(_unknown_model(store, cfg.model))
     result = build(store, cfg.kind, style=cfg.style, model=cfg.model, since=parse_since(cfg.since))
     for line in result.duplicates:
         print(f"duplicate: {line}", file=sys.stderr)
@@ -159,16 +161,17 @@ def _export(store, cfg) -> int:
     if not result.rows:
         source = {"dpo": "better-of-two picks, arena votes or corrections", "kto": "thumbs up / down",
                   "sft": "corrections or thumbs-up answers"}[cfg.kind]
-        raise ChatforgeError(f"nothing to export as {cfg.kind}: {result.considered} matching feedback records "
-                             f"in {store.path} give no rows ({cfg.kind} is made from {source})"
-                             + (f"; {len(result.contradictions)} contradictions were left out"
-                                if result.contradictions else "")
-                             + (f"; {len(result.empty)} rows with empty answers were left out"
+        raise ChatforgeError(f"nothing to export as {cfg.kind}: "
+                             f"{_count(result.considered, 'matching feedback record')} in {store.path}, so no rows "
+                             f"({cfg.kind} is made from {source})"
+                             + (f"; {_count(result.contradictions, 'contradiction')} {_were(result.contradictions)}"
+                                " left out" if result.contradictions else "")
+                             + (f"; {_count(result.empty, 'row')} with an empty answer {_were(result.empty)} left out"
                                 if result.empty else "")
-                             + (f"; {len(result.text_only)} records about raw text completions were left out"
-                                if result.text_only else ""), exit_code=1)
+                             + (f"; {_count(result.text_only, 'record')} about raw text completions "
+                                f"{_were(result.text_only)} left out" if result.text_only else ""), exit_code=1)
     path = write_jsonl(result.rows, cfg.out)
-    print(f"wrote {_count(result.rows, cfg.kind + ' row')} ({cfg.style} style) to {path}"
+    print(f"wrote {_count(result.rows, cfg.kind + ' row')} ({result.style}) to {path}"
           + (f"; {_count(result.duplicates, 'duplicate')} merged, {_count(result.contradictions, 'contradiction')}"
              " left out" if result.duplicates or result.contradictions else "")
           + (f"; {_count(result.empty, 'row')} with an empty answer left out" if result.empty else "")
@@ -177,5 +180,23 @@ def _export(store, cfg) -> int:
     return 0
 
 
-def _count(items: list, noun: str) -> str:
-    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")
+def _unknown_model(store, model: str) -> str:
+    """--model names no model in the store (a typo, or a run never served): say so, and which ones it has,
+    rather than "nothing to export" as if the model merely had no feedback yet."""
+    names = list(dict.fromkeys(m["name"] for m in store.models()))
+    if not names:
+        return f"--model {model}: {store.path} has no models yet (nothing was served or chatted with)"
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (f"--model {model}: no such model in {store.path}; it has {_count(names, 'model')}: {shown} "
+            "(--model takes a name as served, a path or run directory, or a fingerprint prefix)")
+
+
+def _count(items: list | int, noun: str) -> str:
+    from chatforge.plural import counted
+
+    return counted(items if isinstance(items, int) else len(items), noun)
+
+
+def _were(items: list) -> str:
+    """The verb that agrees with the count: "1 row was", "2 rows were"."""
+    return "was" if len(items) == 1 else "were"

@@ -38,6 +38,7 @@ class Export:
     empty: list[str] = field(default_factory=list)  # rows left out: an empty answer, or an empty turn before it
     text_only: list[str] = field(default_factory=list)  # feedback on raw text completions (no messages): left out
     considered: int = 0  # feedback records that matched --model / --since
+    style: str = ""  # the row format actually written (kto and sft rows have one format whatever --style says)
 
 
 def _assistant(text: str) -> list[dict]:
@@ -60,6 +61,19 @@ def matches(completion: dict, model: str | None) -> bool:
     return False
 
 
+def known_model(store: Store, model: str) -> bool:
+    """Does `model` (as `matches` reads it) name any model in the store? (Else --model is a typo, not "no
+    feedback yet".)"""
+    return any(matches({"model": m["name"], "fingerprint": m["fingerprint"], "model_path": m["path"],
+                        "model_adapter": m["adapter"]}, model) for m in store.models())
+
+
+# what each kind writes for each --style: OpenAI has no unpaired format, and sft rows are chat rows in both
+WRITTEN = {"dpo": {"openai": "openai style", "trl": "trl style"},
+           "kto": {"openai": "TRL style: OpenAI has no unpaired format", "trl": "trl style"},
+           "sft": {"openai": "openai style", "trl": "OpenAI chat style: TRL reads it too"}}
+
+
 def build(store: Store, kind: str, *, style: str = "openai", model: str | None = None,
           since: float | None = None) -> Export:
     if kind not in KINDS:
@@ -75,7 +89,7 @@ def build(store: Store, kind: str, *, style: str = "openai", model: str | None =
             cache[cid] = dict(c, model_path=m.get("path"), model_adapter=m.get("adapter"))
         return cache[cid]
 
-    out = Export(kind)
+    out = Export(kind, style=WRITTEN[kind][style])
     records = _chat_only(out, store.list_feedback(limit=None, since=since), get, model, _SOURCES[kind])
     if kind == "dpo":
         _pairs(out, records, get, model, style)
@@ -124,38 +138,54 @@ def _texts(row: dict) -> list[str]:
     return [m["content"] for m in msgs if m["role"] != "system"]
 
 
-def _pairs(out: Export, records, get, model, style) -> None:
-    seen: dict[tuple, list[int]] = {}  # (prompt, chosen text, rejected text) -> feedback ids
-    prompts: dict[tuple, list] = {}
+def _preferences(records, get, model) -> dict[tuple, dict]:
+    """(prompt, preferred answer, other answer) -> {"prompt", "records"}: the picks, arena votes (left or right)
+    and corrections saying so about `model`'s answers, in the order given."""
+    groups: dict[tuple, dict] = {}
     for r in records:
         if r["kind"] in ("pair", "vote") and r["chosen_id"]:
             chosen, rejected = get(r["chosen_id"]), get(r["rejected_id"])
             if not (matches(chosen, model) or matches(rejected, model)):
                 continue
-            prompt, good, bad = chosen["messages"], chosen["answer"], rejected["answer"]
+            about, good, bad = chosen, chosen["answer"], rejected["answer"]
         elif r["kind"] == "correction":
-            original = get(r["completion_id"])
-            if not matches(original, model):
+            about = get(r["completion_id"])
+            if not matches(about, model):
                 continue
-            prompt, good, bad = original["messages"], r["correction"], original["answer"]
+            good, bad = r["correction"], about["answer"]
         else:
             continue
-        out.considered += 1
-        key = (digest(prompt), good, bad)
-        seen.setdefault(key, []).append(r["id"])
-        prompts[key] = prompt
-    for key, ids in seen.items():
-        if (key[0], key[2], key[1]) in seen:
+        # a raw text completion has no messages: its text prompt keys it (stats counts those too)
+        key = (digest(about["messages"] if about.get("prompt") is None else {"prompt": about["prompt"]}), good, bad)
+        groups.setdefault(key, {"prompt": about["messages"], "records": []})["records"].append(r)
+    return groups
+
+
+def _flipped(key: tuple) -> tuple:
+    return (key[0], key[2], key[1])
+
+
+def _usable(key: tuple, groups: dict[tuple, dict]) -> bool:
+    """Is this a pair export writes: two different answers, and not contradicted (the same pair voted both ways)?"""
+    return key[1] != key[2] and _flipped(key) not in groups
+
+
+def _pairs(out: Export, records, get, model, style) -> None:
+    groups = _preferences(records, get, model)
+    for key, group in groups.items():
+        out.considered += len(group["records"])
+        ids = [r["id"] for r in group["records"]]
+        if _flipped(key) in groups:
             if key[1] < key[2]:  # report each contradicting pair once
-                flipped = seen[(key[0], key[2], key[1])]
+                flipped = [r["id"] for r in groups[_flipped(key)]["records"]]
                 out.contradictions.append(f"feedback {_ids(ids)} prefers one answer and {_ids(flipped)} the "
-                                          f"other, for the same prompt {_short(prompts[key])}: neither exported")
+                                          f"other, for the same prompt {_short(group['prompt'])}: neither exported")
             continue
-        if key[1] == key[2]:
+        if not _usable(key, groups):
             continue
         if len(ids) > 1:
             out.duplicates.append(f"feedback {_ids(ids)}: the same pair {len(ids)} times (exported once)")
-        prompt, good, bad = prompts[key], key[1], key[2]
+        prompt, good, bad = group["prompt"], key[1], key[2]
         if style == "openai":
             out.rows.append({"input": {"messages": prompt}, "preferred_output": _assistant(good),
                              "non_preferred_output": _assistant(bad)})
@@ -166,13 +196,10 @@ def _pairs(out: Export, records, get, model, style) -> None:
 def _ratings(out: Export, records, get, model) -> dict[tuple, dict]:
     """(prompt, answer) -> {"prompt", "answer", "up": [ids], "down": [ids]} of the rated answers."""
     rated: dict[tuple, dict] = {}
-    # a person who rates the same answer again changed their mind: their latest rating of a completion is the one
-    # that counts (records come in the order given); up and down from different completions still contradict
-    latest = {r["completion_id"]: r for r in records if r["kind"] == "rating"}
-    changed = [r["id"] for r in records if r["kind"] == "rating" and latest[r["completion_id"]] is not r]
+    latest, changed = _latest_ratings(records)  # up and down from different completions still contradict
     if changed:
         out.duplicates.append(f"feedback {_ids(changed)}: replaced by a later rating of the same completion")
-    for r in latest.values():
+    for r in latest:
         c = get(r["completion_id"])
         if not matches(c, model):
             continue
@@ -188,6 +215,14 @@ def _ratings(out: Export, records, get, model) -> dict[tuple, dict]:
             ids = item["up"] + item["down"]
             out.duplicates.append(f"feedback {_ids(ids)}: the same rating {len(ids)} times (exported once)")
     return {k: v for k, v in rated.items() if not (v["up"] and v["down"])}
+
+
+def _latest_ratings(records) -> tuple[list[dict], list[int]]:
+    """Each rated completion's latest rating record, and the ids of the earlier ratings they replaced: a person
+    who rates the same answer again changed their mind (records come in the order given)."""
+    latest = {r["completion_id"]: r for r in records if r["kind"] == "rating"}
+    changed = [r["id"] for r in records if r["kind"] == "rating" and latest[r["completion_id"]] is not r]
+    return list(latest.values()), changed
 
 
 def _thumbs(out: Export, records, get, model) -> None:
@@ -252,14 +287,27 @@ def stats(store: Store, *, since: float | None = None) -> dict:
         per.setdefault(m["name"], {"completions": 0, "up": 0, "down": 0, "corrections": 0, "chosen": 0,
                                    "rejected": 0, "wins": 0, "losses": 0, "ties": 0, "both_bad": 0})
         per[m["name"]]["completions"] += m["completions"]
-    for r in store.list_feedback(limit=None, since=since):
-        if r["kind"] in ("rating", "correction"):
-            name = store.completion(r["completion_id"])["model"]
-            per[name]["up" if r["rating"] == "up" else "down" if r["rating"] else "corrections"] += 1
-        elif r["kind"] == "pair":
-            per[store.completion(r["chosen_id"])["model"]]["chosen"] += 1
-            per[store.completion(r["rejected_id"])["model"]]["rejected"] += 1
-        elif r["kind"] == "vote":
+    records = store.list_feedback(limit=None, since=since)
+    get = _reader(store)
+
+    def model_of(cid: str) -> str:
+        return get(cid)["model"]
+
+    # export's rules, so that the counts are of the feedback export uses: a completion's latest rating, a pick
+    # given twice once, a pair voted both ways in neither column
+    for r in _latest_ratings(records)[0]:
+        per[model_of(r["completion_id"])][r["rating"]] += 1
+    for r in records:
+        if r["kind"] == "correction":
+            per[model_of(r["completion_id"])]["corrections"] += 1
+    groups = _preferences(records, get, None)
+    for key, group in groups.items():
+        pick = next((r for r in group["records"] if r["kind"] == "pair"), None)
+        if pick and _usable(key, groups):
+            per[model_of(pick["chosen_id"])]["chosen"] += 1
+            per[model_of(pick["rejected_id"])]["rejected"] += 1
+    for r in records:
+        if r["kind"] == "vote":
             left, right = r["left"]["model"], r["right"]["model"]
             if r["vote"] in ("tie", "both_bad"):
                 for name in (left, right):
@@ -276,6 +324,18 @@ def stats(store: Store, *, since: float | None = None) -> dict:
             row["win_rate"] = score / games
             row["ci95"] = list(wilson(score, games))
     return per
+
+
+def _reader(store: Store):
+    """fn(completion id) -> the completion, each read from the store once (feedback refers to some many times)."""
+    cache: dict[str, dict] = {}
+
+    def get(cid: str) -> dict:
+        if cid not in cache:
+            cache[cid] = store.completion(cid)
+        return cache[cid]
+
+    return get
 
 
 def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -137,8 +137,8 @@ def test_bad_feedback_is_a_4xx_with_an_openai_error(client, server, http):
         ({"completion_id": a.id, "rating": "meh"}, 422, "rating"),
         ({"completion_id": a.id, "rating": 1}, 422, "rating"),
         ({"completion_id": a.id, "correction": ""}, 400, "correction"),
-        ({"completion_id": a.id, "rating": "up", "correction": "x"}, 400, None),  # two kinds at once
-        ({"completion_id": a.id}, 400, None),
+        ({"completion_id": a.id, "rating": "up", "correction": "x"}, 400, "correction"),  # two kinds at once
+        ({"completion_id": a.id}, 400, "rating"),  # the missing field (or correction)
         ({"completion_id": a.id, "ratting": "up"}, 422, "ratting"),  # a misspelt field is never ignored
         ({"battle_id": "battle-nope", "vote": "left"}, 404, "battle_id"),
         ({}, 400, None),
@@ -159,21 +159,29 @@ def test_bad_feedback_is_a_4xx_with_an_openai_error(client, server, http):
 def test_a_feedback_body_of_no_kind_says_what_is_missing_or_which_combinations_are_allowed(http):
     allowed = ('send one of {"completion_id", "rating": "up"|"down"}, {"completion_id", "correction"}, '
                '{"chosen_id", "rejected_id"} or {"battle_id", "vote"}')
-    cases = [
-        ({}, "no feedback in the request: "),  # not "unexpected fields none"
-        ({"comment": "nice"}, "no feedback in the request: "),
-        ({"completion_id": "chatcmpl-x"}, "completion_id needs rating or correction: "),
-        ({"rating": "up"}, "rating needs completion_id: "),
-        ({"completion_id": "chatcmpl-x", "rating": "up", "correction": "Hi"},  # each field valid, not together
-         "completion_id, correction, rating cannot be sent together (one request is one kind of feedback): "),
-        ({"chosen_id": "chatcmpl-x", "vote": "left"}, "chosen_id, vote cannot be sent together"),
+    cases = [  # (body, the message's start, param: the field that is missing or that conflicts)
+        ({}, "no feedback in the request: ", None),  # not "unexpected fields none"
+        ({"comment": "nice"}, "no feedback in the request: ", None),
+        ({"completion_id": "chatcmpl-x"}, "completion_id needs rating or correction: ", "rating"),
+        ({"rating": "up"}, "rating needs completion_id: ", "completion_id"),
+        ({"battle_id": "battle-x"}, "battle_id needs vote: ", "vote"),
+        ({"chosen_id": "chatcmpl-x"}, "chosen_id needs rejected_id: ", "rejected_id"),
+        ({"rejected_id": "chatcmpl-x"}, "rejected_id needs chosen_id: ", "chosen_id"),
+        # each field valid, not together; completion_id belongs to both kinds, so it is not what conflicts
+        ({"completion_id": "chatcmpl-x", "rating": "up", "correction": "Hi"},
+         "rating and correction cannot be sent together (one request is one kind of feedback): ", "correction"),
+        ({"chosen_id": "chatcmpl-x", "vote": "left"}, "chosen_id and vote cannot be sent together", "vote"),
+        ({"chosen_id": "a", "rejected_id": "b", "battle_id": "c", "vote": "tie"},
+         "chosen_id and rejected_id cannot be sent with battle_id and vote", "battle_id"),
     ]
-    for body, start in cases:
-        message = _error(http.post("/v1/feedback", json=body), 400)["message"]
+    for body, start, param in cases:
+        err = _error(http.post("/v1/feedback", json=body), 400)
+        message = err["message"]
         assert message.startswith(start) and allowed in message and "unexpected" not in message, (body, message)
+        assert err["param"] == param, (body, err)
 
 
-def test_bad_arena_requests_are_4xx_like_the_chat_route(http):
+def test_bad_arena_requests_are_4xx_like_the_chat_route(server, http):
     err = _error(http.post("/v1/arena", json={"messages": [{"role": "user", "content": None}]}), 422)  # was a 500
     assert err["param"] == "messages[0].content" and "must be a string" in err["message"]
     err = _error(http.post("/v1/arena", json={"messages": HELLO + [{"role": "tool", "tool_call_id": "zz",
@@ -183,6 +191,12 @@ def test_bad_arena_requests_are_4xx_like_the_chat_route(http):
     assert _error(http.post("/v1/arena", json={"messages": HELLO, "tools": tools}), 400)["param"] == "tools"
     assert _error(http.post("/v1/arena", json={"messages": HELLO, "modalities": ["audio"]}), 400)["param"] == \
         "modalities"
+    # the votes refer to the kept answers: "store": false cannot be honoured, so it is refused, not ignored
+    before = server.store.counts()
+    err = _error(http.post("/v1/arena", json={"messages": HELLO, "max_tokens": 2, "store": False}), 400)
+    assert err["param"] == "store" and "the arena keeps both answers to be voted on" in err["message"]
+    assert server.store.counts() == before  # nothing generated, nothing kept
+    assert http.post("/v1/arena", json={"messages": HELLO, "max_tokens": 2, "store": True}).status_code == 200
     assert http.post("/v1/arena", json={"messages": HELLO, "max_tokens": 2}).status_code == 200
 
 

@@ -84,8 +84,13 @@ def test_feedback_list_stats_and_export_read_back_by_check(chatted, run_cli, tmp
     assert all(set(r) == {"prompt", "completion", "label"} for r in rows)
 
     code, _, err = run_cli("feedback", "export", "--as", "dpo", "--out", tmp_path / "x.jsonl", "--store", chatted,
-                           "--model", "someone-else")
-    assert code == 1 and "nothing to export as dpo" in err and not (tmp_path / "x.jsonl").exists()
+                           "--model", "someone-else")  # no such model: a typo is bad input, not "no feedback"
+    assert code == 2 and "--model someone-else: no such model" in err and str(tiny_model) in err
+    assert not (tmp_path / "x.jsonl").exists()
+    code, _, err = run_cli("feedback", "export", "--as", "dpo", "--out", tmp_path / "x.jsonl", "--store", chatted,
+                           "--model", str(tiny_model), "--since", "2100-01-01")  # a known model, no feedback yet
+    assert code == 1 and "nothing to export as dpo: 0 matching feedback records" in err
+    assert not (tmp_path / "x.jsonl").exists()
     code, _, err = run_cli("feedback", "export", "--as", "dpo", "--out", dpo, "--store", chatted, "--since", "nope")
     assert code == 2 and "--since nope: not a date" in err
 

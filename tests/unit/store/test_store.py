@@ -289,3 +289,42 @@ def test_a_lock_sqlite_does_not_wait_for_is_waited_for(tmp_path, monkeypatch):
     monkeypatch.setattr(store_db.time, "monotonic", iter(range(0, 10**6, 20)).__next__)  # 20 s per try
     with pytest.raises(ChatforgeError, match="stayed locked by another process"):
         Store(tmp_path / "b.db")
+
+
+def test_stats_count_feedback_as_export_uses_it(store):
+    """A re-rated completion counts with its latest rating, a pick given twice once, and a pair voted both ways
+    in neither column: the README's rule, and what export writes."""
+    log(store, "chatcmpl-a", "A smart lamp.")
+    log(store, "chatcmpl-b", "A kettle.")
+    log(store, "chatcmpl-c", "Hi there.", messages=[{"role": "user", "content": "Hello"}])
+    log(store, "chatcmpl-d", "Go away.", messages=[{"role": "user", "content": "Hello"}])
+    store.add_rating("chatcmpl-a", "up")
+    store.add_rating("chatcmpl-a", "down")  # changed their mind: down counts, up no longer
+    store.add_rating("chatcmpl-b", "down")
+    store.add_pair("chatcmpl-a", "chatcmpl-b")
+    store.add_pair("chatcmpl-a", "chatcmpl-b")  # the same pick again: once
+    store.add_pair("chatcmpl-c", "chatcmpl-d")
+    store.add_pair("chatcmpl-d", "chatcmpl-c")  # contradicts it: neither
+    row = ex.stats(store)["tiny"]
+    assert (row["up"], row["down"], row["chosen"], row["rejected"]) == (0, 2, 1, 1)
+    assert len(ex.build(store, "kto").rows) == 2 and len(ex.build(store, "dpo").rows) == 1  # the same feedback
+    assert ex.stats(store, since=4102444800)["tiny"]["down"] == 0  # 2100-01-01: nothing that recent
+
+
+def test_export_says_which_row_format_it_wrote(store):
+    """OpenAI has no unpaired format: kto rows are TRL's whatever --style says, and the export says so."""
+    log(store, "chatcmpl-a", "A smart lamp.")
+    store.add_rating("chatcmpl-a", "up")
+    kto = ex.build(store, "kto", style="openai")
+    assert set(kto.rows[0]) == {"prompt", "completion", "label"} and kto.style.startswith("TRL style")
+    assert "OpenAI has no unpaired format" in kto.style
+    assert ex.build(store, "dpo", style="trl").style == "trl style"
+    assert ex.build(store, "sft", style="trl").style.startswith("OpenAI chat style")
+
+
+def test_known_model_matches_names_paths_and_fingerprints_of_the_store(store, weights):
+    fingerprint = store.model(store.mid)["fingerprint"]
+    for model in ("tiny", str(weights), fingerprint[:8]):
+        assert ex.known_model(store, model), model
+    for model in ("runs/nonexistent", "tin", fingerprint[:4]):
+        assert not ex.known_model(store, model), model
