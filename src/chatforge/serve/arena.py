@@ -8,6 +8,7 @@
 
 Each side is a served model with its own engine and scheduler (its own worker thread), so the two answers
 are generated at the same time. Both answers and the battle are kept in the store before the reply is sent.
+(The votes refer to them, so "store": false is refused with a 400, not ignored.)
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def arena_router(sides: list[Side], keeper, check_key: Callable, read_json: Call
         req = parse(request_type, await read_json(request))
         if req.stream:
             raise api_error(400, "the arena answers are not streamed: leave out \"stream\"", param="stream")
+        if req.store is False:  # votes refer to the kept answers: an arena that kept nothing could take no vote
+            raise api_error(400, "the arena keeps both answers to be voted on: leave out \"store\" (or send "
+                                 "\"store\": true)", param="store")
         if req.tools or req.tool_choice is not None:  # both answers are plain text: tools would go unheard
             raise api_error(400, "the arena does not take tools: leave out \"tools\" and \"tool_choice\"",
                             param="tools" if req.tools else "tool_choice")
