@@ -24,6 +24,12 @@ AUTO_COMPILE_TOKENS = 250_000  # --compile's default: on from this many planned 
 DEFAULT_LR = {"lora": 5e-4, "full": 2e-5, "freeze": 5e-5, "dpo": 5e-5, "kto": 5e-5}
 
 
+def _short(x: float) -> str:
+    """5e-4, not 0.0005 or 5e-04: as the help and the docs write learning rates."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def _epochs(s: str) -> int | str:
     if s == "auto":
         return "auto"
@@ -72,7 +78,8 @@ class TrainConfig:
                                parse=_epochs, metavar="N|auto")
     max_steps: int | None = option(None, "Stop after this many optimizer steps (overrides --epochs).",
                                    parse=positive_int)
-    lr: float | None = option(None, "Peak learning rate (default by method: lora 5e-4, full 2e-5, freeze 5e-5).",
+    lr: float | None = option(None, "Peak learning rate (default by method: "
+                              + ", ".join(f"{m} {_short(lr)}" for m, lr in DEFAULT_LR.items()) + ").",
                               parse=positive_float)
     warmup: float = option(0.03, "Linear warm-up, as a share of all steps.", parse=fraction)
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
