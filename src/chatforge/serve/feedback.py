@@ -100,15 +100,35 @@ _USAGE = ('send one of {"completion_id", "rating": "up"|"down"}, {"completion_id
           '{"chosen_id", "rejected_id"} or {"battle_id", "vote"} (each may add a "comment")')
 
 
-def _shape_problem(given: set[str]) -> str:
-    """Why `given` (the fields sent, comment aside) is no kind of feedback: nothing sent, a kind's field
-    missing, or fields of different kinds together (each field may be valid; the combination is not)."""
+def _shape_problem(given: set[str]) -> tuple[str, str | None]:
+    """(why, the field to name as `param`) for `given` (the fields sent, comment aside) that is no kind of
+    feedback: nothing sent, a kind's field missing, or fields of different kinds together (each field may be
+    valid; the combination is not)."""
     if not given:
-        return f"no feedback in the request: {_USAGE}"
-    needs = [" and ".join(sorted(fields - given)) for fields in _SHAPES.values() if given < fields]
-    if needs:
-        return f"{' and '.join(sorted(given))} needs {' or '.join(needs)}: {_USAGE}"
-    return f"{', '.join(sorted(given))} cannot be sent together (one request is one kind of feedback): {_USAGE}"
+        return f"no feedback in the request: {_USAGE}", None
+    needs = [[f for f in _order(fields) if f not in given] for fields in _SHAPES.values() if given < fields]
+    if needs:  # param: the (first) field that would make it whole
+        return (f"{' and '.join(sorted(given))} needs {' or '.join(' and '.join(n) for n in needs)}: {_USAGE}",
+                needs[0][0])
+    ours, theirs = _conflict(given)
+    together = (f"{ours[0]} and {theirs[0]} cannot be sent together" if len(ours) == len(theirs) == 1 else
+                f"{' and '.join(ours)} cannot be sent with {' and '.join(theirs)}")
+    return f"{together} (one request is one kind of feedback): {_USAGE}", theirs[0]
+
+
+def _order(fields: set[str]) -> list[str]:
+    """A kind's fields in the order the request model declares them (completion_id before rating)."""
+    return [f for f in FeedbackRequest.model_fields if f in fields]
+
+
+def _conflict(given: set[str]) -> tuple[list[str], list[str]]:
+    """The fields of the kind `given` is most like, and those of other kinds sent with them; a field that both
+    kinds have (completion_id, of a rating and a correction) is in neither: it is not what conflicts."""
+    best = max(_SHAPES.values(), key=lambda fields: len(fields & given))  # the first of equals: rating first
+    theirs = given - best
+    others = set().union(*(fields for fields in _SHAPES.values() if fields & theirs))
+    ours = (given & best) - others or given & best
+    return _order(ours), _order(theirs)
 
 
 def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Request], Awaitable[dict]],
@@ -127,7 +147,8 @@ def feedback_router(keeper: Keeper, check_key: Callable, read_json: Callable[[Re
         given = {k for k, v in req.model_dump().items() if v is not None and k != "comment"}
         kind = next((k for k, fields in _SHAPES.items() if given == fields), None)
         if kind is None:
-            raise api_error(400, _shape_problem(given), code="invalid_feedback")
+            message, param = _shape_problem(given)
+            raise api_error(400, message, param=param, code="invalid_feedback")
         from chatforge.store import StoreError
 
         store = keeper.store
