@@ -127,6 +127,9 @@ def improve(cfg: ImproveConfig, store, on_event=None) -> Verdict:
     nothing is printed (the verdict is the caller's to show)."""
     check_values(cfg)  # the Python API's config gets the CLI's checks (--holdout in [0, 1), ...)
     run = Path(cfg.run).expanduser()
+    if not run.is_dir():
+        raise ChatforgeError(f"{cfg.run}: no such run directory", hint="improve takes a run that `chatforge train` "
+                                                                       "finished, e.g. runs/NAME")
     if not (run / "final").is_dir():
         raise ChatforgeError(f"{cfg.run}: not a finished training run (no final/ in it)")
     run = run.resolve()

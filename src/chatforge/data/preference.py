@@ -129,6 +129,8 @@ def is_preference_data(path) -> bool:
 def _messages(value, what: str) -> list[dict]:
     """A string -> one user message; a list of messages as given (checked later with the chat rules)."""
     if isinstance(value, str):
+        if not value.strip():  # (not "messages[0] (user) has empty content": the user wrote no messages)
+            raise Invalid("empty_content", f"{what!r} is empty")
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
         raise Invalid("wrong_type", f"{what!r} must be a string or a list of messages, not {type(value).__name__}")

@@ -73,6 +73,12 @@ def test_every_problem_class_is_named_with_its_line(tmp_path, tokenizer):
     assert [(p.line, p.cls) for p in report.problems] == [(1, "label_not_boolean")]
 
 
+def test_an_empty_prompt_string_is_named_as_the_prompt(tmp_path, tokenizer):
+    path = _write(tmp_path, [{"prompt": " ", "chosen": "Yes.", "rejected": "No."}])
+    _, report = analyse_preferences(path, tokenizer)
+    assert [(p.line, p.cls, p.message) for p in report.problems] == [(1, "empty_content", "'prompt' is empty")]
+
+
 def test_kto_labels_in_a_csv_are_text(tmp_path, tokenizer):
     """A CSV has no booleans: its true / false (any case) and 1 / 0 are the labels; anything else stays an error."""
     path = tmp_path / "kto.csv"

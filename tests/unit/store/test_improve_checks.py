@@ -43,6 +43,18 @@ def test_a_holdout_that_leaves_nothing_to_train_on_is_refused_before_writing(run
     assert _left_behind(run) == []
 
 
+def test_a_run_that_is_not_there_is_named_as_missing(run_and_store, tmp_path):
+    from chatforge.improve import ImproveConfig, improve
+
+    _, store = run_and_store
+    with pytest.raises(ChatforgeError, match="runs/nope: no such run directory") as e:
+        improve(ImproveConfig(run=str(tmp_path / "runs" / "nope")), store)
+    assert e.value.exit_code == 2
+    (tmp_path / "half").mkdir()
+    with pytest.raises(ChatforgeError, match="not a finished training run"):
+        improve(ImproveConfig(run=str(tmp_path / "half")), store)
+
+
 @pytest.mark.parametrize("field,value,flag", [("holdout", 1.0, "--holdout"), ("holdout", -0.5, "--holdout"),
                                               ("beta", 0.0, "--beta"), ("lr", -1.0, "--lr"),
                                               ("sft_weight", -0.1, "--sft-weight")])
