@@ -59,10 +59,17 @@ def non_negative_int(s: str) -> int:
 
 
 def _number(s: str) -> float:
+    """A finite number: "inf" (or YAML's 1e309, .inf) would train at an infinite learning rate, "nan" compare
+    false to every bound."""
+    import math
+
     try:
-        return float(s)
-    except ValueError:
+        v = float(s)
+    except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {v}")
+    return v
 
 
 def positive_float(s: str) -> float:

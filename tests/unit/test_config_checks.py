@@ -46,3 +46,16 @@ def test_yaml_errors_name_the_file_and_line_of_the_option(tmp_path):
         build(TrainConfig, yaml_file=cfg)
     cfg.write_text("model: tiny\nlr: 0.002\n")
     assert build(TrainConfig, yaml_file=cfg).lr == 0.002
+
+
+@pytest.mark.parametrize("value", ["inf", "1e309", "nan"])
+def test_an_infinite_or_nan_learning_rate_is_refused(run_cli, value, tmp_path, capsys):
+    """lr 1e309 (inf) was accepted: the run trained at an infinite learning rate until its loss became nan."""
+    from chatforge.config import check_values
+    from chatforge.train.config import TrainConfig
+
+    with pytest.raises(SystemExit) as e:  # argparse's own exit for a bad option value
+        run_cli("train", "--data", tmp_path / "x.jsonl", "--lr", value)
+    assert e.value.code == 2 and "argument --lr: must be a finite number" in capsys.readouterr().err
+    with pytest.raises(ChatforgeError, match=r"--lr .*finite"):
+        check_values(TrainConfig(lr=float(value)))
