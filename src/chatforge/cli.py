@@ -31,6 +31,8 @@ COMMANDS = {
     "studio": "Open the studio: the whole pipeline in the browser (English / 中文).",
 }
 
+NO_TORCH = {"feedback", "models"}  # commands that never run a model: no --threads to offer
+
 EPILOG = """\
 A MODEL is a catalog name (see `chatforge models`; default: smollm2-135m-instruct), a local Hugging Face
 model directory, a .gguf file, a training run directory (runs/NAME) or a cached Hugging Face Hub id.
@@ -52,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.add_argument("--threads", type=parse_threads, default=None, metavar="N",
-                       help="CPU threads for torch: a number, or auto (default: the cores that are free: affinity, "
-                            "cgroup quota, minus cores other processes keep busy).")
+        if name not in NO_TORCH:
+            p.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                           help="CPU threads for torch: a number, or auto (default: the cores that are free: "
+                                "affinity, cgroup quota, minus cores other processes keep busy).")
         p.set_defaults(_module=module, _parser=p)
     return parser
 

@@ -63,21 +63,23 @@ def test_busy_cores_measures_something():
     assert 0.0 <= threads.busy_cores(0.05) <= 64
 
 
-def test_threads_flag_on_every_command(run_cli, monkeypatch):
-    from chatforge.cli import COMMANDS, build_parser
+def test_threads_flag_on_every_command_that_runs_a_model(run_cli, monkeypatch):
+    from chatforge.cli import COMMANDS, NO_TORCH, build_parser
 
     parser = build_parser()
     for name in COMMANDS:
         sub = parser._subparsers._group_actions[0].choices[name]
-        assert any("--threads" in a.option_strings for a in sub._actions), name
+        assert any("--threads" in a.option_strings for a in sub._actions) == (name not in NO_TORCH), name
     monkeypatch.delenv(threads.ENV, raising=False)
     with pytest.raises(SystemExit) as e:
-        run_cli("models", "--threads", "0")
+        run_cli("generate", "m", "hi", "--threads", "0")
     assert e.value.code == 2
-    code, _, _ = run_cli("models", "--threads", "3")
+    with pytest.raises(SystemExit):  # `models` runs no model: no --threads to accept silently
+        run_cli("models", "--threads", "3")
+    code, _, _ = run_cli("generate", "/no/such/model", "hi", "--threads", "3")
     import os
 
-    assert code == 0 and os.environ[threads.ENV] == "3"
+    assert code == 2 and os.environ[threads.ENV] == "3"  # set before the (missing) model is looked for
     monkeypatch.delenv(threads.ENV)
 
 
