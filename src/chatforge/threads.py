@@ -7,7 +7,7 @@ slower, not 2x, with one of two cores taken). So the default counts
   - capped by the cgroup CPU quota (cpu.max / cfs_quota_us: containers, systemd limits),
   - minus the cores other processes keep busy right now (a 0.2 s sample of /proc/stat, our own use left out;
     processes of lower priority, `nice`d ones, do not count: they give the cores back).
-`--threads N` (any command), CHATFORGE_THREADS=N or OMP_NUM_THREADS=N choose the count instead.
+`--threads N` (any command that runs a model), CHATFORGE_THREADS=N or OMP_NUM_THREADS=N choose the count instead.
 Load changes while a command runs (a build starts, a browser wakes up): Follow re-measures it from the time
 the command's loop already spends (no sleep) every two seconds, and moves torch's count to match; the training
 loop and the decode loop call it once per step. An explicit count is never changed.
