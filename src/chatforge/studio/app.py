@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import socket
 import urllib.error
@@ -37,7 +38,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Streamin
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatforge.errors import ChatforgeError
+from chatforge.export.config import QUANTS
 from chatforge.studio.jobs import Jobs, chatforge_argv
+from chatforge.train import checkpoints
 from chatforge.studio.security import Guard
 from chatforge.studio.workspace import StudioError, Workspace, check_name, read_json, read_jsonl
 
@@ -98,7 +101,8 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
     @app.get("/api/state")
     async def state():
         return {"workspace": str(ws.root), "models": await run_in_threadpool(_models, ws),
-                "data_files": ws.data_files(), "runs": [_run_summary(ws, jobs, n) for n in ws.run_names()],
+                "data_files": ws.data_files(),
+                "runs": [_finite(_run_summary(ws, jobs, n)) for n in _run_names(ws, jobs)],
                 "jobs": [_public_job(j) for j in jobs.all()[:50]], "csrf_header": guard.CSRF_HEADER,
                 "upload_limit": upload_limit}
 
@@ -173,7 +177,7 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
         job = jobs.latest("train", name)
         out["log"] = jobs.log_tail(job) if job else ""
         out["evals"] = _evals(ws, run_dir)
-        return out
+        return _finite(out)
 
     @app.get("/api/runs/{name}/events")
     async def run_events(name: str):
@@ -205,6 +209,8 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
         job = jobs.latest("train", name)
         if not job or not job["running"]:
             raise StudioError(409, f"run {name!r} is not training", "run")
+        if job.get("stopping"):
+            raise StudioError(409, f"run {name!r} is already stopping (it saves a checkpoint first)", "run")
         jobs.stop(job)
         return {"run": name, "stopping": True}
 
@@ -216,6 +222,8 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
             raise StudioError(409, f"run {name!r} is still training", "run")
         if summary["status"] == "complete":
             raise StudioError(409, f"run {name!r} is complete; there is nothing to resume", "run")
+        if checkpoints.last(run_dir / "checkpoints") is None:  # the CLI's --resume would fail in the job
+            raise StudioError(409, f"run {name!r} has no checkpoint to resume; start a new run instead", "run")
         job = jobs.start("train", name, chatforge_argv("train", "--out", run_dir, "--resume"))
         return {"run": name, "job": _public_job(job)}
 
@@ -226,6 +234,10 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
             raise StudioError(400, f"to delete run {name!r}, confirm with its name", "confirm")
         if _run_summary(ws, jobs, name)["running"]:
             raise StudioError(409, f"run {name!r} is training: stop it first", "run")
+        busy = [j for j in jobs.all() if j["running"] and j["kind"] in ("eval", "export") and j.get("run") == name]
+        if busy:  # the job reads runs/NAME/final: deleting it would fail the job half-way
+            raise StudioError(409, f"run {name!r} is in use by a running {busy[0]['kind']} job: wait for it "
+                                   "to finish", "run")
         await run_in_threadpool(shutil.rmtree, run_dir)
         return {"deleted": name}
 
@@ -242,30 +254,30 @@ def create_app(workspace: str | Path, *, token: str | None = None, host: str = "
     async def start_eval(request: Request):
         body = await _json(request)
         name = _str(body, "run")
-        run_dir = ws.run_dir(name)
+        run_dir = _finished_run(ws, name)
         data = ws.resolve(_str(body, "data"), "data")
         argv = ["eval", run_dir, "--data", data, "--out", run_dir / "eval"]
         if body.get("max_examples") not in (None, ""):
             argv += ["--max-examples", _int(body, "max_examples")]
-        job = jobs.start("eval", name, chatforge_argv(*argv))
+        job = jobs.start("eval", name, chatforge_argv(*argv), run=name)
         return JSONResponse({"job": _public_job(job)}, status_code=201)
 
     @app.post("/api/export")
     async def start_export(request: Request):
         body = await _json(request)
         name = _str(body, "run")
-        run_dir = ws.run_dir(name)
+        run_dir = _finished_run(ws, name)
         fmt = _choice(body, "format", ("hf", "gguf"))
-        quant = body.get("quant") or None
+        quant = _choice(body, "quant", QUANTS[fmt]) if body.get("quant") else None
         out_name = check_name(body.get("out") or f"{name}-{fmt}" + (f"-{quant}" if quant else ""), "out")
         argv = ["export", run_dir, "--format", fmt, "--out", ws.root / "exports" / out_name, "--force"]
         if quant:
-            argv += ["--quant", _str(body, "quant")]
+            argv += ["--quant", quant]
         if body.get("ollama"):
             if fmt != "gguf":
                 raise StudioError(400, "ollama: an Ollama Modelfile needs --format gguf", "ollama")
             argv.append("--ollama")
-        job = jobs.start("export", out_name, chatforge_argv(*argv))
+        job = jobs.start("export", out_name, chatforge_argv(*argv), run=name)
         return JSONResponse({"job": _public_job(job), "out": f"exports/{out_name}"}, status_code=201)
 
     @app.get("/api/jobs/{job_id}")
@@ -448,6 +460,14 @@ def _choice(body: dict, key: str, choices: tuple[str, ...]) -> str:
     return v
 
 
+def _finished_run(ws: Workspace, name: str) -> Path:
+    """A run with its final model: eval and export read runs/NAME/final, so without it their job would fail."""
+    run_dir = ws.run_dir(name)
+    if not (run_dir / "final").is_dir():
+        raise StudioError(409, f"run {name!r} has no final model yet (it has not finished training)", "run")
+    return run_dir
+
+
 def _models(ws: Workspace) -> list[dict]:
     from chatforge.models.catalog import CATALOG, DEFAULT_MODEL
     from chatforge.models.resolve import cached_models
@@ -488,20 +508,46 @@ def _train_values(ws: Workspace, config) -> dict:
             raise StudioError(400, f"{k}: chosen by the studio, not the form", k)
     try:
         values = from_mapping(TrainConfig, config, "form")
-        TrainConfig(**values)
+        cfg = TrainConfig(**values)
     except ChatforgeError as e:
-        field = next((k for k in config if f": {k}" in e.message or f" {k} " in e.message), None)
-        raise StudioError(400, e.message, field) from None
+        raise StudioError(400, e.message, _field_named(e.message, config)) from None
     except TypeError as e:
         raise StudioError(400, f"form: {e}", None) from None
     if "data" not in values:
         raise StudioError(400, "data: pick a training data file", "data")
+    try:
+        _cli_checks(cfg)
+    except ChatforgeError as e:
+        raise StudioError(400, e.message + (f" ({e.hint})" if getattr(e, "hint", None) else ""),
+                          _field_named(e.message, config)) from None
     for key in ("data", "eval_data"):
         if key in values:
             values[key] = str(ws.resolve(values[key], key))
     if "model" in values:
         values["model"] = _model(ws, values["model"])
     return values
+
+
+def _cli_checks(cfg) -> None:
+    """The checks `chatforge train` makes before its first step, made here so that a config the job would refuse
+    (--max-length 1, --batch-tokens under --max-length, a bad --columns) is a 400 and no run directory is left."""
+    from chatforge.data.columns import parse_columns
+    from chatforge.train.run import check_request
+
+    check_request(cfg)  # the CLI's own request checks (every option's parse rule, and the cross-option rules)
+    parse_columns(cfg.columns or None, cfg.column_separator)
+
+
+def _field_named(message: str, config: dict) -> str | None:
+    """The form field an error message names first (the one it is about): as `--max-length` (the CLI's flag),
+    `: max_length` or ` max_length ` (a form key)."""
+    found = []
+    for k in config:
+        at = [i for i in (message.find(f"--{k.replace('_', '-')} "), message.find(f": {k}"), message.find(f" {k} "))
+              if i >= 0]
+        if at:
+            found.append((min(at), k))
+    return min(found)[1] if found else None
 
 
 def _write_yaml(values: dict, path: Path) -> None:
@@ -522,6 +568,16 @@ def _read_yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _run_names(ws: Workspace, jobs: Jobs) -> list[str]:
+    """The workspace's runs, and the run directories a training job of the studio's left without a run.json
+    (its process failed before the first step): listed as failed with their log, so the user sees why the name
+    is taken and can delete it."""
+    names = ws.run_names()
+    started = {j["target"] for j in jobs.all("train")}
+    orphans = [n for n in sorted(started - set(names)) if (ws.runs_dir / n).is_dir()]
+    return names + orphans
+
+
 def _run_summary(ws: Workspace, jobs: Jobs, name: str) -> dict:
     run_dir = ws.runs_dir / name
     info = read_json(run_dir / "run.json")
@@ -537,8 +593,19 @@ def _run_summary(ws: Workspace, jobs: Jobs, name: str) -> dict:
             "method": info.get("method"), "data": info.get("data"), "data_sha256": info.get("data_sha256"),
             "steps": info.get("steps", last.get("step")), "eval_loss": info.get("eval_loss"),
             "final_train_loss": info.get("final_train_loss"), "tokens_per_sec": info.get("tokens_per_sec"),
-            "error": info.get("error"), "job": job["id"] if job else None,
+            "error": info.get("error") or _failed_before_start(jobs, job, info, running),
+            "job": job["id"] if job else None,
             "returncode": job.get("returncode") if job else None, "has_final": (run_dir / "final").is_dir()}
+
+
+def _failed_before_start(jobs: Jobs, job: dict | None, info: dict, running: bool) -> str | None:
+    """Why a run that never wrote run.json failed: the CLI's error line in its job's log (a hint may follow it),
+    else the log's last line."""
+    if info or running or not job:
+        return None
+    lines = [line for line in jobs.log_tail(job, 4000).splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line]
+    return (errors or lines or [None])[-1]
 
 
 def _evals(ws: Workspace, run_dir: Path) -> list[dict]:
@@ -609,7 +676,19 @@ def _free_port() -> int:
 
 
 def _sse(event: str, data) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+    return f"event: {event}\ndata: {json.dumps(_finite(data), ensure_ascii=False, default=str)}\n\n"
+
+
+def _finite(value):
+    """`value` with every NaN/inf float made None: a diverged run logs `"loss": NaN`, which is neither JSON the
+    response encoder accepts (a 500) nor JSON the page's JSON.parse reads. Used for every metric and event sent."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _sse_response(gen) -> StreamingResponse:

@@ -3,7 +3,8 @@
 A job is started from an argument list (never a shell string) built from the stage's typed config, in its own
 process session: closing the browser, or stopping or crashing the studio, does not stop it, and a crash of
 the job does not take the studio down. Each job is recorded in WORKSPACE/.studio/jobs/ID.json (argv, pid,
-log file, what it works on), so a restarted studio finds the jobs still running and the ones that ended.
+log file, what it works on) and, once it ends, its exit code in ID.rc (written by the job's wrapper), so a
+restarted studio finds the jobs still running and the ones that ended, and how.
 """
 
 from __future__ import annotations
@@ -23,6 +24,26 @@ from chatforge.studio.workspace import StudioError, Workspace, read_json
 def chatforge_argv(*args: str) -> list[str]:
     """The command line of a chatforge subcommand run with this very interpreter."""
     return [sys.executable, "-m", "chatforge", *map(str, args)]
+
+
+# Each job runs under this small parent, which writes the job's exit code to ID.rc when it ends: a studio that
+# was restarted (or was not running then) cannot wait for a process it did not start, so without the file the
+# exit code of a job that ended unwatched would be lost. Signals (stop) are passed on to the job.
+WRAPPER = """
+import os, signal, subprocess, sys
+rc_file, argv, child = sys.argv[1], sys.argv[2:], []
+def forward(signum, frame):
+    if child:
+        child[0].send_signal(signum)
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, forward)
+child.append(subprocess.Popen(argv))
+rc = child[0].wait()
+with open(rc_file + ".tmp", "w") as f:
+    f.write(str(rc))
+os.replace(rc_file + ".tmp", rc_file)
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -56,16 +77,19 @@ class Jobs:
         self.dir = workspace.root / ".studio" / "jobs"
         self.procs: dict[str, subprocess.Popen] = {}  # jobs this studio process started (for exit codes)
 
-    def start(self, kind: str, target: str, argv: list[str], env: dict | None = None) -> dict:
+    def start(self, kind: str, target: str, argv: list[str], env: dict | None = None, *,
+              run: str | None = None) -> dict:
+        """`run`: the training run the job reads (eval, export), so that the run is not deleted under it."""
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         log = self.ws.root / ".studio" / "logs" / f"{job_id}.log"
+        wrapped = [sys.executable, "-c", WRAPPER, str(self._rc_file(job_id)), *map(str, argv)]
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.ws.root, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.procs[job_id] = proc
         job = {"id": job_id, "kind": kind, "target": target, "argv": argv, "pid": proc.pid,
-               "log": self.ws.rel(log), "started": time.time(), "returncode": None}
+               "log": self.ws.rel(log), "started": time.time(), "returncode": None, "run": run}
         self._write(job)
         return self.status(job)
 
@@ -88,10 +112,13 @@ class Jobs:
     def status(self, job: dict) -> dict:
         """The job with `running` and, once it has ended, its exit code (when this studio started it)."""
         proc = self.procs.get(job.get("id"))
-        if proc is not None and job.get("returncode") is None and proc.poll() is not None:
-            job["returncode"] = proc.returncode
-            job["ended"] = time.time()
-            self._write(job)
+        if job.get("returncode") is None and job.get("id"):
+            rc, ended = self._recorded_exit(job["id"])
+            if rc is None and proc is not None and proc.poll() is not None:
+                rc, ended = proc.returncode, time.time()  # the wrapper itself was killed
+            if rc is not None:
+                job["returncode"], job["ended"] = rc, ended
+                self._write(job)
         job["running"] = (proc.poll() is None) if proc is not None else pid_alive(job.get("pid"))
         return job
 
@@ -101,6 +128,8 @@ class Jobs:
                 os.kill(job["pid"], sig)
             except ProcessLookupError:
                 pass
+            job["stopping"] = time.time()  # a second SIGTERM would cut the checkpoint being saved short
+            self._write(job)
 
     def log_tail(self, job: dict, max_bytes: int = 20000) -> str:
         path = self.ws.root / job["log"]
@@ -110,6 +139,17 @@ class Jobs:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def _rc_file(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.rc"
+
+    def _recorded_exit(self, job_id: str) -> tuple[int | None, float | None]:
+        """The exit code the wrapper wrote when the job ended, and when; (None, None) while it runs."""
+        path = self._rc_file(job_id)
+        try:
+            return int(path.read_text().strip()), path.stat().st_mtime
+        except (OSError, ValueError):
+            return None, None
 
     def _write(self, job: dict) -> None:
         path = self.dir / f"{job['id']}.json"

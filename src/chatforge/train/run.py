@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, on_event=None) -> Path:
 
 # ---- setup -------------------------------------------------------------------------------------------------
 def setup(cfg: TrainConfig, on_event=None) -> Run:
-    _check_request(cfg)
+    check_request(cfg)
     device = one_gpu(cfg.device)  # first: before anything asks CUDA about its devices
     from chatforge.models.load import load_model, pick_device, quiet_transformers, set_threads
 
@@ -181,8 +181,12 @@ def one_gpu(device: str | None) -> str | None:
     return "cuda" if device else None
 
 
-def _check_request(cfg: TrainConfig) -> None:
+def check_request(cfg: TrainConfig) -> None:
+    """What `chatforge train` refuses before loading anything (each option's rule, the rules between options, an
+    --out that is not a run): a ChatforgeError naming the option. The studio checks its form with it too."""
     check_values(cfg)  # the Python API's config gets the CLI's checks (--lr > 0, --warmup in [0, 1), ...)
+    if cfg.max_length < 2:  # (the data layer's rule too; said here before any model or data is read)
+        raise ChatforgeError(f"--max-length must be at least 2, got {cfg.max_length}")
     out = Path(cfg.out) if cfg.out else None
     if cfg.resume and out is None:  # the default --out is a new directory: there would be nothing to continue
         raise ChatforgeError("--resume needs --out: the run directory to continue",

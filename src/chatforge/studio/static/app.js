@@ -92,6 +92,7 @@ async function check() {
   if ($("data-model").value) body.model = $("data-model").value;
   if ($("data-columns").value.trim()) body.columns = $("data-columns").value.trim();
   const r = await api("POST", "/api/check", body);
+  if (r.error) return checkFailed(out, r.error);  // the check itself could not run (e.g. a bad column mapping)
   const s = r.stats || {};
   const fmts = [...new Set(Object.values(r.formats || {}))].join(", ");
   const facts = [[t("data.format"), fmts + " (" + r.kind + ")"], [t("data.rows"), r.rows],
@@ -114,6 +115,12 @@ async function check() {
       : el("p", { text: t("data.no_problems") }),
     s.histogram ? el("h3", { text: t("data.histogram") }) : null,
     s.histogram ? el("pre", { id: "data-histogram", text: s.histogram.join("\n") }) : null);
+}
+
+function checkFailed(out, error) {
+  out.replaceChildren(
+    el("p", { class: "error", id: "data-verdict", text: t("data.check_failed", { message: error.message }) }),
+    error.hint ? el("p", { id: "data-hint", text: t("data.hint", { hint: error.hint }) }) : null);
 }
 
 // ---- train ---------------------------------------------------------------------------------------------------
@@ -281,17 +288,24 @@ async function diff() {
   $("diff-out").replaceChildren(el("table", { id: "diff-table" }, el("tr", {}, el("th", { text: t("runs.option") }),
     el("th", { text: r.a }), el("th", { text: r.b })), ...r.differ.map((d) => el("tr", {}, el("td", { text: d.option }),
     el("td", { text: JSON.stringify(d.a) }), el("td", { text: JSON.stringify(d.b) })))),
-    el("p", { text: t("runs.same", { n: r.same.length }) }));
+    el("p", { text: r.same.length === 1 ? t("runs.same_one") : t("runs.same", { n: r.same.length }) }));
 }
 
 // ---- jobs (eval, export) -------------------------------------------------------------------------------------
+// Why a finished job did not succeed, or "" when it did. A null exit code is not success: the job ended while
+// no studio watched it and its exit code was not recorded, so the page cannot say it worked.
+function jobEnd(j) {
+  if (j.returncode === 0) return "";
+  return j.returncode === null || j.returncode === undefined ? t("job.unknown") : t("job.failed", { code: j.returncode });
+}
 function followJob(job, logEl, done) {
   logEl.hidden = false; logEl.textContent = "";
   const src = new EventSource(`/api/jobs/${encodeURIComponent(job.id)}/events`);
   src.addEventListener("log", (m) => { logEl.textContent += JSON.parse(m.data).text; logEl.scrollTop = logEl.scrollHeight; });
   src.addEventListener("status", (m) => {
     src.close(); const j = JSON.parse(m.data);
-    if (j.returncode) notice(t("job.failed", { code: j.returncode }), true);
+    const end = jobEnd(j);
+    if (end) notice(end, true);
     done(j);
   });
 }
@@ -300,7 +314,8 @@ async function startEval() {
   if ($("eval-max").value) body.max_examples = Number($("eval-max").value);
   const r = await api("POST", "/api/eval", body);
   $("eval-out").replaceChildren(el("p", { text: t("eval.running") }));
-  followJob(r.job, $("eval-log"), () => showEval(body.run));
+  followJob(r.job, $("eval-log"), (j) => jobEnd(j)  // a failed eval must not show an earlier report as its own
+    ? $("eval-out").replaceChildren(el("p", { class: "error", id: "eval-done", text: jobEnd(j) })) : showEval(body.run));
 }
 async function showEval(name) {
   const r = await api("GET", "/api/runs/" + encodeURIComponent(name));
@@ -322,7 +337,8 @@ async function startExport() {
   $("export-out").replaceChildren(el("p", { text: t("export.running") }));
   followJob(r.job, $("export-log"), async (j) => {
     const info = await api("GET", "/api/jobs/" + encodeURIComponent(j.id));
-    $("export-out").replaceChildren(el("p", { class: j.returncode ? "error" : "ok", id: "export-done", text: j.returncode ? t("job.failed", { code: j.returncode }) : t("export.done") }),
+    const end = jobEnd(j);
+    $("export-out").replaceChildren(el("p", { class: end ? "error" : "ok", id: "export-done", text: end || t("export.done") }),
       el("h3", { text: t("export.files") }), el("ul", { id: "export-files" }, ...(info.files || []).map((f) =>
         el("li", {}, el("a", { href: "/files/" + f, download: f.split("/").pop(), text: f })))));
   });
