@@ -189,6 +189,19 @@ def _encode_texts(tokenizer, sources, max_length: int, overlong: str, report: Re
     return encode_text(tokenizer, docs, max_length), docs
 
 
+def check_options(*, max_length: int, overlong: str | None = None, format: str | None = None, columns=None,
+                  column_separator: str | None = None):
+    """The data options' own rules, before any file is read (also `chatforge train`'s and the studio's checks of
+    a request); returns the parsed column mapping."""
+    if overlong is not None and overlong not in OVERLONG:
+        raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
+    if max_length < 2:
+        raise ChatforgeError(f"--max-length must be at least 2, got {max_length}")
+    if format is not None and format not in FORMATS:  # train's --format and the Python API take any string
+        raise ChatforgeError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    return parse_columns(columns, column_separator)
+
+
 def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 2048, overlong: str | None = None,
             eval_path=None, columns=None, column_separator: str | None = None, quality: bool = True,
             strict: bool = False, format_option: bool = True) -> tuple[Prepared, Report]:
@@ -198,13 +211,8 @@ def analyse(path, tokenizer, *, format: str | None = None, max_length: int = 204
     suggests it.
     quality: also look for data that parses but is wrong (data/quality.py: near-duplicates, contradictions,
     personal data, ...), as warnings, or errors with strict=True."""
-    if overlong is not None and overlong not in OVERLONG:
-        raise ChatforgeError(f"--overlong must be one of {', '.join(OVERLONG)}, not {overlong!r}")
-    if max_length < 2:
-        raise ChatforgeError(f"--max-length must be at least 2, got {max_length}")
-    if format is not None and format not in FORMATS:  # train's --format and the Python API take any string
-        raise ChatforgeError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
-    columns = parse_columns(columns, column_separator)
+    columns = check_options(max_length=max_length, overlong=overlong, format=format, columns=columns,
+                            column_separator=column_separator)
     report = Report()
     sources, formats, n_rows = _load(path, format, report, columns, format_option)
     kind = _kind(formats)

@@ -531,11 +531,9 @@ def _train_values(ws: Workspace, config) -> dict:
 def _cli_checks(cfg) -> None:
     """The checks `chatforge train` makes before its first step, made here so that a config the job would refuse
     (--max-length 1, --batch-tokens under --max-length, a bad --columns) is a 400 and no run directory is left."""
-    from chatforge.data.columns import parse_columns
     from chatforge.train.run import check_request
 
-    check_request(cfg)  # the CLI's own request checks (every option's parse rule, and the cross-option rules)
-    parse_columns(cfg.columns or None, cfg.column_separator)
+    check_request(cfg)  # the CLI's own checks: every option's rule, the data options', the cross-option rules
 
 
 def _field_named(message: str, config: dict) -> str | None:

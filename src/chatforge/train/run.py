@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from chatforge.config import check_values, save_yaml
 from chatforge.atomic import usual_modes
+from chatforge.config import check_values, save_yaml
 from chatforge.errors import ChatforgeError
 from chatforge.train import checkpoints
 from chatforge.train.config import AUTO_COMPILE_TOKENS, PREFERENCE_METHODS, TrainConfig
@@ -185,8 +185,12 @@ def check_request(cfg: TrainConfig) -> None:
     """What `chatforge train` refuses before loading anything (each option's rule, the rules between options, an
     --out that is not a run): a ChatforgeError naming the option. The studio checks its form with it too."""
     check_values(cfg)  # the Python API's config gets the CLI's checks (--lr > 0, --warmup in [0, 1), ...)
-    if cfg.max_length < 2:  # (the data layer's rule too; said here before any model or data is read)
-        raise ChatforgeError(f"--max-length must be at least 2, got {cfg.max_length}")
+    from chatforge.data import check_options
+
+    # the data layer's rules, before any model or data is read (--format and --columns: of chat data, as _load_data)
+    chat = {} if cfg.method in PREFERENCE_METHODS else dict(format=cfg.format, columns=cfg.columns or None,
+                                                             column_separator=cfg.column_separator)
+    check_options(max_length=cfg.max_length, overlong=cfg.overlong, **chat)
     out = Path(cfg.out) if cfg.out else None
     if cfg.resume and out is None:  # the default --out is a new directory: there would be nothing to continue
         raise ChatforgeError("--resume needs --out: the run directory to continue",
