@@ -80,15 +80,7 @@ def build(store: Store, kind: str, *, style: str = "openai", model: str | None =
         raise ChatforgeError(f"--as {kind}: use one of {', '.join(KINDS)}")
     if style not in STYLES:
         raise ChatforgeError(f"--style {style}: use one of {', '.join(STYLES)}")
-    cache: dict[str, dict] = {}
-
-    def get(cid):
-        if cid not in cache:
-            c = store.completion(cid)
-            m = store.model(c["model_id"])
-            cache[cid] = dict(c, model_path=m.get("path"), model_adapter=m.get("adapter"))
-        return cache[cid]
-
+    get = _reader(store)
     out = Export(kind, style=WRITTEN[kind][style])
     records = _chat_only(out, store.list_feedback(limit=None, since=since), get, model, _SOURCES[kind])
     if kind == "dpo":
@@ -327,12 +319,15 @@ def stats(store: Store, *, since: float | None = None) -> dict:
 
 
 def _reader(store: Store):
-    """fn(completion id) -> the completion, each read from the store once (feedback refers to some many times)."""
+    """fn(completion id) -> the completion with its model's path and adapter (what `matches` reads), each read
+    from the store once (feedback refers to some completions many times)."""
     cache: dict[str, dict] = {}
 
     def get(cid: str) -> dict:
         if cid not in cache:
-            cache[cid] = store.completion(cid)
+            c = store.completion(cid)
+            m = store.model(c["model_id"])
+            cache[cid] = dict(c, model_path=m.get("path"), model_adapter=m.get("adapter"))
         return cache[cid]
 
     return get
